@@ -1,0 +1,59 @@
+"""Client options (``with_*``) and the generic :class:`Client`.
+
+::
+
+    from kitex_grpc import client
+    cli = kitex_grpc.new_client(service_info, "echo", client.with_host_ports("127.0.0.1:8888"))
+"""
+
+from __future__ import annotations
+
+from kitex_grpc.client.client import Client
+from kitex_grpc.options._base import fold
+from kitex_grpc.options.client import (
+    ClientOption,
+    ClientOptions,
+    with_client_basic_info,
+    with_compression,
+    with_connect_timeout,
+    with_grpcio_channel_options,
+    with_grpcio_interceptors,
+    with_host_ports,
+    with_instance_middleware,
+    with_max_message_size,
+    with_middleware,
+    with_rpc_timeout,
+    with_stream_recv_middleware,
+    with_stream_send_middleware,
+    with_tag,
+    with_tls,
+    with_transport_protocol,
+)
+from kitex_grpc.serviceinfo import ServiceInfo
+
+__all__ = [
+    "Client",
+    "ClientOption",
+    "ClientOptions",
+    "new_client",
+    "with_client_basic_info",
+    "with_compression",
+    "with_connect_timeout",
+    "with_grpcio_channel_options",
+    "with_grpcio_interceptors",
+    "with_host_ports",
+    "with_instance_middleware",
+    "with_max_message_size",
+    "with_middleware",
+    "with_rpc_timeout",
+    "with_stream_recv_middleware",
+    "with_stream_send_middleware",
+    "with_tag",
+    "with_tls",
+    "with_transport_protocol",
+]
+
+
+def new_client(service: ServiceInfo, dest_service: str, *opts: ClientOption) -> Client:
+    """A client of ``service`` calling ``dest_service``, configured by ``with_*`` options."""
+    return Client(service, dest_service, fold(ClientOptions, opts, "client"))

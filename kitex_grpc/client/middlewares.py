@@ -1,0 +1,89 @@
+"""The client's built-in middlewares (Kitex ``client/middlewares.go``)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from kitex_grpc.endpoint import Endpoint, Middleware
+from kitex_grpc.errors import KitexError, RemoteOrNetworkError, RPCTimeoutError, ServiceDiscoveryError
+from kitex_grpc.rpcinfo import RPCInfo, inherited_deadline
+
+
+def rpc_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
+    """Set ``ri.deadline`` from the RPC timeout and any inherited deadline; enforce it for unary calls.
+
+    A handler's outgoing calls inherit what is left of the deadline of the call it serves. A stream's
+    deadline bounds its whole life and is enforced by the transport (grpc-timeout).
+    """
+
+    async def rpc_timeout(ri: RPCInfo, request: Any) -> Any:
+        timeout = ri.config.rpc_timeout
+        inherited = inherited_deadline()
+        if timeout is None and inherited is None:
+            return await next_endpoint(ri, request)
+        now = time.monotonic()
+        deadline = now + timeout if timeout is not None else inherited
+        if inherited is not None and deadline is not None and inherited < deadline:
+            deadline = inherited
+        assert deadline is not None
+        ri.deadline = deadline
+        if ri.method.mode.is_streaming:
+            return await next_endpoint(ri, request)
+        remaining = deadline - now
+        if remaining <= 0:
+            raise RPCTimeoutError(_timeout_detail(ri, "deadline already passed"))
+        try:
+            async with asyncio.timeout(remaining):
+                return await next_endpoint(ri, request)
+        except TimeoutError as exc:
+            if isinstance(exc, KitexError):
+                raise
+            raise RPCTimeoutError(_timeout_detail(ri, f"timeout={remaining:.3f}s")) from exc
+
+    return rpc_timeout
+
+
+def _timeout_detail(ri: RPCInfo, what: str) -> str:
+    return f"{what}, to={ri.callee.service_name}, method={ri.method.name}, addr={ri.callee.address or '?'}"
+
+
+def static_discovery_middleware(host_ports: Sequence[str]) -> Middleware:
+    """Pick an instance from fixed addresses, round robin (equal weights make smooth WRR plain RR).
+
+    A call option ``with_host_port`` has already set ``ri.callee.address`` and wins.
+    """
+    addresses = tuple(host_ports)
+    counter = itertools.count()
+
+    def middleware(next_endpoint: Endpoint) -> Endpoint:
+        async def discovery(ri: RPCInfo, request: Any) -> Any:
+            if not ri.callee.address:
+                if not addresses:
+                    raise ServiceDiscoveryError(
+                        f"no resolver and no host ports for service {ri.callee.service_name!r}:"
+                        " use client.with_host_ports(...) or callopt.with_host_port(...)"
+                    )
+                ri.callee.address = addresses[next(counter) % len(addresses)]
+            return await next_endpoint(ri, request)
+
+        return discovery
+
+    return middleware
+
+
+def error_mapping_middleware(next_endpoint: Endpoint) -> Endpoint:
+    """Everything below this point that is not already a KitexError becomes RemoteOrNetworkError."""
+
+    async def error_mapping(ri: RPCInfo, request: Any) -> Any:
+        try:
+            return await next_endpoint(ri, request)
+        except KitexError:
+            raise
+        except (OSError, EOFError, ConnectionError) as exc:
+            raise RemoteOrNetworkError(f"{type(exc).__name__}: {exc}").with_cause(exc) from exc
+
+    return error_mapping

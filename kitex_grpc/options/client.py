@@ -1,0 +1,166 @@
+"""Client options: ``with_*`` functions folded into a frozen :class:`ClientOptions`.
+
+Defaults follow Kitex where they apply (KITEX-WIRE.md §4.1): no RPC timeout, a 50 ms connect
+timeout, gRPC's 4 MiB message limit. The default transport here is grpcio's gRPC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from kitex_grpc.endpoint import Middleware
+from kitex_grpc.options._base import (
+    Option,
+    OptionRecord,
+    appender,
+    check_callable,
+    check_duration,
+    check_positive_int,
+    setter,
+)
+from kitex_grpc.options.address import parse_address
+from kitex_grpc.options.tls import TLSConfig
+from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
+from kitex_grpc.transport_protocol import TransportProtocol
+
+DEFAULT_CONNECT_TIMEOUT = 0.05
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+SUPPORTED_COMPRESSION = ("gzip",)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """The effective client configuration. Build it with ``with_*`` options, not directly."""
+
+    service_name: str = ""
+    host_ports: tuple[str, ...] = ()
+    rpc_timeout: float | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    transport_protocol: TransportProtocol = TransportProtocol.GRPC
+    middlewares: tuple[Middleware, ...] = ()
+    instance_middlewares: tuple[Middleware, ...] = ()
+    stream_send_middlewares: tuple[SendMiddleware, ...] = ()
+    stream_recv_middlewares: tuple[RecvMiddleware, ...] = ()
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    tls: TLSConfig | None = None
+    compression: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    grpcio_interceptors: tuple[Any, ...] = ()
+    grpcio_channel_options: tuple[tuple[str, Any], ...] = ()
+    records: tuple[OptionRecord, ...] = ()
+
+
+ClientOption = Option[ClientOptions]
+
+
+def with_client_basic_info(service_name: str) -> ClientOption:
+    """Name the calling service (sent as the caller's service name where the transport carries it)."""
+    if not isinstance(service_name, str):
+        raise TypeError(f"with_client_basic_info: service name must be str, got {service_name!r}")
+    return setter("with_client_basic_info", "service_name", service_name)
+
+
+def with_host_ports(*addresses: str) -> ClientOption:
+    """Call these fixed ``host:port`` instances (weight 10 each), instead of a resolver."""
+    if not addresses:
+        raise ValueError("with_host_ports: give at least one 'host:port'")
+    for address in addresses:
+        host, _ = parse_address("with_host_ports", address)
+        if not host:
+            raise ValueError(f"with_host_ports: address {address!r} has no host")
+    return setter("with_host_ports", "host_ports", tuple(addresses))
+
+
+def with_rpc_timeout(seconds: float) -> ClientOption:
+    """Time limit for each unary call attempt (0 = none, Kitex's default). Streams use call options."""
+    check_duration("with_rpc_timeout", seconds)
+    return setter("with_rpc_timeout", "rpc_timeout", float(seconds) or None)
+
+
+def with_connect_timeout(seconds: float) -> ClientOption:
+    """Time limit for establishing a connection (Kitex default 50 ms)."""
+    check_duration("with_connect_timeout", seconds, allow_zero=False)
+    return setter("with_connect_timeout", "connect_timeout", float(seconds))
+
+
+def with_transport_protocol(protocol: TransportProtocol | str) -> ClientOption:
+    """Choose the transport: ``GRPC`` (grpcio, default), ``GRPC_H2``, ``TTHEADER``, ...."""
+    try:
+        parsed = TransportProtocol.parse(protocol)
+    except ValueError as exc:
+        raise ValueError(f"with_transport_protocol: {exc}") from None
+    return setter("with_transport_protocol", "transport_protocol", parsed)
+
+
+def with_middleware(*middlewares: Middleware) -> ClientOption:
+    """Add middlewares; they run in option order, inside the RPC timeout and outside discovery."""
+    for mw in middlewares:
+        check_callable("with_middleware", mw)
+    return appender("with_middleware", "middlewares", middlewares)
+
+
+def with_instance_middleware(*middlewares: Middleware) -> ClientOption:
+    """Add middlewares that run after an instance has been picked (they see ``ri.callee.address``)."""
+    for mw in middlewares:
+        check_callable("with_instance_middleware", mw)
+    return appender("with_instance_middleware", "instance_middlewares", middlewares)
+
+
+def with_stream_send_middleware(*middlewares: SendMiddleware) -> ClientOption:
+    """Add middlewares that see every message a client stream sends."""
+    for mw in middlewares:
+        check_callable("with_stream_send_middleware", mw)
+    return appender("with_stream_send_middleware", "stream_send_middlewares", middlewares)
+
+
+def with_stream_recv_middleware(*middlewares: RecvMiddleware) -> ClientOption:
+    """Add middlewares that see every message a client stream receives."""
+    for mw in middlewares:
+        check_callable("with_stream_recv_middleware", mw)
+    return appender("with_stream_recv_middleware", "stream_recv_middlewares", middlewares)
+
+
+def with_max_message_size(size: int) -> ClientOption:
+    """Largest message, in bytes, the client sends or accepts (default 4 MiB)."""
+    check_positive_int("with_max_message_size", size)
+    return setter("with_max_message_size", "max_message_size", size)
+
+
+def with_tls(
+    root_certificates: bytes | None = None,
+    certificate_chain: bytes | None = None,
+    private_key: bytes | None = None,
+    server_hostname: str | None = None,
+) -> ClientOption:
+    """Use TLS (PEM bytes). With no roots the system's are used; a key pair enables mutual TLS."""
+    config = TLSConfig(root_certificates, certificate_chain, private_key, server_hostname)
+    config.validate_for_client("with_tls")
+    return setter("with_tls", "tls", config)
+
+
+def with_compression(name: str) -> ClientOption:
+    """Compress requests with ``name`` (``"gzip"``) and accept compressed responses."""
+    if name not in SUPPORTED_COMPRESSION:
+        raise ValueError(
+            f"with_compression: unsupported compressor {name!r}; supported: {SUPPORTED_COMPRESSION}"
+        )
+    return setter("with_compression", "compression", name)
+
+
+def with_tag(key: str, value: str) -> ClientOption:
+    """Tag the callee endpoint (visible to middlewares as ``ri.callee.tags``)."""
+    if not key:
+        raise ValueError("with_tag: key must be non-empty")
+    return appender("with_tag", "tags", ((key, value),))
+
+
+def with_grpcio_interceptors(*interceptors: Any) -> ClientOption:
+    """Attach plain ``grpc.aio`` client interceptors (grpcio transport only)."""
+    return appender("with_grpcio_interceptors", "grpcio_interceptors", interceptors)
+
+
+def with_grpcio_channel_options(options: Sequence[tuple[str, Any]]) -> ClientOption:
+    """Pass raw grpcio channel arguments (grpcio transport only)."""
+    return appender("with_grpcio_channel_options", "grpcio_channel_options", tuple(options))

@@ -1,0 +1,52 @@
+"""Server options (``with_*``) and the :class:`Server`.
+
+::
+
+    from kitex_grpc import server
+    svr = kitex_grpc.new_server(server.with_service_addr("127.0.0.1:8888"))
+    svr.register_service(service_info, handler)
+    await svr.run()
+"""
+
+from __future__ import annotations
+
+from kitex_grpc.options._base import fold
+from kitex_grpc.options.server import (
+    ServerOption,
+    ServerOptions,
+    with_exit_wait_time,
+    with_grpcio_interceptors,
+    with_grpcio_server_options,
+    with_max_message_size,
+    with_middleware,
+    with_server_basic_info,
+    with_service_addr,
+    with_stream_recv_middleware,
+    with_stream_send_middleware,
+    with_tls,
+    with_transport_protocol,
+)
+from kitex_grpc.server.server import Server
+
+__all__ = [
+    "Server",
+    "ServerOption",
+    "ServerOptions",
+    "new_server",
+    "with_exit_wait_time",
+    "with_grpcio_interceptors",
+    "with_grpcio_server_options",
+    "with_max_message_size",
+    "with_middleware",
+    "with_server_basic_info",
+    "with_service_addr",
+    "with_stream_recv_middleware",
+    "with_stream_send_middleware",
+    "with_tls",
+    "with_transport_protocol",
+]
+
+
+def new_server(*opts: ServerOption) -> Server:
+    """A server configured by ``with_*`` options; register services on it before starting."""
+    return Server(fold(ServerOptions, opts, "server"))

@@ -1,0 +1,232 @@
+"""The server: registered services, one chain built once, and a transport that feeds it.
+
+Chain, outermost first (ARCHITECTURE.md; Kitex ``server/server.go buildMiddlewares``)::
+
+    [transport: protocol detection and limits per connection]
+    server_timeout              deadline from grpc-timeout / TTHeader RPCTimeout
+    user middlewares            in option order
+    acl                         (slot; filled by the governance work)
+    handler_error               ordinary exceptions -> BizError; BizStatusError passes through
+    handler
+
+The transport maps what comes out (KitexError, BizStatusError) to its wire status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from kitex_grpc import metainfo
+from kitex_grpc.endpoint import Endpoint, Middleware, chain
+from kitex_grpc.errors import StatusError
+from kitex_grpc.metainfo import BackwardValues
+from kitex_grpc.options.server import ServerOptions
+from kitex_grpc.rpcinfo import EndpointInfo, Metadata, RPCConfig, RPCInfo, set_current
+from kitex_grpc.server.middlewares import handler_error_middleware, server_timeout_middleware
+from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
+from kitex_grpc.status import StatusCode
+from kitex_grpc.streaming import Stream, StreamIO
+from kitex_grpc.transport import new_server_transport
+from kitex_grpc.transport.base import ServerTransport
+
+Invoker = Callable[[Any], Any]
+
+
+class RegisteredMethod:
+    """A method of a registered service, bound to its handler."""
+
+    __slots__ = ("invoke", "method", "service")
+
+    def __init__(
+        self, service: ServiceInfo, method: MethodInfo, invoke: Callable[[RPCInfo, Any], Any]
+    ) -> None:
+        self.service = service
+        self.method = method
+        self.invoke = invoke
+
+
+class Server:
+    """A server. Make it with :func:`kitex_grpc.new_server`, then :meth:`register_service`."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self._options = options
+        self._methods: dict[tuple[str, str], RegisteredMethod] = {}
+        self._services: dict[str, ServiceInfo] = {}
+        self._transport: ServerTransport | None = None
+        self._config = RPCConfig(None, 0.0, options.transport_protocol)
+        named = self._middlewares()
+        self.chain_names: tuple[str, ...] = (*(name for name, _ in named), "handler")
+        self._endpoint: Endpoint = chain([mw for _, mw in named], self._invoke)
+        self._stopped = asyncio.Event()
+        self._serving = False
+
+    def _middlewares(self) -> list[tuple[str, Middleware]]:
+        named: list[tuple[str, Middleware]] = [("server_timeout", server_timeout_middleware)]
+        named.extend((f"user:{_name(mw)}", mw) for mw in self._options.middlewares)
+        named.append(("handler_error", handler_error_middleware))
+        return named
+
+    @property
+    def options(self) -> ServerOptions:
+        return self._options
+
+    @property
+    def address(self) -> str:
+        """The bound ``host:port`` once started."""
+        if self._transport is None:
+            raise RuntimeError("server is not started")
+        return self._transport.address
+
+    def register_service(self, service: ServiceInfo, handler: object) -> Server:
+        """Serve ``service`` with ``handler`` (an object with one async method per RPC). Returns self."""
+        if self._transport is not None:
+            raise RuntimeError("register_service must be called before start()")
+        if service.service_name in self._services:
+            raise ValueError(f"service {service.service_name!r} is already registered")
+        self._services[service.service_name] = service
+        for method in service.methods.values():
+            fn = getattr(handler, method.name, None)
+            invoke = _adapter(method, fn) if callable(fn) else _unimplemented(method)
+            self._methods[(service.service_name, method.name)] = RegisteredMethod(service, method, invoke)
+        return self
+
+    # -- CallDispatcher -------------------------------------------------------------------------------
+
+    def lookup(self, service_name: str, method_name: str) -> RegisteredMethod | None:
+        return self._methods.get((service_name, method_name))
+
+    def new_rpcinfo(
+        self, entry: Any, peer: str, local: str, metadata: Metadata, deadline: float | None
+    ) -> RPCInfo:
+        caller = EndpointInfo("", "", peer)
+        callee = EndpointInfo(
+            self._options.service_name or entry.service.service_name, entry.method.name, local
+        )
+        return RPCInfo(caller, callee, entry.service, entry.method, self._config, metadata, deadline)
+
+    def begin_call(self, transient: dict[str, str], persistent: dict[str, str]) -> BackwardValues:
+        return metainfo.begin_server_call(transient, persistent)
+
+    async def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Any:
+        set_current(ri)
+        try:
+            reply = await self._endpoint(ri, request)
+        except BaseException as exc:
+            ri.stats.finish(exc)
+            raise
+        ri.stats.finish(None)
+        return reply
+
+    async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
+        set_current(ri)
+        opts = self._options
+        stream: Stream[Any, Any] = Stream(ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares)
+        try:
+            await self._endpoint(ri, stream)
+        except BaseException as exc:
+            ri.stats.finish(exc)
+            raise
+        ri.stats.finish(None)
+
+    async def _invoke(self, ri: RPCInfo, request: Any) -> Any:
+        entry = self._methods[(ri.service.service_name, ri.method.name)]
+        return await entry.invoke(ri, request)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start serving. Returns once the server accepts connections."""
+        if self._transport is not None:
+            raise RuntimeError("server already started")
+        if not self._services:
+            raise RuntimeError("no service registered: call register_service() first")
+        self._transport = new_server_transport(self._options, self)
+        await self._transport.start()
+        self._serving = True
+
+    async def stop(self) -> None:
+        """Stop accepting; let in-flight calls finish within the exit wait time; then close."""
+        if self._transport is None or not self._serving:
+            return
+        self._serving = False
+        await self._transport.stop(self._options.exit_wait_time)
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Start, serve until SIGINT or SIGTERM (or :meth:`stop`), then drain and stop."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+        try:
+            await self._stopped.wait()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+def _name(middleware: object) -> str:
+    return str(
+        getattr(middleware, "__qualname__", None) or getattr(middleware, "__name__", None) or middleware
+    )
+
+
+def _unimplemented(method: MethodInfo) -> Callable[[RPCInfo, Any], Any]:
+    async def invoke(ri: RPCInfo, request: Any) -> Any:
+        raise StatusError(StatusCode.UNIMPLEMENTED, f"method {method.name} is not implemented")
+
+    return invoke
+
+
+async def _requests(stream: Stream[Any, Any]) -> AsyncIterator[Any]:
+    while True:
+        try:
+            yield await stream.recv()
+        except EOFError:
+            return
+
+
+def _adapter(method: MethodInfo, fn: Callable[..., Any]) -> Callable[[RPCInfo, Any], Any]:
+    """Bridge the handler's natural Python shape to the endpoint's (ri, request-or-stream)."""
+    mode = method.mode
+    if mode in (StreamingMode.UNARY, StreamingMode.NONE):
+
+        async def unary(ri: RPCInfo, request: Any) -> Any:
+            return await fn(request)
+
+        return unary
+    if mode is StreamingMode.SERVER:
+
+        async def server_streaming(ri: RPCInfo, stream: Stream[Any, Any]) -> None:
+            try:
+                request = await stream.recv()
+            except EOFError:
+                raise StatusError(StatusCode.INTERNAL, "server-streaming call without a request") from None
+            async for reply in fn(request):
+                await stream.send(reply)
+
+        return server_streaming
+    if mode is StreamingMode.CLIENT:
+
+        async def client_streaming(ri: RPCInfo, stream: Stream[Any, Any]) -> None:
+            reply = await fn(_requests(stream))
+            await stream.send(reply)
+
+        return client_streaming
+
+    async def bidi_streaming(ri: RPCInfo, stream: Stream[Any, Any]) -> None:
+        async for reply in fn(_requests(stream)):
+            await stream.send(reply)
+
+    return bidi_streaming

@@ -1,0 +1,69 @@
+"""The narrow interface between the chain and a transport.
+
+A client transport has one method for unary (and one-way) calls and one to open a stream; the
+chain's innermost endpoint calls them. A server transport accepts connections, decodes calls, and
+hands each to the :class:`CallDispatcher` (the server), which runs the chain and the handler.
+Transports translate their own failures into :mod:`kitex_grpc.errors` at this boundary.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from kitex_grpc.metainfo import BackwardValues
+    from kitex_grpc.rpcinfo import Metadata, RPCInfo
+    from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo
+    from kitex_grpc.streaming import StreamIO
+
+
+class ClientTransport(Protocol):
+    async def unary(self, ri: RPCInfo, request: Any) -> Any:
+        """Send ``request`` to ``ri.callee.address`` and return the reply (``None`` for one-way)."""
+        ...
+
+    async def open_stream(self, ri: RPCInfo) -> StreamIO:
+        """Open a stream to ``ri.callee.address``; its deadline is ``ri.deadline``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MethodEntry(Protocol):
+    """A registered method as a server transport sees it."""
+
+    service: ServiceInfo
+    method: MethodInfo
+
+
+class CallDispatcher(Protocol):
+    """What a server transport calls into (implemented by :class:`kitex_grpc.server.Server`)."""
+
+    def lookup(self, service_name: str, method_name: str) -> MethodEntry | None:
+        """Find a method by service name (the package is ignored, as Kitex does) and method name."""
+        ...
+
+    def new_rpcinfo(
+        self, entry: MethodEntry, peer: str, local: str, metadata: Metadata, deadline: float | None
+    ) -> RPCInfo: ...
+
+    async def handle_unary(self, entry: MethodEntry, ri: RPCInfo, request: Any) -> Any: ...
+
+    async def handle_stream(self, entry: MethodEntry, ri: RPCInfo, io: StreamIO) -> None: ...
+
+    def begin_call(self, transient: dict[str, str], persistent: dict[str, str]) -> BackwardValues:
+        """Install received metainfo for the current task; returns the backward-values holder."""
+        ...
+
+
+class ServerTransport(Protocol):
+    @property
+    def address(self) -> str:
+        """The bound ``host:port`` (valid after :meth:`start`)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight calls finish within ``grace`` seconds, then close."""
+        ...

@@ -1,0 +1,177 @@
+"""Client transport on grpc.aio: one channel per instance address, one multicallable per method."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from kitex_grpc import metainfo
+from kitex_grpc.errors import GetConnectionError, InternalError
+from kitex_grpc.options.client import ClientOptions
+from kitex_grpc.rpcinfo import RPCInfo
+from kitex_grpc.transport.grpcio.status import error_from_rpc_error
+
+_COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip}
+_StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
+
+
+class GrpcioClientTransport:
+    """Sends calls through grpc.aio channels created lazily, one per ``host:port``."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self._options = options
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._ready: set[str] = set()
+        self._unary: dict[tuple[str, str], Any] = {}
+        self._streams: dict[tuple[str, str], Any] = {}
+        self._closed = False
+        size = options.max_message_size
+        self._channel_args: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", size),
+            *options.grpcio_channel_options,
+        ]
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            if self._closed:
+                raise InternalError("client transport is closed")
+            opts = self._options
+            interceptors = list(opts.grpcio_interceptors) or None
+            if opts.tls is None:
+                channel = grpc.aio.insecure_channel(address, self._channel_args, None, interceptors)
+            else:
+                tls = opts.tls
+                creds = grpc.ssl_channel_credentials(
+                    tls.root_certificates, tls.private_key, tls.certificate_chain
+                )
+                args = list(self._channel_args)
+                if tls.server_hostname:
+                    args.append(("grpc.ssl_target_name_override", tls.server_hostname))
+                channel = grpc.aio.secure_channel(address, creds, args, None, interceptors)
+            self._channels[address] = channel
+        return channel
+
+    async def _connect(self, ri: RPCInfo, channel: grpc.aio.Channel) -> None:
+        """Wait for the channel to be ready within the connect timeout (Kitex's dial timeout)."""
+        address = ri.callee.address
+        try:
+            await asyncio.wait_for(channel.channel_ready(), ri.config.connect_timeout)
+        except TimeoutError:
+            raise GetConnectionError(
+                f"dial {address} timed out after {ri.config.connect_timeout * 1000:.0f}ms"
+            ) from None
+        self._ready.add(address)
+
+    def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...] | None:
+        headers = metainfo.to_http2_headers()
+        if not headers and not ri.metadata:
+            return None
+        return (*headers, *ri.metadata)
+
+    async def unary(self, ri: RPCInfo, request: Any) -> Any:
+        address = ri.callee.address
+        channel = self._channel(address)
+        if address not in self._ready:
+            await self._connect(ri, channel)
+        key = (address, ri.method.name)
+        multicallable = self._unary.get(key)
+        if multicallable is None:
+            method = ri.method
+            multicallable = channel.unary_unary(
+                ri.service.grpc_path(method.name),
+                request_serializer=method.serialize_request,
+                response_deserializer=method.deserialize_response,
+            )
+            self._unary[key] = multicallable
+        try:
+            return await multicallable(
+                request,
+                timeout=ri.time_remaining(),
+                metadata=self._metadata(ri),
+                compression=_COMPRESSION[ri.config.compression],
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                self._ready.discard(address)
+            raise error_from_rpc_error(exc) from None
+
+    async def open_stream(self, ri: RPCInfo) -> GrpcioClientStream:
+        address = ri.callee.address
+        channel = self._channel(address)
+        if address not in self._ready:
+            await self._connect(ri, channel)
+        key = (address, ri.method.name)
+        multicallable = self._streams.get(key)
+        if multicallable is None:
+            method = ri.method
+            multicallable = channel.stream_stream(
+                ri.service.grpc_path(method.name),
+                request_serializer=method.serialize_request,
+                response_deserializer=method.deserialize_response,
+            )
+            self._streams[key] = multicallable
+        call = multicallable(
+            timeout=ri.time_remaining(),
+            metadata=self._metadata(ri),
+            compression=_COMPRESSION[ri.config.compression],
+        )
+        return GrpcioClientStream(call)
+
+    async def close(self) -> None:
+        self._closed = True
+        channels, self._channels = self._channels, {}
+        self._unary.clear()
+        self._streams.clear()
+        for channel in channels.values():
+            await channel.close()
+
+
+class GrpcioClientStream:
+    """A grpc.aio stream-stream call seen as a :class:`~kitex_grpc.streaming.StreamIO`."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: _StreamCall) -> None:
+        self._call = call
+
+    async def send(self, message: Any) -> None:
+        try:
+            await self._call.write(message)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+        except asyncio.InvalidStateError:
+            # The call already ended: surface its status rather than grpcio's state error.
+            await self._raise_final_status()
+            raise
+
+    async def recv(self) -> Any:
+        try:
+            message = await self._call.read()
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+        if message is grpc.aio.EOF:
+            await self._raise_final_status()
+            raise EOFError
+        return message
+
+    async def _raise_final_status(self) -> None:
+        code = await self._call.code()
+        if code is not grpc.StatusCode.OK:
+            details = await self._call.details()
+            trailers = await self._call.trailing_metadata()
+            raise error_from_rpc_error(
+                grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailers or grpc.aio.Metadata(), details)
+            )
+
+    async def close_send(self) -> None:
+        try:
+            await self._call.done_writing()
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc_error(exc) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()

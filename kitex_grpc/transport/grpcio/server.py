@@ -1,0 +1,184 @@
+"""Server transport on grpc.aio: one generic handler leads every call into the server's chain."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+
+from kitex_grpc import metainfo
+from kitex_grpc.errors import BizStatusError, KitexError, to_status
+from kitex_grpc.options.address import format_address, parse_address
+from kitex_grpc.options.server import ServerOptions
+from kitex_grpc.rpcinfo import Metadata
+from kitex_grpc.transport.base import CallDispatcher, MethodEntry
+from kitex_grpc.transport.grpcio.status import to_grpc_code
+
+_Context = Any  # grpc.aio.ServicerContext
+
+
+def peer_address(peer: str) -> str:
+    """grpcio's ``ipv4:1.2.3.4:5`` / ``ipv6:[::1]:5`` peer string as ``host:port``."""
+    kind, _, rest = peer.partition(":")
+    return rest if kind in ("ipv4", "ipv6") else peer
+
+
+async def _abort(context: _Context, exc: BaseException) -> None:
+    """End the call with the status ``exc`` maps to (this raises, as grpc.aio's abort does)."""
+    if isinstance(exc, BizStatusError):
+        await context.abort(to_grpc_code(exc.grpc_status), exc.message, tuple(exc.grpc_trailers()))
+    code, message = to_status(exc)
+    await context.abort(to_grpc_code(code), message)
+
+
+class _ServerStreamIO:
+    """A grpc.aio servicer context seen as a :class:`~kitex_grpc.streaming.StreamIO`."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: _Context) -> None:
+        self._context = context
+
+    async def send(self, message: Any) -> None:
+        await self._context.write(message)
+
+    async def recv(self) -> Any:
+        message = await self._context.read()
+        if message is grpc.aio.EOF:
+            raise EOFError
+        return message
+
+    async def close_send(self) -> None:  # the server ends its side by returning
+        return None
+
+    def cancel(self) -> None:
+        return None
+
+
+class _Dispatch(grpc.GenericRpcHandler):
+    """Resolves a ``/package.Service/Method`` path to a cached grpcio method handler."""
+
+    def __init__(self, transport: GrpcioServerTransport) -> None:
+        self._transport = transport
+        self._cache: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        path: str = handler_call_details.method
+        if path in self._cache:
+            return self._cache[path]
+        handler = self._build(path)
+        self._cache[path] = handler
+        return handler
+
+    def _build(self, path: str) -> grpc.RpcMethodHandler[Any, Any] | None:
+        service_path, _, method_name = path.rpartition("/")
+        # Kitex looks services up by name and ignores the package (nphttp2/server_handler.go).
+        service_name = service_path.lstrip("/").rpartition(".")[2]
+        entry = self._transport.dispatcher.lookup(service_name, method_name)
+        if entry is None:
+            return None  # grpcio answers UNIMPLEMENTED
+        method = entry.method
+        if method.mode.is_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                self._transport.stream_behavior(entry),
+                request_deserializer=method.deserialize_request,
+                response_serializer=method.serialize_response,
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            self._transport.unary_behavior(entry),
+            request_deserializer=method.deserialize_request,
+            response_serializer=method.serialize_response,
+        )
+
+
+class GrpcioServerTransport:
+    """Serves registered services on a grpc.aio server."""
+
+    def __init__(self, options: ServerOptions, dispatcher: CallDispatcher) -> None:
+        self._options = options
+        self.dispatcher = dispatcher
+        self._server: grpc.aio.Server | None = None
+        self._address = ""
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def _begin(self, entry: MethodEntry, context: _Context) -> Any:
+        metadata: Metadata = [(m.key, m.value) for m in context.invocation_metadata() or ()]
+        remaining = context.time_remaining()
+        deadline = None if remaining is None or remaining > 1e9 else time.monotonic() + remaining
+        transient, persistent = metainfo.from_http2_headers(metadata)
+        self.dispatcher.begin_call(transient, persistent)
+        return self.dispatcher.new_rpcinfo(
+            entry, peer_address(context.peer()), self._address, metadata, deadline
+        )
+
+    def unary_behavior(self, entry: MethodEntry) -> Any:
+        dispatcher = self.dispatcher
+
+        async def behavior(request: Any, context: _Context) -> Any:
+            ri = self._begin(entry, context)
+            try:
+                reply = await dispatcher.handle_unary(entry, ri, request)
+            except KitexError as exc:
+                await _abort(context, exc)
+                raise  # not reached: abort raises
+            if ri.response_metadata:
+                context.set_trailing_metadata(tuple(ri.response_metadata))
+            return reply
+
+        return behavior
+
+    def stream_behavior(self, entry: MethodEntry) -> Any:
+        dispatcher = self.dispatcher
+
+        async def behavior(request_iterator: Any, context: _Context) -> None:
+            ri = self._begin(entry, context)
+            try:
+                await dispatcher.handle_stream(entry, ri, _ServerStreamIO(context))
+            except KitexError as exc:
+                await _abort(context, exc)
+                raise  # not reached: abort raises
+            if ri.response_metadata:
+                context.set_trailing_metadata(tuple(ri.response_metadata))
+
+        return behavior
+
+    async def start(self) -> None:
+        opts = self._options
+        size = opts.max_message_size
+        server = grpc.aio.server(
+            interceptors=list(opts.grpcio_interceptors) or None,
+            options=[
+                ("grpc.max_send_message_length", size),
+                ("grpc.max_receive_message_length", size),
+                ("grpc.so_reuseport", 0),
+                *opts.grpcio_server_options,
+            ],
+        )
+        server.add_generic_rpc_handlers([_Dispatch(self)])
+        host, port = parse_address("with_service_addr", opts.service_addr, allow_port_zero=True)
+        bind = format_address(host or "[::]", port) if host else f"[::]:{port}"
+        if opts.tls is None:
+            bound = server.add_insecure_port(bind)
+        else:
+            tls = opts.tls
+            assert tls.private_key is not None and tls.certificate_chain is not None
+            creds = grpc.ssl_server_credentials(
+                [(tls.private_key, tls.certificate_chain)], tls.root_certificates, tls.require_client_auth
+            )
+            bound = server.add_secure_port(bind, creds)
+        if bound == 0:
+            raise OSError(f"with_service_addr: cannot listen on {opts.service_addr!r}")
+        await server.start()
+        self._server = server
+        self._address = format_address(host or "0.0.0.0", bound)
+
+    async def stop(self, grace: float) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.stop(grace)
