@@ -66,7 +66,7 @@ def chain_recv(middlewares: Sequence[RecvMiddleware], endpoint: RecvEndpoint) ->
 class Stream(Generic[ReqT, RespT]):
     """An open stream seen through the send/recv middlewares (client and server side alike)."""
 
-    __slots__ = ("_io", "_on_finish", "_recv", "_send", "finished", "ri")
+    __slots__ = ("_cancelled", "_io", "_on_finish", "_recv", "_send", "finished", "ri")
 
     def __init__(
         self,
@@ -79,6 +79,7 @@ class Stream(Generic[ReqT, RespT]):
         self.ri = ri
         self._io = io
         self.finished = False
+        self._cancelled = False
         self._on_finish = on_finish
 
         async def send(ri: RPCInfo, message: Any) -> None:
@@ -95,6 +96,8 @@ class Stream(Generic[ReqT, RespT]):
 
     async def send(self, message: ReqT) -> None:
         """Send one message; raises the call's error if the stream has already failed."""
+        if self._cancelled:
+            raise _cancelled_error()
         try:
             await self._send(self.ri, message)
         except BaseException as exc:
@@ -103,6 +106,8 @@ class Stream(Generic[ReqT, RespT]):
 
     async def recv(self) -> RespT:
         """Receive one message; ``EOFError`` once the peer has finished sending."""
+        if self._cancelled:
+            raise _cancelled_error()
         try:
             message: RespT = await self._recv(self.ri)
         except EOFError:
@@ -120,10 +125,9 @@ class Stream(Generic[ReqT, RespT]):
     def cancel(self) -> None:
         """Abort the stream (RST_STREAM CANCEL on HTTP/2); the peer sees it cancelled."""
         if not self.finished:
+            self._cancelled = True
             self._io.cancel()
-            from kitex_grpc.errors import CanceledError
-
-            self._finish(CanceledError("stream cancelled locally"))
+            self._finish(_cancelled_error())
 
     def _finish(self, error: BaseException | None) -> None:
         if self.finished:
@@ -147,6 +151,12 @@ class Stream(Generic[ReqT, RespT]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.cancel()
+
+
+def _cancelled_error() -> BaseException:
+    from kitex_grpc.errors import CanceledError
+
+    return CanceledError("stream cancelled locally")
 
 
 class BidiStreamCall(Stream[ReqT, RespT]):

@@ -33,6 +33,12 @@ class EchoService(echo_kitex.EchoHandler):
         self.release = asyncio.Event()
         self.calls = 0
         self.finished = 0
+        self._arrivals = asyncio.Condition()
+
+    async def arrived(self, count: int, seconds: float = 5.0) -> None:
+        """Wait until ``count`` unary calls have reached the handler."""
+        async with asyncio.timeout(seconds), self._arrivals:
+            await self._arrivals.wait_for(lambda: self.calls >= count)
 
     async def _behave(self, req: Req) -> Reply:
         msg = req.message
@@ -66,12 +72,14 @@ class EchoService(echo_kitex.EchoHandler):
 
     async def Unary(self, request: Req) -> Reply:
         self.calls += 1
+        async with self._arrivals:
+            self._arrivals.notify_all()
         try:
             return await self._behave(request)
         finally:
             self.finished += 1
 
-    async def ServerStream(self, request: Req) -> AsyncIterator[Reply]:  # type: ignore[override]
+    async def ServerStream(self, request: Req) -> AsyncIterator[Reply]:
         count = request.seq or 3
         for i in range(count):
             if i == 1 and request.message.startswith(("biz:", "error:", "block")):
@@ -86,7 +94,7 @@ class EchoService(echo_kitex.EchoHandler):
             got.append(r.message)
         return Reply(message=",".join(got), seq=len(got))
 
-    async def Bidi(self, requests: AsyncIterator[Req]) -> AsyncIterator[Reply]:  # type: ignore[override]
+    async def Bidi(self, requests: AsyncIterator[Req]) -> AsyncIterator[Reply]:
         async for r in requests:
             yield await self._behave(r)
 

@@ -86,10 +86,23 @@ def generate(
         module_dir = out / Path(rel).parent
         _ensure_packages(out, module_dir)
         stem = Path(rel).stem
+        _mark_protoc_stub(module_dir / f"{stem}_pb2.pyi")
         kitex_path = module_dir / f"{stem}_kitex.py"
         kitex_path.write_text(render_module(fd, by_name), encoding="utf-8")
         written.append(GeneratedFile(rel, module_dir / f"{stem}_pb2.py", kitex_path))
     return written
+
+
+# protoc's .pyi writes nested-message initialisers as a bare ``Mapping``, which mypy --strict
+# reports as type-arg; only that code is relaxed, and only in protoc's own stubs.
+_STUB_PRAGMA = '# mypy: disable-error-code="type-arg"\n'
+
+
+def _mark_protoc_stub(path: Path) -> None:
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        if not text.startswith(_STUB_PRAGMA):
+            path.write_text(_STUB_PRAGMA + text, encoding="utf-8")
 
 
 def _relative(proto: Path, roots: Sequence[Path]) -> str:

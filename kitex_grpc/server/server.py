@@ -156,8 +156,12 @@ class Server:
         self._stopped.set()
 
     async def run(self) -> None:
-        """Start, serve until SIGINT or SIGTERM (or :meth:`stop`), then drain and stop."""
-        await self.start()
+        """Serve until SIGINT or SIGTERM (or :meth:`stop`), then drain and stop.
+
+        Starts the server first unless :meth:`start` was already awaited.
+        """
+        if self._transport is None:
+            await self.start()
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM)
         for sig in signals:

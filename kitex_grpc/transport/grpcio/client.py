@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from kitex_grpc import metainfo
-from kitex_grpc.errors import GetConnectionError, InternalError
+from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_from_rpc_error
@@ -153,6 +153,13 @@ class GrpcioClientStream:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
+        except asyncio.CancelledError:
+            # grpc.aio raises CancelledError from a call cancelled by anyone; only a cancellation of
+            # this task may propagate as such, a cancelled call is a call error.
+            task = asyncio.current_task()
+            if (task is not None and task.cancelling()) or not self._call.cancelled():
+                raise
+            raise CanceledError("stream cancelled") from None
         if message is grpc.aio.EOF:
             await self._raise_final_status()
             raise EOFError

@@ -1,0 +1,307 @@
+"""Strict binary Thrift message headers, TApplicationException bodies and Framed framing, sans-IO.
+
+KITEX-WIRE.md §2. A message starts ``u32 (0x80010000 | type) | i32 nameLen | name | i32 seqid``; Kitex
+never writes the old non-strict form and never accepts it, nor the compact protocol. Framed transport puts
+a u32 byte count in front of each message; :class:`FramedDecoder` splits a TCP stream on those counts.
+
+Method names and exception messages are UTF-8; undecodable bytes are kept as lone surrogates
+(``surrogateescape``) so a decoded name can be echoed back byte for byte.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import TypeAlias
+
+from kitex_grpc.errors import ProtocolError
+
+__all__ = [
+    "MAX_FRAME_SIZE",
+    "VERSION_1",
+    "VERSION_MASK",
+    "FramedDecoder",
+    "MessageType",
+    "TType",
+    "decode_application_exception",
+    "decode_message_begin",
+    "encode_application_exception",
+    "encode_framed",
+    "encode_message_begin",
+    "skip_value",
+]
+
+BytesLike: TypeAlias = bytes | bytearray | memoryview
+
+VERSION_1 = 0x80010000
+VERSION_MASK = 0xFFFF0000
+_TYPE_MASK = 0x000000FF
+MAX_FRAME_SIZE = 0x3FFFFFFF  # same bound as a TTHeader frame
+MAX_DEPTH = 64  # nesting allowed when skipping unknown values
+_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+class MessageType(enum.IntEnum):
+    """Thrift message types on the wire (Kitex also uses 5 Stream and 6 Heartbeat internally)."""
+
+    CALL = 1
+    REPLY = 2
+    EXCEPTION = 3
+    ONEWAY = 4
+
+
+class TType(enum.IntEnum):
+    """Thrift binary protocol value types."""
+
+    STOP = 0
+    BOOL = 2
+    BYTE = 3
+    DOUBLE = 4
+    I16 = 6
+    I32 = 8
+    I64 = 10
+    STRING = 11
+    STRUCT = 12
+    MAP = 13
+    SET = 14
+    LIST = 15
+
+
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+_MSG_HEAD = struct.Struct(">Ii")  # version|type, name length
+_FIELD = struct.Struct(">bh")  # field type, field id
+_LIST_HEAD = struct.Struct(">bi")  # element type, size
+_MAP_HEAD = struct.Struct(">bbi")  # key type, value type, size
+_unpack_u32_from = _U32.unpack_from
+_unpack_i32_from = _I32.unpack_from
+_FIXED_SIZE: dict[int, int] = {
+    TType.BOOL: 1,
+    TType.BYTE: 1,
+    TType.DOUBLE: 8,
+    TType.I16: 2,
+    TType.I32: 4,
+    TType.I64: 8,
+}
+
+
+def _check_i32(value: int, what: str) -> None:
+    if not _I32_MIN <= value <= _I32_MAX:
+        raise ProtocolError(f"thrift: {what} {value} is not an i32")
+
+
+def _encode_name(name: str) -> bytes:
+    try:
+        return name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise ProtocolError(f"thrift: {name[:100]!r} is not encodable as UTF-8") from exc
+
+
+# ------------------------------------------------------------------------------------ message header
+
+
+def encode_message_begin(name: str, msg_type: int, seq_id: int) -> bytes:
+    """The strict binary message header. An empty ``name`` is refused, as Kitex refuses to marshal it."""
+    if not name:
+        raise ProtocolError("thrift: empty method name")
+    if not 0 < msg_type <= _TYPE_MASK:
+        raise ProtocolError(f"thrift: invalid message type {msg_type}")
+    _check_i32(seq_id, "seq id")
+    raw = _encode_name(name)
+    return _MSG_HEAD.pack(VERSION_1 | msg_type, len(raw)) + raw + _I32.pack(seq_id)
+
+
+def decode_message_begin(buf: BytesLike, offset: int = 0) -> tuple[str, int, int, int]:
+    """Decode a strict message header at ``offset``: ``(name, msg_type, seq_id, offset_after)``.
+
+    ``msg_type`` is the raw low byte; checking it against the role (server: CALL/ONEWAY, client:
+    REPLY/EXCEPTION) is the codec's job. An empty name is refused except on an EXCEPTION, which Kitex
+    accepts without a name check (proxies may send one).
+    """
+    size = len(buf)
+    if offset + 8 > size:
+        raise ProtocolError("thrift: message header truncated")
+    head, name_len = _MSG_HEAD.unpack_from(buf, offset)
+    if head & VERSION_MASK != VERSION_1:
+        raise ProtocolError(
+            f"thrift: bad version in message header ({head:#x}); only strict binary is accepted"
+        )
+    msg_type = head & _TYPE_MASK
+    start = offset + 8
+    if name_len < 0 or start + name_len + 4 > size:
+        raise ProtocolError("thrift: message header truncated")
+    if name_len == 0 and msg_type != MessageType.EXCEPTION:
+        raise ProtocolError("thrift: empty method name")
+    end = start + name_len
+    with memoryview(buf) as mv:
+        name = str(mv[start:end], "utf-8", "surrogateescape")
+    seq_id: int = _unpack_i32_from(buf, end)[0]
+    return name, msg_type, seq_id, end + 4
+
+
+# ------------------------------------------------------------------------------ skipping and exceptions
+
+
+def skip_value(buf: BytesLike, offset: int, ttype: int, depth: int = MAX_DEPTH) -> int:
+    """Return the offset just past one binary-encoded value of type ``ttype`` that starts at ``offset``."""
+    if depth <= 0:
+        raise ProtocolError("thrift: depth limit exceeded")
+    size = len(buf)
+    fixed = _FIXED_SIZE.get(ttype)
+    if fixed is not None:
+        end = offset + fixed
+    elif ttype == TType.STRING:
+        if offset + 4 > size:
+            raise ProtocolError("thrift: buffer too short")
+        length: int = _unpack_i32_from(buf, offset)[0]
+        if length < 0:
+            raise ProtocolError("thrift: negative size")
+        end = offset + 4 + length
+    elif ttype == TType.STRUCT:
+        end = offset
+        while True:
+            if end >= size:
+                raise ProtocolError("thrift: buffer too short")
+            ftype = buf[end]
+            if ftype == TType.STOP:
+                return end + 1
+            end = skip_value(buf, end + 3, ftype, depth - 1)
+    elif ttype in (TType.LIST, TType.SET):
+        if offset + 5 > size:
+            raise ProtocolError("thrift: buffer too short")
+        etype, count = _LIST_HEAD.unpack_from(buf, offset)
+        end = _skip_many(buf, offset + 5, count, (etype,), depth)
+    elif ttype == TType.MAP:
+        if offset + 6 > size:
+            raise ProtocolError("thrift: buffer too short")
+        ktype, vtype, count = _MAP_HEAD.unpack_from(buf, offset)
+        end = _skip_many(buf, offset + 6, count, (ktype, vtype), depth)
+    else:
+        raise ProtocolError(f"thrift: unknown data type {ttype}")
+    if end > size:
+        raise ProtocolError("thrift: buffer too short")
+    return end
+
+
+def _skip_many(buf: BytesLike, offset: int, count: int, types: tuple[int, ...], depth: int) -> int:
+    if count < 0:
+        raise ProtocolError("thrift: negative size")
+    sizes = [_FIXED_SIZE.get(t) for t in types]
+    if None not in sizes:  # fixed-size elements: no walk needed
+        return offset + count * sum(s for s in sizes if s is not None)
+    size = len(buf)
+    for _ in range(count):  # every element takes at least one byte, so a bogus count ends quickly
+        for t in types:
+            if offset >= size:
+                raise ProtocolError("thrift: buffer too short")
+            offset = skip_value(buf, offset, t, depth - 1)
+    return offset
+
+
+def encode_application_exception(message: str, type_id: int) -> bytes:
+    """A TApplicationException struct body: field 1 message (string), field 2 type (i32), STOP."""
+    _check_i32(type_id, "exception type")
+    raw = _encode_name(message)
+    return (
+        _FIELD.pack(TType.STRING, 1)
+        + _U32.pack(len(raw))
+        + raw
+        + _FIELD.pack(TType.I32, 2)
+        + _I32.pack(type_id)
+        + b"\x00"
+    )
+
+
+def decode_application_exception(body: BytesLike, offset: int = 0) -> tuple[str, int]:
+    """Decode a TApplicationException struct at ``offset``: ``(message, type_id)``.
+
+    Absent fields default to ``""`` and 0 (Unknown); fields with other ids or types are skipped.
+    """
+    message = ""
+    type_id = 0
+    size = len(body)
+    with memoryview(body) as mv:
+        while True:
+            if offset >= size:
+                raise ProtocolError("thrift: TApplicationException truncated")
+            ftype = mv[offset]
+            if ftype == TType.STOP:
+                return message, type_id
+            if offset + 3 > size:
+                raise ProtocolError("thrift: TApplicationException truncated")
+            fid = _FIELD.unpack_from(mv, offset)[1]
+            offset += 3
+            end = skip_value(mv, offset, ftype)
+            if fid == 1 and ftype == TType.STRING:
+                message = str(mv[offset + 4 : end], "utf-8", "surrogateescape")
+            elif fid == 2 and ftype == TType.I32:
+                type_id = _unpack_i32_from(mv, offset)[0]
+            offset = end
+
+
+# ------------------------------------------------------------------------------------------- framed
+
+
+def encode_framed(payload: BytesLike, *, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
+    """``u32 len(payload) | payload``: the Framed transport, and the frame inside TTHeaderFramed."""
+    if len(payload) > max_frame_size:
+        raise ProtocolError(f"framed: frame length {len(payload)} exceeds the limit {max_frame_size}")
+    return _U32.pack(len(payload)) + payload
+
+
+class FramedDecoder:
+    """Splits a byte stream of u32-length-prefixed frames; yields each frame's bytes without the prefix.
+
+    The length is checked against ``max_frame_size`` as soon as its 4 bytes arrive, before any body is
+    buffered. After a :class:`ProtocolError` the decoder is unusable and every later call raises again;
+    frames completed earlier in the failing call are not returned.
+    """
+
+    __slots__ = ("_buffer", "_error", "_max_frame_size")
+
+    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+        if not 0 <= max_frame_size <= 0xFFFFFFFF:
+            raise ValueError("max_frame_size must be a u32")
+        self._max_frame_size = max_frame_size
+        self._buffer = bytearray()
+        self._error: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back as the start of an incomplete frame (non-zero at EOF means truncation)."""
+        return len(self._buffer)
+
+    def receive_data(self, data: BytesLike) -> list[bytes]:
+        """Feed bytes; return the frames they complete, in order."""
+        if self._error is not None:
+            raise ProtocolError(f"framed: decoder already failed: {self._error.detail}")
+        buffer = self._buffer
+        source: BytesLike = data
+        if buffer:
+            buffer += data
+            source = buffer
+        frames: list[bytes] = []
+        pos = 0
+        limit = self._max_frame_size
+        with memoryview(source) as mv:
+            size = len(mv)
+            while size - pos >= 4:
+                length: int = _unpack_u32_from(mv, pos)[0]
+                if length > limit:
+                    self._error = ProtocolError(f"framed: frame length {length} exceeds the limit {limit}")
+                    break
+                end = pos + 4 + length
+                if end > size:
+                    break
+                frames.append(bytes(mv[pos + 4 : end]))
+                pos = end
+            if self._error is None and source is not buffer:
+                buffer += mv[pos:]
+        if self._error is not None:
+            buffer.clear()
+            raise self._error
+        if source is buffer:
+            del buffer[:pos]
+        return frames

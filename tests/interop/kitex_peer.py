@@ -1,0 +1,143 @@
+"""Running the Go Kitex binaries built from interop/, and a Python handler with their conventions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gen.echo.v1 import echo_kitex, echo_pb2
+from kitex_grpc import metainfo, rpcinfo
+from kitex_grpc.errors import BizStatusError
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".cache" / "interop" / "bin"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def build_binaries() -> Path:
+    """Build the Go binaries once (make interop-build). In CI a failure fails; elsewhere it skips."""
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        message = "Go is not installed: install Go >= 1.21 to run the Go Kitex interop tests"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        ["make", "-s", "interop-build", f"INTEROP_GO={go}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        message = f"building the Go Kitex binaries failed:\n{result.stdout}\n{result.stderr}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return BIN
+
+
+@dataclass(frozen=True)
+class GoServer:
+    pb: str
+    thrift: str
+
+
+@contextmanager
+def go_server(bin_dir: Path) -> Iterator[GoServer]:
+    proc = subprocess.Popen(
+        [str(bin_dir / "server"), "-pb-addr", "127.0.0.1:0", "-thrift-addr", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout=30):
+                raise RuntimeError("Go Kitex server did not become ready within 30 s")
+        line = proc.stdout.readline().decode()
+        assert line.startswith("READY "), line
+        fields = dict(part.split("=", 1) for part in line.split()[1:])
+        yield GoServer(fields["pb"], fields["thrift"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def run_go_client(
+    bin_dir: Path, address: str, transport: str, case: str = "all"
+) -> dict[str, dict[str, Any]]:
+    """Run the Go Kitex client against ``address``; returns its JSON lines by case name."""
+    proc = await asyncio.create_subprocess_exec(
+        str(bin_dir / "client"), "-addr", address, "-transport", transport, "-case", case,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert lines, f"Go client printed nothing (exit {proc.returncode}): {err.decode()[-2000:]}"
+    return {line["case"]: line for line in lines}
+
+
+class KitexConventionEcho(echo_kitex.EchoHandler):
+    """The Go server's handler conventions (interop/README.md), in Python, for the Go client's cases."""
+
+    async def _behave(self, req: echo_pb2.EchoRequest) -> echo_pb2.EchoReply:
+        msg = req.message
+        if msg.startswith("sleep:"):
+            await asyncio.sleep(int(msg[len("sleep:") :]) / 1000)  # the handler's simulated work
+        elif msg.startswith("biz:"):
+            _, code, text = msg.split(":", 2)
+            raise BizStatusError(int(code), text, {"k": "v"})
+        elif msg.startswith("error:"):
+            raise RuntimeError(msg[len("error:") :])
+        elif msg == "meta":
+            ri = rpcinfo.current()
+            remaining = ri.time_remaining() if ri is not None else None
+            metainfo.send_backward_value("backward-key", "backward-value")
+            info = {
+                "deadline_ms": -1 if remaining is None else int(remaining * 1000),
+                "persistent": metainfo.get_all_persistent_values(),
+                "transient": metainfo.get_all_values(),
+            }
+            return echo_pb2.EchoReply(message=json.dumps(info))
+        return echo_pb2.EchoReply(message=msg, payload=req.payload, seq=req.seq)
+
+    async def Unary(self, request: echo_pb2.EchoRequest) -> echo_pb2.EchoReply:
+        return await self._behave(request)
+
+    async def ServerStream(self, request: echo_pb2.EchoRequest) -> AsyncIterator[echo_pb2.EchoReply]:
+        count = request.seq if request.seq > 0 else 3
+        for i in range(count):
+            if i == 1 and request.message.startswith(("biz:", "error:")):
+                await self._behave(request)
+            yield echo_pb2.EchoReply(message=request.message, payload=request.payload, seq=i)
+
+    async def ClientStream(self, requests: AsyncIterator[echo_pb2.EchoRequest]) -> echo_pb2.EchoReply:
+        got = [r.message async for r in requests]
+        return echo_pb2.EchoReply(message=",".join(got), seq=len(got))
+
+    async def Bidi(self, requests: AsyncIterator[echo_pb2.EchoRequest]) -> AsyncIterator[echo_pb2.EchoReply]:
+        async for r in requests:
+            yield echo_pb2.EchoReply(message=r.message, payload=r.payload, seq=r.seq)
+
+
+def elapsed_ms(start: float) -> float:
+    return (time.monotonic() - start) * 1000
