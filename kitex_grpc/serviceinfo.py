@@ -51,15 +51,18 @@ class MethodInfo:
     """
 
     __slots__ = (
+        "adapt_handler",
         "deserialize_request",
         "deserialize_response",
         "mode",
         "name",
         "oneway",
+        "pack_request",
         "request_type",
         "response_type",
         "serialize_request",
         "serialize_response",
+        "unpack_response",
     )
 
     def __init__(
@@ -74,6 +77,9 @@ class MethodInfo:
         deserialize_request: Deserializer | None = None,
         serialize_response: Serializer | None = None,
         deserialize_response: Deserializer | None = None,
+        pack_request: Callable[[Any], Any] | None = None,
+        unpack_response: Callable[[Any], Any] | None = None,
+        adapt_handler: Callable[[Callable[..., Any]], Callable[[Any], Any]] | None = None,
     ) -> None:
         if not name:
             raise ValueError("a method needs a name")

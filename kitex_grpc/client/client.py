@@ -96,12 +96,16 @@ class Client:
         """Make a unary (or one-way) call and return the reply (``None`` for one-way)."""
         mi = self._method(method, (StreamingMode.UNARY, StreamingMode.NONE))
         ri = self._new_rpcinfo(mi, opts)
+        if mi.pack_request is not None:
+            request = mi.pack_request(request)
         try:
             reply = await self._unary(ri, request)
         except BaseException as exc:
             ri.stats.finish(exc)
             raise
         ri.stats.finish(None)
+        if mi.unpack_response is not None and not mi.oneway:
+            return mi.unpack_response(reply)
         return reply
 
     def server_stream(self, method: str, request: Any, *opts: _callopt.CallOption) -> ServerStreamCall[Any]:

@@ -205,6 +205,13 @@ def _adapter(method: MethodInfo, fn: Callable[..., Any]) -> Callable[[RPCInfo, A
     """Bridge the handler's natural Python shape to the endpoint's (ri, request-or-stream)."""
     mode = method.mode
     if mode in (StreamingMode.UNARY, StreamingMode.NONE):
+        if method.adapt_handler is not None:
+            adapted = method.adapt_handler(fn)
+
+            async def unary_adapted(ri: RPCInfo, request: Any) -> Any:
+                return await adapted(request)
+
+            return unary_adapted
 
         async def unary(ri: RPCInfo, request: Any) -> Any:
             return await fn(request)
