@@ -96,6 +96,14 @@ class MethodInfo:
         self.deserialize_response: Deserializer = deserialize_response or _protobuf_deserializer(
             response_type
         )
+        # Codecs whose wire request/response differ from what users pass and get (Thrift's args and
+        # result structs) set these. The chain sees the wire form, as Kitex middlewares see
+        # args/result structs: the client packs before the chain and unpacks after it, and the
+        # server calls the handler through adapt_handler(fn), which returns an async function of the
+        # wire request.
+        self.pack_request = pack_request
+        self.unpack_response = unpack_response
+        self.adapt_handler = adapt_handler
 
     def __repr__(self) -> str:
         return f"MethodInfo({self.name!r}, {self.mode.name}{', oneway' if self.oneway else ''})"
