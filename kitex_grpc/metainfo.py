@@ -200,9 +200,12 @@ def begin_server_call(transient: Mapping[str, str], persistent: Mapping[str, str
     Received transient values become stale (Kitex calls ``TransferForward`` after reading), and
     nothing set upstream of this hop remains "current".
     """
-    _transient.set(_EMPTY)
-    _stale.set(MappingProxyType(dict(transient)) if transient else _EMPTY)
-    _persistent.set(MappingProxyType(dict(persistent)) if persistent else _EMPTY)
+    if _transient.get():
+        _transient.set(_EMPTY)
+    if transient or _stale.get():
+        _stale.set(MappingProxyType(dict(transient)) if transient else _EMPTY)
+    if persistent or _persistent.get():
+        _persistent.set(MappingProxyType(dict(persistent)) if persistent else _EMPTY)
     holder = BackwardValues()
     _backward_send.set(holder)
     return holder

@@ -69,8 +69,13 @@ class Client:
         named = self._middlewares()
         self.chain_names: tuple[str, ...] = (*(name for name, _ in named), "transport")
         middlewares = [mw for _, mw in named]
-        self._unary: Endpoint = chain(middlewares, self._transport_unary)
+        self._unary: Endpoint = chain(middlewares, self._transport.unary)
         self._stream: Endpoint = chain(middlewares, self._transport_stream)
+        self._unary_methods = {
+            name: mi
+            for name, mi in service.methods.items()
+            if mi.mode in (StreamingMode.UNARY, StreamingMode.NONE)
+        }
         self._closed = False
 
     def _middlewares(self) -> list[tuple[str, Middleware]]:
@@ -94,8 +99,10 @@ class Client:
 
     async def call(self, method: str, request: Any, *opts: _callopt.CallOption) -> Any:
         """Make a unary (or one-way) call and return the reply (``None`` for one-way)."""
-        mi = self._method(method, (StreamingMode.UNARY, StreamingMode.NONE))
-        ri = self._new_rpcinfo(mi, opts)
+        mi = self._unary_methods.get(method)
+        if mi is None or self._closed:
+            mi = self._method(method, (StreamingMode.UNARY, StreamingMode.NONE))
+        ri = self._new_rpcinfo(mi, opts, self._unary_config)
         if mi.pack_request is not None:
             request = mi.pack_request(request)
         try:
@@ -142,9 +149,6 @@ class Client:
         opts = self._options
         return kind(ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares)
 
-    async def _transport_unary(self, ri: RPCInfo, request: Any) -> Any:
-        return await self._transport.unary(ri, request)
-
     async def _transport_stream(self, ri: RPCInfo, _args: StreamArgs) -> StreamIO:
         return await self._transport.open_stream(ri)
 
@@ -160,8 +164,11 @@ class Client:
             raise InternalError("client is closed")
         return mi
 
-    def _new_rpcinfo(self, mi: MethodInfo, opts: tuple[_callopt.CallOption, ...]) -> RPCInfo:
-        config = self._stream_config if mi.mode.is_streaming else self._unary_config
+    def _new_rpcinfo(
+        self, mi: MethodInfo, opts: tuple[_callopt.CallOption, ...], config: RPCConfig | None = None
+    ) -> RPCInfo:
+        if config is None:
+            config = self._stream_config if mi.mode.is_streaming else self._unary_config
         callee = EndpointInfo(self._dest, mi.name, "", self._tags)
         if not opts:
             return RPCInfo(self._caller, callee, self._service, mi, config)

@@ -58,10 +58,14 @@ def static_discovery_middleware(host_ports: Sequence[str]) -> Middleware:
     """
     addresses = tuple(host_ports)
     counter = itertools.count()
+    only = addresses[0] if len(addresses) == 1 else ""
 
     def middleware(next_endpoint: Endpoint) -> Endpoint:
         async def discovery(ri: RPCInfo, request: Any) -> Any:
             if not ri.callee.address:
+                if only:
+                    ri.callee.address = only
+                    return await next_endpoint(ri, request)
                 if not addresses:
                     raise ServiceDiscoveryError(
                         f"no resolver and no host ports for service {ri.callee.service_name!r}:"

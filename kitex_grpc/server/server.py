@@ -54,6 +54,7 @@ class Server:
     def __init__(self, options: ServerOptions) -> None:
         self._options = options
         self._methods: dict[tuple[str, str], RegisteredMethod] = {}
+        self._invokers: dict[MethodInfo, Callable[[RPCInfo, Any], Any]] = {}
         self._services: dict[str, ServiceInfo] = {}
         self._transport: ServerTransport | None = None
         self._config = RPCConfig(None, 0.0, options.transport_protocol)
@@ -91,6 +92,7 @@ class Server:
             fn = getattr(handler, method.name, None)
             invoke = _adapter(method, fn) if callable(fn) else _unimplemented(method)
             self._methods[(service.service_name, method.name)] = RegisteredMethod(service, method, invoke)
+            self._invokers[method] = invoke
         return self
 
     # -- CallDispatcher -------------------------------------------------------------------------------
@@ -132,8 +134,7 @@ class Server:
         ri.stats.finish(None)
 
     async def _invoke(self, ri: RPCInfo, request: Any) -> Any:
-        entry = self._methods[(ri.service.service_name, ri.method.name)]
-        return await entry.invoke(ri, request)
+        return await self._invokers[ri.method](ri, request)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Benchmarks: kitex-grpc against the plain library each transport is built on (see README.md)."""

@@ -1,0 +1,201 @@
+"""Load generators, and the client process: ``python -m bench.clients <impl> <address> [options]``.
+
+Every scenario runs warm-up then a measured window on the same connection. A call counts when it
+*completes* inside the window; its latency is end minus start. Every loop is bounded both by the
+window's end and by a call count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from array import array
+from collections import deque
+from dataclasses import asdict, dataclass
+
+from bench import proc, registry
+from bench.adapter import BenchClient, UnavailableError, load
+
+MAX_CALLS = 10_000_000  # per loop; far above what a few seconds can reach
+GRACE = 30.0  # seconds past the window before a stuck scenario is abandoned
+
+
+@dataclass
+class Window:
+    start: float  # end of warm-up
+    end: float
+
+    @classmethod
+    def after(cls, warmup: float, duration: float) -> Window:
+        start = time.perf_counter() + warmup
+        return cls(start, start + duration)
+
+
+@dataclass
+class Result:
+    count: int
+    seconds: float
+    rate: float
+    p50_us: float
+    p99_us: float
+    mean_us: float
+    errors: int
+    first_error: str
+
+
+class Recorder:
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.latencies = array("d")
+        self.errors = 0
+        self.first_error = ""
+
+    def done(self, start: float, end: float) -> None:
+        if self.window.start <= end <= self.window.end:
+            self.latencies.append(end - start)
+
+    def error(self, exc: BaseException) -> None:
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = f"{type(exc).__name__}: {exc}"[:300]
+
+    def result(self) -> Result:
+        lat = sorted(self.latencies)
+        n = len(lat)
+        seconds = self.window.end - self.window.start
+
+        def pct(q: float) -> float:
+            return lat[min(n - 1, int(q * n))] * 1e6 if n else 0.0
+
+        mean = sum(lat) / n * 1e6 if n else 0.0
+        return Result(n, seconds, n / seconds, pct(0.50), pct(0.99), mean, self.errors, self.first_error)
+
+
+async def unary(client: BenchClient, payload: int, window: Window, concurrency: int) -> Recorder:
+    """``concurrency`` tasks, each calling in a loop: that many calls in flight at all times."""
+    rec = Recorder(window)
+    request = client.request(b"x" * payload)
+    call = client.unary
+    perf = time.perf_counter
+    end_at = window.end
+
+    async def worker() -> None:
+        for _ in range(MAX_CALLS):
+            start = perf()
+            if start >= end_at:
+                return
+            try:
+                await call(request)
+            except Exception as exc:
+                rec.error(exc)
+                return  # a failing impl must not spin; the error is reported
+            rec.done(start, perf())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return rec
+
+
+async def bidi_pingpong(client: BenchClient, payload: int, window: Window, _inflight: int) -> Recorder:
+    """One stream: send one message, wait for its echo, repeat."""
+    rec = Recorder(window)
+    request = client.request(b"x" * payload)
+    perf = time.perf_counter
+    async with client.bidi() as stream:
+        try:
+            for _ in range(MAX_CALLS):
+                start = perf()
+                if start >= window.end:
+                    break
+                await stream.send(request)
+                if await stream.recv() is None:
+                    raise EOFError("server ended the stream early")
+                rec.done(start, perf())
+            await stream.close_send()
+            await stream.recv()  # the server's end of stream
+        except Exception as exc:
+            rec.error(exc)
+    return rec
+
+
+async def bidi_pipelined(client: BenchClient, payload: int, window: Window, inflight: int) -> Recorder:
+    """One stream, a sender and a receiver task, at most ``inflight`` messages unanswered."""
+    rec = Recorder(window)
+    request = client.request(b"x" * payload)
+    perf = time.perf_counter
+    credit = asyncio.Semaphore(inflight)
+    sent_at: deque[float] = deque()  # echoes come back in order, so FIFO pairs them with sends
+    async with client.bidi() as stream:
+
+        async def sender() -> None:
+            for _ in range(MAX_CALLS):
+                await credit.acquire()
+                now = perf()
+                if now >= window.end:
+                    break
+                sent_at.append(now)
+                await stream.send(request)
+            await stream.close_send()
+
+        async def receiver() -> None:
+            for _ in range(MAX_CALLS):
+                if await stream.recv() is None:
+                    return
+                rec.done(sent_at.popleft(), perf())
+                credit.release()
+
+        try:
+            async with asyncio.TaskGroup() as tasks:  # one side failing cancels the other
+                tasks.create_task(sender())
+                tasks.create_task(receiver())
+        except Exception as exc:
+            rec.error(exc.exceptions[0] if isinstance(exc, ExceptionGroup) else exc)
+    return rec
+
+
+SCENARIOS = {
+    registry.UNARY: unary,
+    registry.BIDI_PINGPONG: bidi_pingpong,
+    registry.BIDI_PIPELINED: bidi_pipelined,
+}
+
+
+async def run_case(args: argparse.Namespace) -> Result:
+    impl = registry.get(args.impl)
+    client = await load(impl).connect(args.address)
+    try:
+        window = Window.after(args.warmup, args.duration)
+        scenario = SCENARIOS[args.scenario]
+        budget = args.warmup + args.duration + GRACE
+        with proc.profiled(args.profile):
+            rec = await asyncio.wait_for(scenario(client, args.payload, window, args.inflight), budget)
+        return rec.result()
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.clients", description=__doc__)
+    p.add_argument("impl", choices=list(registry.BY_NAME))
+    p.add_argument("address", help="host:port the server printed")
+    p.add_argument("--scenario", choices=list(SCENARIOS), default=registry.UNARY)
+    p.add_argument("--payload", type=int, default=64, help="payload bytes per message")
+    p.add_argument("--duration", type=float, default=3.0, help="measured seconds")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    p.add_argument("--inflight", type=int, default=64, help="concurrent calls / messages in flight")
+    p.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    p.add_argument("--profile", default=None, help="write cProfile stats of the scenario here")
+    args = p.parse_args(argv)
+    proc.pin_cpu(args.cpu)
+    try:
+        result = asyncio.run(run_case(args))
+    except UnavailableError as exc:
+        proc.emit(proc.UNAVAILABLE, str(exc))
+        return proc.EXIT_UNAVAILABLE
+    proc.emit(proc.RESULT, json.dumps(asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

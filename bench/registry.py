@@ -1,0 +1,96 @@
+"""What is benchmarked: implementations, scenarios and payload sizes.
+
+An implementation is one registry entry naming an adapter (``module:factory``, imported only inside
+the server and client processes) and, for a kitex-grpc transport, the baseline it is compared to.
+A new transport plugs in with one :class:`Impl` entry (plus its adapter module for a new baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNARY = "unary"
+BIDI_PINGPONG = "bidi-pingpong"
+BIDI_PIPELINED = "bidi-pipelined"
+SCENARIOS: tuple[str, ...] = (UNARY, BIDI_PINGPONG, BIDI_PIPELINED)
+UNARY_ONLY: frozenset[str] = frozenset({UNARY})
+ALL_SCENARIOS: frozenset[str] = frozenset(SCENARIOS)
+PAYLOADS: tuple[int, ...] = (64, 4096)
+
+SCENARIO_INFO: dict[str, str] = {
+    UNARY: "unary calls, N in flight from N tasks on one connection",
+    BIDI_PINGPONG: "one bidi stream: send, recv, repeat",
+    BIDI_PIPELINED: "one bidi stream: a sender and a receiver task, at most W messages in flight",
+}
+SCENARIO_UNIT: dict[str, str] = {UNARY: "calls/s", BIDI_PINGPONG: "msg/s", BIDI_PIPELINED: "msg/s"}
+
+HEADLINE_SCENARIO = UNARY
+HEADLINE_IMPL = "kitex-grpc"
+HEADLINE_GOAL = 0.9
+
+
+@dataclass(frozen=True, kw_only=True)
+class Impl:
+    """One client+server pair. ``adapter`` is ``"module:factory"``; the factory gets ``arg``."""
+
+    name: str
+    adapter: str
+    arg: str = ""
+    baseline: str | None = None  # the impl this one is divided by in the ratio column
+    scenarios: frozenset[str] = ALL_SCENARIOS
+    description: str = ""
+
+    @property
+    def is_kitex(self) -> bool:
+        return self.baseline is not None
+
+
+# Order matters: each kitex transport is followed by its baseline, so the pair runs back to back.
+IMPLS: tuple[Impl, ...] = (
+    Impl(
+        name="kitex-grpc",
+        adapter="bench.impl_kitex:adapter",
+        arg="GRPC",
+        baseline="grpc-aio",
+        description="kitex-grpc client -> kitex-grpc server over grpcio, full default chain",
+    ),
+    Impl(
+        name="grpc-aio",
+        adapter="bench.impl_grpc_aio:adapter",
+        description="grpcio-tools stubs: grpc.aio client -> grpc.aio server",
+    ),
+    Impl(
+        name="kitex-h2",
+        adapter="bench.impl_kitex:adapter",
+        arg="GRPC_H2",
+        baseline="grpclib",
+        description="kitex-grpc client -> kitex-grpc server over the pure-Python h2 transport",
+    ),
+    Impl(
+        name="grpclib",
+        adapter="bench.impl_grpclib:adapter",
+        description="grpclib stubs: grpclib client -> grpclib server",
+    ),
+    Impl(
+        name="kitex-ttheader",
+        adapter="bench.impl_kitex_thrift:adapter",
+        arg="TTHEADER",
+        baseline="thriftpy2",
+        scenarios=UNARY_ONLY,
+        description="kitex-grpc Thrift client -> server over TTHeader (idl/echo.thrift)",
+    ),
+    Impl(
+        name="thriftpy2",
+        adapter="bench.impl_thriftpy2:adapter",
+        scenarios=UNARY_ONLY,
+        description="thriftpy2 asyncio client -> server, framed binary (idl/echo.thrift)",
+    ),
+)
+BY_NAME: dict[str, Impl] = {impl.name: impl for impl in IMPLS}
+
+
+def get(name: str) -> Impl:
+    impl = BY_NAME.get(name)
+    if impl is None:
+        raise SystemExit(f"unknown implementation {name!r}; choose one of {', '.join(BY_NAME)}")
+    return impl

@@ -1,0 +1,206 @@
+"""Results: the table on stdout, bench/results/latest.json, and the cProfile summary."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import registry
+
+SCHEMA = 1
+
+
+@dataclass
+class Row:
+    scenario: str
+    payload: int
+    impl: str
+    baseline: str | None
+    unit: str
+    rate: float = 0.0
+    p50_us: float = 0.0
+    p99_us: float = 0.0
+    mean_us: float = 0.0
+    count: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    first_error: str = ""
+    failed: str = ""  # why the case produced no figures (crash, timeout), '' if it ran
+    ratio: float | None = None  # rate / baseline's rate, for kitex impls whose baseline ran
+
+
+@dataclass
+class Run:
+    settings: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_info() -> dict[str, Any]:
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "versions": {
+            d: _version(d) for d in ("grpcio", "grpcio-tools", "protobuf", "grpclib", "h2", "thriftpy2")
+        },
+        "git_commit": _git_commit(),
+        # Other work on the machine skews the figures: compare these across runs before trusting a ratio.
+        "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def fill_ratios(rows: list[Row]) -> None:
+    by_key = {(r.scenario, r.payload, r.impl): r for r in rows if not r.failed}
+    for r in rows:
+        if r.baseline is None or r.failed:
+            continue
+        base = by_key.get((r.scenario, r.payload, r.baseline))
+        if base is not None and base.rate > 0:
+            r.ratio = r.rate / base.rate
+
+
+def _payload(n: int) -> str:
+    return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} B"
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f}"
+
+
+def table(rows: list[Row]) -> str:
+    head = ("scenario", "payload", "impl", "rate", "unit", "p50 ms", "p99 ms", "vs baseline")
+    lines: list[tuple[str, ...]] = [head]
+    for r in rows:
+        if r.failed:
+            lines.append((r.scenario, _payload(r.payload), r.impl, "FAILED", "", "", "", r.failed[:60]))
+            continue
+        ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
+        if r.errors:
+            ratio = f"{r.errors} ERRORS: {r.first_error[:60]}"
+        lines.append(
+            (
+                r.scenario,
+                _payload(r.payload),
+                r.impl,
+                f"{r.rate:,.0f}",
+                r.unit,
+                _ms(r.p50_us),
+                _ms(r.p99_us),
+                ratio,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    right = {3, 5, 6}
+    out = []
+    for n, line in enumerate(lines):
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def headline(rows: list[Row]) -> list[dict[str, Any]]:
+    """The unary ratio of kitex-grpc to its baseline, per payload, against the goal."""
+    found = []
+    for r in rows:
+        if (
+            r.scenario == registry.HEADLINE_SCENARIO
+            and r.impl == registry.HEADLINE_IMPL
+            and r.ratio is not None
+        ):
+            found.append(
+                {
+                    "scenario": r.scenario,
+                    "payload": r.payload,
+                    "impl": r.impl,
+                    "baseline": r.baseline,
+                    "ratio": round(r.ratio, 4),
+                    "goal": registry.HEADLINE_GOAL,
+                    "met": r.ratio >= registry.HEADLINE_GOAL,
+                }
+            )
+    return found
+
+
+def headline_lines(rows: list[Row], inflight: int) -> list[str]:
+    return [
+        f"HEADLINE unary {inflight} in flight, {_payload(h['payload'])}: {h['impl']} / {h['baseline']} = "
+        f"{h['ratio']:.3f}x (goal >= {h['goal']}x: {'met' if h['met'] else 'NOT met'})"
+        for h in headline(rows)
+    ]
+
+
+def write_json(run: Run, path: Path) -> None:
+    doc = {
+        "schema": SCHEMA,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(),
+        "settings": run.settings,
+        "skipped": run.skipped,
+        "results": [asdict(r) for r in run.rows],
+        "headline": headline(run.rows),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def profile_summary(path: Path, top: int = 25) -> str:
+    """The ``top`` functions by own time (tottime), then the kitex_grpc entries among the first 200."""
+    buf = io.StringIO()
+    stats = pstats.Stats(str(path), stream=buf)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    ours = io.StringIO()
+    pstats.Stats(str(path), stream=ours).sort_stats("tottime").print_stats(r"kitex_grpc|/gen/", 40)
+    return (
+        buf.getvalue() + "\n--- kitex_grpc and generated code only (by tottime) ---\n" + _strip_header(ours)
+    )
+
+
+def _strip_header(buf: io.StringIO) -> str:
+    text = buf.getvalue()
+    marker = "   ncalls"
+    at = text.find(marker)
+    return text[at:] if at >= 0 else text
