@@ -31,6 +31,21 @@ SUPPORTED_COMPRESSION = ("gzip",)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class IdleConfig:
+    """The TTHeader/Framed long-connection pool (Kitex ``connpool.IdleConfig``, ``pkg/connpool/config.go``).
+
+    Defaults are Kitex's when no ``WithLongConnection`` is given: 10 idle connections per address,
+    100 in all, closed after 60 s idle; ``min_idle_per_address`` (at most 5) are kept past the idle
+    timeout.
+    """
+
+    min_idle_per_address: int = 0
+    max_idle_per_address: int = 10
+    max_idle_global: int = 100
+    max_idle_timeout: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ClientOptions:
     """The effective client configuration. Build it with ``with_*`` options, not directly."""
 
@@ -47,6 +62,7 @@ class ClientOptions:
     tls: TLSConfig | None = None
     compression: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    long_connection: IdleConfig = IdleConfig()
     grpcio_interceptors: tuple[Any, ...] = ()
     grpcio_channel_options: tuple[tuple[str, Any], ...] = ()
     records: tuple[OptionRecord, ...] = ()
@@ -154,6 +170,33 @@ def with_tag(key: str, value: str) -> ClientOption:
     if not key:
         raise ValueError("with_tag: key must be non-empty")
     return appender("with_tag", "tags", ((key, value),))
+
+
+def with_long_connection(
+    *,
+    max_idle_per_address: int = 10,
+    max_idle_global: int = 100,
+    max_idle_timeout: float = 60.0,
+    min_idle_per_address: int = 0,
+) -> ClientOption:
+    """Size the long-connection pool of the TTHeader/Framed transports (Kitex ``WithLongConnection``).
+
+    Kitex's ``CheckPoolConfig`` bounds apply: ``min_idle_per_address`` in [0, 5],
+    ``max_idle_per_address`` >= 1 (and >= the minimum), ``max_idle_timeout`` >= 2 s.
+    """
+    check_positive_int("with_long_connection", max_idle_per_address)
+    check_positive_int("with_long_connection", max_idle_global)
+    check_duration("with_long_connection", max_idle_timeout, allow_zero=False)
+    if max_idle_timeout < 2.0:
+        raise ValueError(f"with_long_connection: max_idle_timeout must be >= 2 s, got {max_idle_timeout!r}")
+    if isinstance(min_idle_per_address, bool) or not 0 <= min_idle_per_address <= 5:
+        raise ValueError(
+            f"with_long_connection: min_idle_per_address must be in [0, 5], got {min_idle_per_address!r}"
+        )
+    if min_idle_per_address > max_idle_per_address:
+        raise ValueError("with_long_connection: min_idle_per_address exceeds max_idle_per_address")
+    config = IdleConfig(min_idle_per_address, max_idle_per_address, max_idle_global, float(max_idle_timeout))
+    return setter("with_long_connection", "long_connection", config)
 
 
 def with_grpcio_interceptors(*interceptors: Any) -> ClientOption:
