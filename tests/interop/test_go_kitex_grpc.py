@@ -151,4 +151,5 @@ async def test_go_kitex_client_calls_python_server(kitex_bin: Path, protocol: Tr
     assert results["biz_error"]["biz_code"] == 1001 and results["biz_error"]["biz_extra"] == {"k": "v"}
     server_seen = results["metainfo"]["result"]["server"]
     assert server_seen["transient"] == {"TEMP": "t1"} and server_seen["persistent"] == {"PERSIST_KEY": "p1"}
-    assert results["deadline"]["result"]["kind"] == "client_timeout"
+    # the client's timer and our server's propagated deadline race; both are correct outcomes
+    assert results["deadline"]["result"]["kind"] in ("client_timeout", "server_deadline")

@@ -101,7 +101,8 @@ func checkBiz(err error) (bool, string) {
 // checkTimeout accepts either the client's own RPC timeout (kind
 // "client_timeout") or an error the server returned because its handler
 // deadline, propagated from the client timeout, expired first (kind
-// "server_deadline"). Kitex itself races these two over TTHeader.
+// "server_deadline"). Kitex itself races these two over TTHeader, and a gRPC
+// server that enforces the propagated grpc-timeout races them the same way.
 func checkTimeout(err error, elapsed time.Duration) outcome {
 	res := map[string]any{"elapsed_ms": elapsed.Milliseconds(), "kind": nil}
 	switch {
@@ -109,7 +110,8 @@ func checkTimeout(err error, elapsed time.Duration) outcome {
 		return outcome{result: res, why: "expected a timeout, call succeeded"}
 	case kerrors.IsTimeoutError(err) || errors.Is(err, kerrors.ErrRPCTimeout):
 		res["kind"] = "client_timeout"
-	case strings.Contains(err.Error(), "deadline exceeded"):
+	case strings.Contains(strings.ToLower(err.Error()), "deadline exceeded"),
+		strings.Contains(err.Error(), "code = 4 "): // gRPC DEADLINE_EXCEEDED sent by the server
 		res["kind"] = "server_deadline"
 	default:
 		return outcome{result: res, err: err, why: "expected a timeout error"}
