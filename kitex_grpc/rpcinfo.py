@@ -88,7 +88,8 @@ class RPCInfo:
     - ``config``: effective timeouts, transport and compression.
     - ``deadline``: absolute ``time.monotonic()`` deadline, or ``None``.
     - ``metadata``: outgoing metadata on the client, received metadata on the server.
-    - ``response_metadata``: headers and trailers received (client), or trailers to send (server).
+    - ``response_metadata``: the trailers of a failed call (client), or trailers to send with the
+      reply (server: a handler appends to ``rpcinfo.current().response_metadata``).
     - ``stats``: timing; ``attempt``: 1 for the first try, counting retries and backups.
     """
 

@@ -97,6 +97,7 @@ class GrpcioClientTransport:
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
                 self._ready.discard(address)
+            ri.response_metadata = [(k, v) for k, v in exc.trailing_metadata() or ()]
             raise error_from_rpc_error(exc) from None
 
     async def open_stream(self, ri: RPCInfo) -> GrpcioClientStream:
