@@ -63,7 +63,25 @@ def chain_recv(middlewares: Sequence[RecvMiddleware], endpoint: RecvEndpoint) ->
     return endpoint
 
 
-class Stream(Generic[ReqT, RespT]):
+class _RecvIterator(Generic[RespT]):
+    """``async for`` over ``recv()``, which raises ``EOFError`` at a clean end."""
+
+    __slots__ = ()
+
+    async def recv(self) -> RespT:
+        raise NotImplementedError
+
+    def __aiter__(self) -> AsyncIterator[RespT]:
+        return self
+
+    async def __anext__(self) -> RespT:
+        try:
+            return await self.recv()
+        except EOFError:
+            raise StopAsyncIteration from None
+
+
+class Stream(_RecvIterator[RespT], Generic[ReqT, RespT]):
     """An open stream seen through the send/recv middlewares (client and server side alike)."""
 
     __slots__ = ("_cancelled", "_io", "_on_finish", "_recv", "_send", "finished", "ri")
@@ -137,15 +155,6 @@ class Stream(Generic[ReqT, RespT]):
         if self._on_finish is not None:
             self._on_finish(self.ri, error)
 
-    def __aiter__(self) -> AsyncIterator[RespT]:
-        return self
-
-    async def __anext__(self) -> RespT:
-        try:
-            return await self.recv()
-        except EOFError:
-            raise StopAsyncIteration from None
-
     async def __aenter__(self) -> Stream[ReqT, RespT]:
         return self
 
@@ -183,7 +192,7 @@ class ClientStreamCall(Stream[ReqT, RespT]):
         raise ProtocolError("server sent more than one reply on a client-streaming call")
 
 
-class ServerStreamCall(Generic[RespT]):
+class ServerStreamCall(_RecvIterator[RespT]):
     """A server-streaming call: iterate it for the replies. The stream opens on first use."""
 
     __slots__ = ("_open", "_stream")
@@ -208,15 +217,6 @@ class ServerStreamCall(Generic[RespT]):
     @property
     def ri(self) -> RPCInfo | None:
         return None if self._stream is None else self._stream.ri
-
-    def __aiter__(self) -> AsyncIterator[RespT]:
-        return self
-
-    async def __anext__(self) -> RespT:
-        try:
-            return await self.recv()
-        except EOFError:
-            raise StopAsyncIteration from None
 
     async def __aenter__(self) -> ServerStreamCall[RespT]:
         return self

@@ -70,6 +70,13 @@ def appender(name: str, field: str, items: tuple[Any, ...]) -> Option[Any]:
     return Option(name, items, apply)
 
 
+def callables_appender(name: str, field: str, items: tuple[Any, ...]) -> Option[Any]:
+    """An option that appends callables (middlewares, interceptors) to a tuple field, checked now."""
+    for item in items:
+        check_callable(name, item)
+    return appender(name, field, items)
+
+
 def check_duration(
     option: str, value: float | int | None, *, allow_none: bool = False, allow_zero: bool = True
 ) -> None:

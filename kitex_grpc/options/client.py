@@ -15,7 +15,7 @@ from kitex_grpc.options._base import (
     Option,
     OptionRecord,
     appender,
-    check_callable,
+    callables_appender,
     check_duration,
     check_positive_int,
     setter,
@@ -112,30 +112,22 @@ def with_transport_protocol(protocol: TransportProtocol | str) -> ClientOption:
 
 def with_middleware(*middlewares: Middleware) -> ClientOption:
     """Add middlewares; they run in option order, inside the RPC timeout and outside discovery."""
-    for mw in middlewares:
-        check_callable("with_middleware", mw)
-    return appender("with_middleware", "middlewares", middlewares)
+    return callables_appender("with_middleware", "middlewares", middlewares)
 
 
 def with_instance_middleware(*middlewares: Middleware) -> ClientOption:
     """Add middlewares that run after an instance has been picked (they see ``ri.callee.address``)."""
-    for mw in middlewares:
-        check_callable("with_instance_middleware", mw)
-    return appender("with_instance_middleware", "instance_middlewares", middlewares)
+    return callables_appender("with_instance_middleware", "instance_middlewares", middlewares)
 
 
 def with_stream_send_middleware(*middlewares: SendMiddleware) -> ClientOption:
     """Add middlewares that see every message a client stream sends."""
-    for mw in middlewares:
-        check_callable("with_stream_send_middleware", mw)
-    return appender("with_stream_send_middleware", "stream_send_middlewares", middlewares)
+    return callables_appender("with_stream_send_middleware", "stream_send_middlewares", middlewares)
 
 
 def with_stream_recv_middleware(*middlewares: RecvMiddleware) -> ClientOption:
     """Add middlewares that see every message a client stream receives."""
-    for mw in middlewares:
-        check_callable("with_stream_recv_middleware", mw)
-    return appender("with_stream_recv_middleware", "stream_recv_middlewares", middlewares)
+    return callables_appender("with_stream_recv_middleware", "stream_recv_middlewares", middlewares)
 
 
 def with_max_message_size(size: int) -> ClientOption:

@@ -14,7 +14,7 @@ from kitex_grpc.options._base import (
     Option,
     OptionRecord,
     appender,
-    check_callable,
+    callables_appender,
     check_duration,
     check_positive_int,
     setter,
@@ -72,23 +72,17 @@ def with_transport_protocol(protocol: TransportProtocol | str) -> ServerOption:
 
 def with_middleware(*middlewares: Middleware) -> ServerOption:
     """Add middlewares; they run in option order, inside the timeout and outside ACL and the handler."""
-    for mw in middlewares:
-        check_callable("with_middleware", mw)
-    return appender("with_middleware", "middlewares", middlewares)
+    return callables_appender("with_middleware", "middlewares", middlewares)
 
 
 def with_stream_send_middleware(*middlewares: SendMiddleware) -> ServerOption:
     """Add middlewares that see every message a handler's stream sends."""
-    for mw in middlewares:
-        check_callable("with_stream_send_middleware", mw)
-    return appender("with_stream_send_middleware", "stream_send_middlewares", middlewares)
+    return callables_appender("with_stream_send_middleware", "stream_send_middlewares", middlewares)
 
 
 def with_stream_recv_middleware(*middlewares: RecvMiddleware) -> ServerOption:
     """Add middlewares that see every message a handler's stream receives."""
-    for mw in middlewares:
-        check_callable("with_stream_recv_middleware", mw)
-    return appender("with_stream_recv_middleware", "stream_recv_middlewares", middlewares)
+    return callables_appender("with_stream_recv_middleware", "stream_recv_middlewares", middlewares)
 
 
 def with_exit_wait_time(seconds: float) -> ServerOption:

@@ -72,21 +72,29 @@ class GrpcioClientTransport:
             return None
         return (*headers, *ri.metadata)
 
-    async def unary(self, ri: RPCInfo, request: Any) -> Any:
+    async def _multicallable(self, ri: RPCInfo, table: dict[tuple[str, str], Any], streaming: bool) -> Any:
+        """The cached grpcio multicallable for this method on this instance, connecting first if needed."""
         address = ri.callee.address
+        key = (address, ri.method.name)
+        multicallable = table.get(key)
+        if multicallable is not None and address in self._ready:
+            return multicallable
         channel = self._channel(address)
         if address not in self._ready:
             await self._connect(ri, channel)
-        key = (address, ri.method.name)
-        multicallable = self._unary.get(key)
         if multicallable is None:
             method = ri.method
-            multicallable = channel.unary_unary(
+            make = channel.stream_stream if streaming else channel.unary_unary
+            multicallable = make(
                 ri.service.grpc_path(method.name),
                 request_serializer=method.serialize_request,
                 response_deserializer=method.deserialize_response,
             )
-            self._unary[key] = multicallable
+            table[key] = multicallable
+        return multicallable
+
+    async def unary(self, ri: RPCInfo, request: Any) -> Any:
+        multicallable = await self._multicallable(ri, self._unary, streaming=False)
         try:
             return await multicallable(
                 request,
@@ -96,25 +104,12 @@ class GrpcioClientTransport:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
-                self._ready.discard(address)
+                self._ready.discard(ri.callee.address)
             ri.response_metadata = [(k, v) for k, v in exc.trailing_metadata() or ()]
             raise error_from_rpc_error(exc) from None
 
     async def open_stream(self, ri: RPCInfo) -> GrpcioClientStream:
-        address = ri.callee.address
-        channel = self._channel(address)
-        if address not in self._ready:
-            await self._connect(ri, channel)
-        key = (address, ri.method.name)
-        multicallable = self._streams.get(key)
-        if multicallable is None:
-            method = ri.method
-            multicallable = channel.stream_stream(
-                ri.service.grpc_path(method.name),
-                request_serializer=method.serialize_request,
-                response_deserializer=method.deserialize_response,
-            )
-            self._streams[key] = multicallable
+        multicallable = await self._multicallable(ri, self._streams, streaming=True)
         call = multicallable(
             timeout=ri.time_remaining(),
             metadata=self._metadata(ri),
