@@ -73,7 +73,7 @@ IMPLS: tuple[Impl, ...] = (
     ),
     Impl(
         name="kitex-ttheader",
-        adapter="bench.impl_kitex_thrift:adapter",
+        adapter="bench.impl_ttheader:adapter",
         arg="TTHEADER",
         baseline="thriftpy2",
         scenarios=UNARY_ONLY,
@@ -84,6 +84,21 @@ IMPLS: tuple[Impl, ...] = (
         adapter="bench.impl_thriftpy2:adapter",
         scenarios=UNARY_ONLY,
         description="thriftpy2 asyncio client -> server, framed binary (idl/echo.thrift)",
+    ),
+    Impl(
+        name="kitex-server-sync",
+        adapter="bench.impl_ttheader:sync_adapter",
+        arg="kitex",
+        baseline="thriftpy2-threaded",
+        scenarios=UNARY_ONLY,
+        description="thriftpy2 sync client (64 threads) -> kitex-grpc server over Framed",
+    ),
+    Impl(
+        name="thriftpy2-threaded",
+        adapter="bench.impl_ttheader:sync_adapter",
+        arg="thriftpy2",
+        scenarios=UNARY_ONLY,
+        description="thriftpy2 sync client (64 threads) -> thriftpy2 TThreadedServer, framed cybin",
     ),
 )
 BY_NAME: dict[str, Impl] = {impl.name: impl for impl in IMPLS}

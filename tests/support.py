@@ -115,7 +115,11 @@ async def serve(
 
 @asynccontextmanager
 async def connect(svr: kitex_grpc.Server, *opts: client.ClientOption) -> AsyncIterator[echo_kitex.EchoClient]:
-    cli = echo_kitex.new_client("echo", client.with_host_ports(svr.address), *opts)
+    # A generous connect timeout: these tests are not about dialing, and a loaded CI machine can
+    # starve the event loop past Kitex's 50 ms default before grpcio reports the channel ready.
+    cli = echo_kitex.new_client(
+        "echo", client.with_host_ports(svr.address), client.with_connect_timeout(5), *opts
+    )
     try:
         yield cli
     finally:

@@ -23,6 +23,11 @@ async def main(addr: str, transport: str) -> None:
             reply = await cli.Unary(echo_pb2.EchoRequest(message="hello", seq=1))
         print(f"  unary          -> {reply.message!r}")
 
+        if transport.lower() in ("ttheader", "ttheader_framed", "framed"):
+            # Kitex Protobuf over TTHeader is ping-pong only: streams need gRPC.
+            await _biz_error(cli)
+            return
+
         seqs = [r.seq async for r in cli.ServerStream(echo_pb2.EchoRequest(message="tick", seq=3))]
         print(f"  server stream  -> seq {seqs}")
 
@@ -40,10 +45,14 @@ async def main(addr: str, transport: str) -> None:
         await bidi.close_send()
         print(f"  bidi           -> {echoed}")
 
-        try:
-            await cli.Unary(echo_pb2.EchoRequest(message="biz:out of credit"))
-        except BizStatusError as err:
-            print(f"  biz error      -> code={err.code} message={err.message!r} extra={err.extra}")
+        await _biz_error(cli)
+
+
+async def _biz_error(cli: echo_kitex.EchoClient) -> None:
+    try:
+        await cli.Unary(echo_pb2.EchoRequest(message="biz:out of credit"))
+    except BizStatusError as err:
+        print(f"  biz error      -> code={err.code} message={err.message!r} extra={err.extra}")
 
 
 if __name__ == "__main__":

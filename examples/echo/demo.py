@@ -63,6 +63,48 @@ async def run_one(protocol: TransportProtocol) -> bool:
     return ok
 
 
+async def run_thrift() -> bool:
+    """examples/thrift_echo: one Thrift server port, called over TTHeader, TTHeaderFramed and Framed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    thrift_dir = ROOT / "examples" / "thrift_echo"
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(thrift_dir / "thrift_server.py"),
+        "--addr",
+        "127.0.0.1:0",
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert server.stdout is not None
+    ok = True
+    try:
+        line = await asyncio.wait_for(server.stdout.readline(), 30)
+        if not line.startswith(b"LISTENING "):
+            print("THRIFT: server failed to start", flush=True)
+            return False
+        addr = line.split()[1].decode()
+        for name in ("ttheader", "ttheader_framed", "framed"):
+            print(f"THRIFT over {name.upper()} (server {addr}):", flush=True)
+            client = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(thrift_dir / "thrift_client.py"),
+                "--addr",
+                addr,
+                "--transport",
+                name,
+                env=env,
+            )
+            ok = await asyncio.wait_for(client.wait(), 60) == 0 and ok
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(server.wait(), 15)
+        except TimeoutError:
+            server.kill()
+            await server.wait()
+    return ok
+
+
 async def main() -> int:
     failures = 0
     for protocol in PROTOBUF_TRANSPORTS:
@@ -71,6 +113,8 @@ async def main() -> int:
             continue
         if not await run_one(protocol):
             failures += 1
+    if available(TransportProtocol.TTHEADER) and not await run_thrift():
+        failures += 1
     return 1 if failures else 0
 
 

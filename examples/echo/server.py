@@ -17,7 +17,8 @@ class Echo(echo_kitex.EchoHandler):
     async def Unary(self, request: echo_pb2.EchoRequest) -> echo_pb2.EchoReply:
         if request.message.startswith("biz:"):
             raise BizStatusError(1001, request.message[4:], {"reason": "demo"})
-        trace = metainfo.get_value("TRACE") or "-"
+        # gRPC upper-cases metainfo keys on receipt (Kitex's HTTP/2 rule); TTHeader keeps their case.
+        trace = metainfo.get_value("TRACE") or metainfo.get_value("trace") or "-"
         return echo_pb2.EchoReply(message=f"{request.message} (trace={trace})", seq=request.seq)
 
     async def ServerStream(self, request: echo_pb2.EchoRequest) -> AsyncIterator[echo_pb2.EchoReply]:

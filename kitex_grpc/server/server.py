@@ -100,6 +100,15 @@ class Server:
     def lookup(self, service_name: str, method_name: str) -> RegisteredMethod | None:
         return self._methods.get((service_name, method_name))
 
+    def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None:
+        """Kitex ``SearchService``: the service named so, or without a name the first with the method."""
+        if service_name:
+            return self._services.get(service_name)
+        for service in self._services.values():
+            if method_name in service.methods:
+                return service
+        return None
+
     def new_rpcinfo(
         self, entry: Any, peer: str, local: str, metadata: Metadata, deadline: float | None
     ) -> RPCInfo:

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from kitex_grpc.options.server import ServerOptions
     from kitex_grpc.transport.base import CallDispatcher, ClientTransport, ServerTransport
 
+_TTHEADER_FAMILY = (TransportProtocol.TTHEADER, TransportProtocol.TTHEADER_FRAMED, TransportProtocol.FRAMED)
+
 
 def new_client_transport(options: ClientOptions) -> ClientTransport:
     protocol = options.transport_protocol
@@ -22,6 +24,14 @@ def new_client_transport(options: ClientOptions) -> ClientTransport:
         from kitex_grpc.transport.grpcio.client import GrpcioClientTransport
 
         return GrpcioClientTransport(options)
+    if protocol is TransportProtocol.GRPC_H2:
+        from kitex_grpc.transport.h2.client import H2ClientTransport
+
+        return H2ClientTransport(options)
+    if protocol in _TTHEADER_FAMILY:
+        from kitex_grpc.transport.ttheader.client import TTHeaderClientTransport
+
+        return TTHeaderClientTransport(options)
     raise ValueError(
         f"with_transport_protocol: the {protocol.name} client transport is not available in this build"
     )
@@ -33,6 +43,15 @@ def new_server_transport(options: ServerOptions, dispatcher: CallDispatcher) -> 
         from kitex_grpc.transport.grpcio.server import GrpcioServerTransport
 
         return GrpcioServerTransport(options, dispatcher)
+    if protocol is TransportProtocol.GRPC_H2:
+        from kitex_grpc.transport.h2.server import H2ServerTransport
+
+        return H2ServerTransport(options, dispatcher)
+    if protocol in _TTHEADER_FAMILY:
+        # One port serves all three (and Buffered, Kitex Protobuf, HTTP/2) by per-connection detection.
+        from kitex_grpc.transport.ttheader.server import TTHeaderServerTransport
+
+        return TTHeaderServerTransport(options, dispatcher)
     raise ValueError(
         f"with_transport_protocol: the {protocol.name} server transport is not available in this build"
     )

@@ -20,7 +20,7 @@ from tests.interop.kitex_peer import GoServer, KitexConventionEcho, elapsed_ms, 
 pytestmark = pytest.mark.interop
 
 Req = echo_pb2.EchoRequest
-GRPC_TRANSPORTS = [TransportProtocol.GRPC]
+GRPC_TRANSPORTS = [TransportProtocol.GRPC, TransportProtocol.GRPC_H2]
 
 
 def go_client(server: GoServer, protocol: TransportProtocol) -> echo_kitex.EchoClient:

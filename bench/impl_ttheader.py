@@ -1,0 +1,231 @@
+"""kitex-grpc's TTHeader transports with Thrift payloads (idl/echo.thrift), and thriftpy2's sync side.
+
+Entries (the registry's ``arg`` picks one):
+
+* ``adapter("TTHEADER")``: our client -> our server over TTHeader (or ``TTHEADER_FRAMED``/``FRAMED``).
+  Our client keeps one request in flight per connection, as Kitex does, so 64 calls in flight use up
+  to 64 pooled connections: the pool's idle limits are raised to 128 per address so they stay open
+  (Kitex's default of 10 would close 54 of them after every burst).
+* ``sync_adapter("thriftpy2")``: thriftpy2's sync client -> its ``TThreadedServer``, framed, Cython
+  binary protocol.
+* ``sync_adapter("kitex")``: the same thriftpy2 sync client -> our server (detected as Framed).
+
+The sync client runs one thriftpy2 client per worker thread (64 threads for 64 in flight); the event
+loop of the load generator hands each call to the pool, so both servers see the same client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import kitex_grpc
+from bench.adapter import BidiStream, UnavailableError
+from kitex_grpc import client, server, thrift
+from kitex_grpc.transport_protocol import TransportProtocol
+
+IDL = Path(__file__).resolve().parent.parent / "idl" / "echo.thrift"
+_module: Any = thrift.load(IDL, "bench_echo_thrift")
+
+
+class _Handler:
+    async def echo(self, req: Any) -> Any:
+        return _module.EchoReply(message=req.message, payload=req.payload, seq=req.seq)
+
+    async def notify(self, req: Any) -> None:
+        return None
+
+    async def fail(self, req: Any) -> Any:
+        return _module.EchoReply(message=req.message, payload=req.payload, seq=req.seq)
+
+
+class _SyncHandler:
+    def echo(self, req: Any) -> Any:
+        return _module.EchoReply(message=req.message, payload=req.payload, seq=req.seq)
+
+    def notify(self, req: Any) -> None:
+        return None
+
+    def fail(self, req: Any) -> Any:
+        return _module.EchoReply(message=req.message, payload=req.payload, seq=req.seq)
+
+
+class _KitexServer:
+    def __init__(self, svr: kitex_grpc.Server) -> None:
+        self._svr = svr
+
+    @property
+    def address(self) -> str:
+        return self._svr.address
+
+    async def stop(self) -> None:
+        await self._svr.stop()
+
+
+async def _start_kitex_server(host: str) -> _KitexServer:
+    svr = kitex_grpc.new_server(
+        server.with_service_addr(f"{host}:0"), server.with_transport_protocol(TransportProtocol.TTHEADER)
+    )
+    svr.register_service(thrift.service_info(_module.Echo), _Handler())
+    await svr.start()
+    return _KitexServer(svr)
+
+
+class _NoBidi:
+    def request(self, payload: bytes) -> Any:
+        return _module.EchoRequest(message="bench", payload=payload, seq=1)
+
+    @asynccontextmanager
+    async def bidi(self) -> AsyncIterator[BidiStream]:
+        raise UnavailableError("thrift has no streaming calls")
+        yield  # pragma: no cover
+
+
+class _KitexClient(_NoBidi):
+    def __init__(self, cli: thrift.ThriftClient) -> None:
+        self._cli = cli
+        self.unary = cli.echo
+
+    async def close(self) -> None:
+        await self._cli.close()
+
+
+class KitexAdapter:
+    """Our TTHeader (or TTHeaderFramed / Framed) client and server."""
+
+    def __init__(self, protocol: str) -> None:
+        self._protocol = TransportProtocol.parse(protocol or "TTHEADER")
+
+    async def start_server(self, host: str) -> _KitexServer:
+        return await _start_kitex_server(host)
+
+    async def connect(self, address: str) -> _KitexClient:
+        cli = thrift.new_client(
+            _module.Echo,
+            "echo",
+            client.with_host_ports(address),
+            client.with_transport_protocol(self._protocol),
+            client.with_connect_timeout(1.0),
+            client.with_long_connection(max_idle_per_address=128, max_idle_global=1024),
+        )
+        return _KitexClient(cli)
+
+
+# -- thriftpy2 sync side ---------------------------------------------------------------------------------
+
+
+class _ThreadedServer:
+    def __init__(self, srv: Any, sock: socket.socket, address: str) -> None:
+        self._srv = srv
+        self._sock = sock
+        self._address = address
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    async def stop(self) -> None:
+        self._srv.close()
+        self._sock.close()
+
+
+def _start_threaded_server(host: str) -> _ThreadedServer:
+    from thriftpy2.protocol import TCyBinaryProtocolFactory
+    from thriftpy2.rpc import TProcessor
+    from thriftpy2.server import TThreadedServer
+    from thriftpy2.transport import TCyFramedTransportFactory, TServerSocket
+
+    trans = TServerSocket(host=host, port=0, client_timeout=None)
+    trans.listen()  # bound here so the real port is known; the accept loop runs in a thread below
+    sock = trans.sock
+    port = sock.getsockname()[1]
+    srv = TThreadedServer(
+        TProcessor(_module.Echo, _SyncHandler()),
+        trans,
+        iprot_factory=TCyBinaryProtocolFactory(),
+        itrans_factory=TCyFramedTransportFactory(),
+        daemon=True,
+    )
+
+    def accept_loop() -> None:
+        while not srv.closed:
+            try:
+                conn = trans.accept()
+            except OSError:
+                return
+            threading.Thread(target=srv.handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    return _ThreadedServer(srv, sock, f"{host}:{port}")
+
+
+class _SyncClient(_NoBidi):
+    """thriftpy2 sync clients, one per worker thread, driven from the load generator's event loop."""
+
+    def __init__(self, host: str, port: int, workers: int = 64) -> None:
+        self._host = host
+        self._port = port
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thriftpy2")
+
+    def _call(self, request: Any) -> Any:
+        cli = getattr(self._local, "client", None)
+        if cli is None:
+            from thriftpy2.protocol import TCyBinaryProtocolFactory
+            from thriftpy2.rpc import make_client
+            from thriftpy2.transport import TCyFramedTransportFactory
+
+            cli = make_client(
+                _module.Echo,
+                self._host,
+                self._port,
+                proto_factory=TCyBinaryProtocolFactory(),
+                trans_factory=TCyFramedTransportFactory(),
+                timeout=10_000,
+            )
+            self._local.client = cli
+            with self._lock:
+                self._clients.append(cli)
+        return cli.echo(request)
+
+    async def unary(self, request: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, request)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for cli in self._clients:
+            cli.close()
+
+
+class SyncAdapter:
+    """thriftpy2's sync client against ``thriftpy2``'s threaded server or ``kitex`` (ours)."""
+
+    def __init__(self, which: str) -> None:
+        if which not in ("thriftpy2", "kitex"):
+            raise UnavailableError(f"unknown sync server {which!r}")
+        self._which = which
+
+    async def start_server(self, host: str) -> Any:
+        if self._which == "kitex":
+            return await _start_kitex_server(host)
+        return _start_threaded_server(host)
+
+    async def connect(self, address: str) -> _SyncClient:
+        host, _, port = address.rpartition(":")
+        return _SyncClient(host, int(port))
+
+
+def adapter(arg: str) -> KitexAdapter:
+    return KitexAdapter(arg)
+
+
+def sync_adapter(arg: str) -> SyncAdapter:
+    return SyncAdapter(arg)

@@ -1,0 +1,201 @@
+"""Thrift payloads through thriftpy2: IDL loaded at run time, args/result structs in Cython binary.
+
+This is the only module that imports thriftpy2. It turns a thriftpy2 service class into a
+:class:`~kitex_grpc.serviceinfo.ServiceInfo` whose methods carry the hooks the chain needs:
+
+* on the wire a request is the method's ``<method>_args`` struct and a reply its ``<method>_result``
+  struct, as Kitex's generated code has them (middlewares see these structs, as in Kitex);
+* ``pack_request`` wraps what a user passes (the single argument, a tuple of arguments, or an args
+  struct) into the args struct; ``unpack_response`` returns ``result.success`` or raises the IDL
+  exception set in the result;
+* ``adapt_handler(fn)`` calls ``await fn(*args)`` and stores its return value, or a declared IDL
+  exception it raised, in the result struct (Kitex ``tool/internal_pkg/tpl/service.go``: declared
+  exceptions are a normal REPLY, anything else becomes a TApplicationException).
+
+Only the struct bodies are (de)serialized here, with thriftpy2's Cython binary protocol; the strict
+message header around them is :mod:`kitex_grpc.protocol.thrift_message`'s job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import thriftpy2
+import thriftpy2.protocol.cybin as _cybin
+import thriftpy2.transport.memory as _memory
+from thriftpy2.thrift import TException
+
+from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError, TApplicationType
+from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
+
+__all__ = ["MissingResultError", "load", "method_info", "service_info"]
+
+_TYPE_STRUCT = 12
+# The Cython binary protocol and memory buffer (thriftpy2's stubs do not declare these names).
+TCyBinaryProtocol: Any = getattr(_cybin, "TCyBinaryProtocol")  # noqa: B009
+TCyMemoryBuffer: Any = getattr(_memory, "TCyMemoryBuffer")  # noqa: B009
+
+
+class MissingResultError(RemoteOrNetworkError):
+    """A REPLY whose result struct has neither a value nor an exception (TApplicationException 5).
+
+    Kitex's client turns this into ``TApplicationException`` MissingResult ("<method> failed: unknown
+    result"); it happens when a Framed/Buffered server drops a biz status (KITEX-WIRE.md §1.4).
+    """
+
+    tapp_type = TApplicationType.MISSING_RESULT
+
+
+def load(
+    path: str | Path, module_name: str | None = None, include_dirs: list[str | os.PathLike[str]] | None = None
+) -> Any:
+    """Load a ``.thrift`` IDL at run time and return thriftpy2's module for it.
+
+    ``module_name`` must end with ``_thrift`` (thriftpy2's rule); by default it is the file's stem
+    plus ``_thrift``. The module holds the structs, exceptions and service classes of the IDL.
+    """
+    p = Path(path)
+    name = module_name or f"{p.stem}_thrift"
+    return thriftpy2.load(str(p), module_name=name, include_dirs=include_dirs)
+
+
+def serializer() -> Callable[[Any], bytes]:
+    """A function writing any thriftpy2 struct as a binary struct body."""
+
+    def serialize(obj: Any) -> bytes:
+        buf = TCyMemoryBuffer()
+        TCyBinaryProtocol(buf).write_struct(obj)
+        buf.flush()
+        data: bytes = buf.getvalue()
+        return data
+
+    return serialize
+
+
+def deserializer(struct_type: Any) -> Callable[[bytes], Any]:
+    """A function reading a binary struct body into a new ``struct_type``."""
+
+    def deserialize(data: bytes) -> Any:
+        obj = struct_type()
+        try:
+            TCyBinaryProtocol(TCyMemoryBuffer(data)).read_struct(obj)
+        except Exception as exc:  # thriftpy2 raises several unrelated types for bad bytes
+            raise ProtocolError(
+                f"thrift: cannot decode {struct_type.__name__}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return obj
+
+    return deserialize
+
+
+def _arg_names(args_type: Any) -> list[str]:
+    spec = args_type.thrift_spec
+    return [spec[fid][1] for fid in sorted(spec)]
+
+
+def _exception_fields(result_type: Any) -> list[tuple[str, type[BaseException]]]:
+    fields = []
+    for fid, entry in sorted(result_type.thrift_spec.items()):
+        exc_type = entry[2] if entry[0] == _TYPE_STRUCT else None
+        if fid != 0 and isinstance(exc_type, type) and issubclass(exc_type, BaseException):
+            fields.append((entry[1], exc_type))
+    return fields
+
+
+def method_info(service: Any, name: str) -> MethodInfo:
+    """The :class:`MethodInfo` of method ``name`` of a thriftpy2 service class."""
+    args_type = getattr(service, f"{name}_args")
+    result_type = getattr(service, f"{name}_result")
+    oneway = bool(getattr(result_type, "oneway", False))
+    arg_names = _arg_names(args_type)
+    exceptions = _exception_fields(result_type)
+    exception_types = tuple(exc for _, exc in exceptions)
+    has_success = 0 in result_type.thrift_spec
+    write = serializer()
+
+    def pack_request(request: Any) -> Any:
+        if isinstance(request, args_type):
+            return request
+        if len(arg_names) == 1:
+            return args_type(request)
+        if isinstance(request, tuple):
+            return args_type(*request)
+        if request is None and not arg_names:
+            return args_type()
+        raise TypeError(
+            f"{name}: pass the {len(arg_names)} arguments ({', '.join(arg_names)}) as a tuple "
+            f"or a {args_type.__name__}"
+        )
+
+    def unpack_response(result: Any) -> Any:
+        for field, _ in exceptions:
+            exc = getattr(result, field, None)
+            if exc is not None:
+                raise exc
+        if not has_success:
+            return None
+        value = result.success
+        if value is None:
+            raise MissingResultError(f"{name} failed: unknown result", remote=True)
+        return value
+
+    def adapt_handler(fn: Callable[..., Any]) -> Callable[[Any], Awaitable[Any]]:
+        async def invoke(args: Any) -> Any:
+            try:
+                value = fn(*(getattr(args, n) for n in arg_names))
+                if inspect.isawaitable(value):
+                    value = await value
+            except exception_types as exc:
+                result = result_type()
+                for field, exc_type in exceptions:
+                    if isinstance(exc, exc_type):
+                        setattr(result, field, exc)
+                        return result
+                raise  # pragma: no cover - every caught type has a field
+            if oneway:
+                return None
+            result = result_type()
+            if has_success:
+                result.success = value
+            return result
+
+        return invoke
+
+    return MethodInfo(
+        name,
+        StreamingMode.NONE,
+        args_type,
+        result_type,
+        oneway=oneway,
+        serialize_request=write,
+        deserialize_request=deserializer(args_type),
+        serialize_response=write,
+        deserialize_response=deserializer(result_type),
+        pack_request=pack_request,
+        unpack_response=unpack_response,
+        adapt_handler=adapt_handler,
+    )
+
+
+def service_info(service: Any, *, service_name: str | None = None) -> ServiceInfo:
+    """The :class:`ServiceInfo` of a thriftpy2 service class (``module.Echo``), payload codec THRIFT.
+
+    ``service_name`` defaults to the IDL service name, which Kitex sends as the ``isn`` TTHeader key.
+    """
+    names = getattr(service, "thrift_services", None)
+    if names is None:
+        raise TypeError(f"{service!r} is not a thriftpy2 service class")
+    return ServiceInfo(
+        service_name or service.__name__,
+        [method_info(service, n) for n in names],
+        payload_codec=PayloadCodec.THRIFT,
+    )
+
+
+def is_idl_exception(exc: BaseException) -> bool:
+    """Whether ``exc`` is a thriftpy2 exception type (an IDL ``exception``)."""
+    return isinstance(exc, TException)

@@ -1,0 +1,92 @@
+"""Thrift services with IDL loaded at run time (thriftpy2), served and called like any other.
+
+::
+
+    from kitex_grpc import thrift, client, server, TransportProtocol
+
+    echo_thrift = thrift.load("idl/echo.thrift")
+    info = thrift.service_info(echo_thrift.Echo)
+
+    class Echo:
+        async def echo(self, req):
+            return echo_thrift.EchoReply(message=req.message)
+
+    svr = kitex_grpc.new_server(server.with_service_addr("127.0.0.1:8888"),
+                                server.with_transport_protocol(TransportProtocol.TTHEADER))
+    svr.register_service(info, Echo())
+
+    cli = thrift.new_client(echo_thrift.Echo, "echo", client.with_host_ports("127.0.0.1:8888"),
+                            client.with_transport_protocol(TransportProtocol.TTHEADER))
+    reply = await cli.echo(echo_thrift.EchoRequest(message="hi"))
+
+Handlers take the IDL arguments positionally and return the result (``None`` for ``void`` and
+``oneway``); raising a declared IDL exception sends it to the caller, where it is raised again as the
+same class. Middlewares see the ``<method>_args`` / ``<method>_result`` structs, as in Kitex.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kitex_grpc.callopt import CallOption
+from kitex_grpc.client import Client, ClientOption
+from kitex_grpc.client import new_client as _new_client
+from kitex_grpc.codec.thrift import MissingResultError
+from kitex_grpc.codec.thrift import load as _load
+from kitex_grpc.codec.thrift import service_info as _service_info
+from kitex_grpc.serviceinfo import ServiceInfo
+
+__all__ = ["MissingResultError", "ThriftClient", "load", "new_client", "service_info"]
+
+
+def load(path: str | Path, module_name: str | None = None) -> Any:
+    """Load a ``.thrift`` file; returns thriftpy2's module (structs, exceptions, services)."""
+    return _load(path, module_name)
+
+
+def service_info(service: Any, *, service_name: str | None = None) -> ServiceInfo:
+    """The service info of a loaded service class, e.g. ``service_info(module.Echo)``."""
+    return _service_info(service, service_name=service_name)
+
+
+class ThriftClient:
+    """A client whose attributes are the service's methods: ``await cli.echo(req, *callopts)``.
+
+    Several IDL arguments are passed positionally: ``await cli.add(1, 2)``.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._methods: dict[str, Callable[..., Awaitable[Any]]] = {}
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        if name.startswith("_") or name not in self.client.service_info.methods:
+            raise AttributeError(name)
+        call = self.client.call
+
+        async def method(*args: Any) -> Any:
+            opts = tuple(a for a in args if isinstance(a, CallOption))
+            values = tuple(a for a in args if not isinstance(a, CallOption))
+            request = values[0] if len(values) == 1 else values
+            return await call(name, request, *opts)
+
+        method.__name__ = name
+        self.__dict__[name] = method
+        return method
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> ThriftClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.close()
+
+
+def new_client(service: Any, dest_service: str, *opts: ClientOption) -> ThriftClient:
+    """A :class:`ThriftClient` of a thriftpy2 service class (or a Thrift :class:`ServiceInfo`)."""
+    info = service if isinstance(service, ServiceInfo) else service_info(service)
+    return ThriftClient(_new_client(info, dest_service, *opts))

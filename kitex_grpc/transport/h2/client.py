@@ -1,0 +1,322 @@
+"""The h2 client transport: one multiplexed HTTP/2 connection per instance address.
+
+- Dial: TCP (TLS with ALPN ``h2`` when ``with_tls`` is set, else h2c with prior knowledge, RFC 9113
+  §3.3), then wait for the server's first SETTINGS, all within ``ri.config.connect_timeout``;
+  failures are :class:`~kitex_grpc.errors.GetConnectionError`. Concurrent callers share one dial.
+- Reuse: every call to an address shares its connection until it breaks or receives GOAWAY; the next
+  call then dials again. Calls on a broken connection fail with an UNAVAILABLE
+  :class:`~kitex_grpc.errors.RemoteOrNetworkError`.
+- Request headers as Kitex sends them: ``:authority`` = destination service name, ``user-agent``
+  ``kitex-grpc/<version>``, ``grpc-timeout`` from ``ri.deadline``, metainfo as ``rpc-transit-*`` /
+  ``rpc-persist-*`` headers, gzip when ``ri.config.compression`` says so.
+- One-way calls (``MethodInfo.oneway``): the request goes out with END_STREAM and the call returns
+  ``None`` once it was handed to the socket. The server runs the handler and answers as for a unary
+  call; the client keeps the stream open until those trailers arrive and discards them (an error
+  status is not reported), so the server never sees the call cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from kitex_grpc import metainfo
+from kitex_grpc.errors import (
+    CanceledError,
+    GetConnectionError,
+    InternalError,
+    KitexError,
+    OverLimitError,
+    ProtocolError,
+    RPCTimeoutError,
+)
+from kitex_grpc.options.address import parse_address
+from kitex_grpc.protocol.h2_call import GrpcClientConnection, StreamClosedError
+from kitex_grpc.serviceinfo import PayloadCodec
+from kitex_grpc.transport.h2 import config as _config
+from kitex_grpc.transport.h2.client_conn import ClientCall, ClientConnection, ConnectionUnusableError
+from kitex_grpc.transport.h2.config import H2Tuning
+from kitex_grpc.transport.h2.status import connection_error
+
+if TYPE_CHECKING:
+    import ssl
+
+    from kitex_grpc.options.client import ClientOptions
+    from kitex_grpc.rpcinfo import Metadata, RPCInfo
+    from kitex_grpc.serviceinfo import MethodInfo
+
+_START_ATTEMPTS = 3  # a call whose connection went away (GOAWAY) before its stream opened retries
+
+
+class H2ClientTransport:
+    """A :class:`~kitex_grpc.transport.base.ClientTransport` over our own HTTP/2 connections.
+
+    ``tuning`` holds the knobs that have no ``with_*`` option yet (windows, keepalive PING interval
+    and timeout, send high-water mark); see :class:`~kitex_grpc.transport.h2.config.H2Tuning`.
+    """
+
+    def __init__(self, options: ClientOptions, tuning: H2Tuning | None = None) -> None:
+        self._options = options
+        self._tuning = tuning = tuning if tuning is not None else _config.CLIENT_TUNING
+        self._max_message_size = options.max_message_size
+        self._ssl: ssl.SSLContext | None = None
+        self._server_hostname: str | None = None
+        if options.tls is not None:
+            self._ssl = options.tls.client_ssl_context(["h2"])
+            self._server_hostname = options.tls.server_hostname
+        self._config = tuning.core_config(
+            max_message_size=options.max_message_size, scheme="http" if self._ssl is None else "https"
+        )
+        self.connections: dict[str, ClientConnection] = {}
+        self._dialing: dict[str, asyncio.Task[ClientConnection]] = {}
+        self._closed = False
+
+    # -- connections --------------------------------------------------------------------------------
+
+    async def _connection(self, ri: RPCInfo) -> ClientConnection:
+        address = ri.callee.address
+        conn = self.connections.get(address)
+        if conn is not None and conn.usable:
+            return conn
+        if self._closed:
+            raise InternalError("client transport is closed")
+        task = self._dialing.get(address)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._dial(address, ri.config.connect_timeout))
+            self._dialing[address] = task
+            task.add_done_callback(self._dial_done)
+        return await asyncio.shield(task)
+
+    def _dial_done(self, task: asyncio.Task[ClientConnection]) -> None:
+        for address, pending in list(self._dialing.items()):
+            if pending is task:
+                del self._dialing[address]
+        if not task.cancelled():
+            task.exception()  # retrieved here: the callers that awaited it saw it already
+
+    async def _dial(self, address: str, connect_timeout: float) -> ClientConnection:
+        host, port = parse_address("with_host_ports", address)
+        loop = asyncio.get_running_loop()
+        conn: ClientConnection | None = None
+
+        def factory() -> ClientConnection:
+            nonlocal conn
+            conn = ClientConnection(GrpcClientConnection(self._config), self._tuning, address)
+            return conn
+
+        try:
+            async with asyncio.timeout(connect_timeout):
+                if self._ssl is None:
+                    await loop.create_connection(factory, host, port)
+                else:
+                    await loop.create_connection(
+                        factory, host, port, ssl=self._ssl, server_hostname=self._server_hostname or host
+                    )
+                assert conn is not None
+                if self._ssl is not None:
+                    _check_alpn(conn, address)
+                await conn.ready  # the server's SETTINGS: its stream limit is known before any call
+        except TimeoutError:
+            _drop(conn)
+            raise GetConnectionError(
+                f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"
+            ) from None
+        except OSError as exc:
+            _drop(conn)
+            raise GetConnectionError(f"dial {address} failed: {exc}").with_cause(exc) from exc
+        except KitexError as exc:
+            _drop(conn)
+            raise GetConnectionError(f"dial {address} failed: {exc}").with_cause(exc) from exc
+        if self._closed:
+            conn.close()
+            raise InternalError("client transport is closed")
+        self.connections[address] = conn
+        return conn
+
+    async def _start(self, ri: RPCInfo, *, auto_ack: bool) -> ClientCall:
+        headers = metainfo.to_http2_headers()
+        metadata: Metadata = [*headers, *ri.metadata] if headers else ri.metadata
+        service = ri.service
+        subtype = "thrift" if service.payload_codec is PayloadCodec.THRIFT else ""
+        for _ in range(_START_ATTEMPTS):
+            conn = await self._connection(ri)
+            try:
+                return await conn.start_call(
+                    service.grpc_path(ri.method.name),
+                    ri.callee.service_name,  # Kitex: :authority is the destination service name
+                    metadata=metadata,
+                    deadline=ri.deadline,
+                    content_subtype=subtype,
+                    encoding=ri.config.compression,
+                    auto_ack=auto_ack,
+                )
+            except ConnectionUnusableError:
+                continue
+        raise connection_error(f"no usable connection to {ri.callee.address}")
+
+    def _encode(self, method: MethodInfo, message: Any) -> bytes:
+        body = method.serialize_request(message)
+        if len(body) > self._max_message_size:
+            raise OverLimitError(
+                f"trying to send message larger than max ({len(body)} vs. {self._max_message_size})"
+            )
+        return body
+
+    # -- ClientTransport ----------------------------------------------------------------------------
+
+    async def unary(self, ri: RPCInfo, request: Any) -> Any:
+        method = ri.method
+        body = self._encode(method, request)
+        call = await self._start(ri, auto_ack=True)
+        conn = call.conn
+        try:
+            conn.core.send_message(
+                call.stream_id, body, compressed=ri.config.compression is not None, end=True
+            )
+            if method.oneway:
+                await _written(conn, call)
+                return None
+            conn.flush()
+            while not call.ended:
+                await call.wait_recv()
+        except asyncio.CancelledError:
+            conn.cancel_call(call, CanceledError("call cancelled"))
+            raise
+        response_md = ri.response_metadata
+        if call.headers:
+            response_md.extend(call.headers)
+        if call.trailers:
+            response_md.extend(call.trailers)
+        if call.error is not None:
+            raise call.error
+        messages = call.messages
+        if len(messages) != 1:
+            raise ProtocolError(f"unary call got {len(messages)} response messages, want 1")
+        try:
+            return method.deserialize_response(messages[0][0])
+        except Exception as exc:
+            raise ProtocolError(f"cannot decode the response: {exc}").with_cause(exc) from exc
+
+    async def open_stream(self, ri: RPCInfo) -> H2ClientStream:
+        call = await self._start(ri, auto_ack=False)
+        call.conn.flush()
+        if ri.deadline is not None:
+            conn = call.conn
+            error = RPCTimeoutError(f"stream deadline exceeded, method={ri.method.name}")
+            call.deadline_timer = conn.loop.call_later(
+                max(0.0, ri.deadline - time.monotonic()), conn.cancel_call, call, error
+            )
+        return H2ClientStream(self, ri, call)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._dialing.values()):
+            task.cancel()
+        connections, self.connections = self.connections, {}
+        for conn in connections.values():
+            conn.close()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held in our structures over all connections (tests check that this stays bounded)."""
+        return sum(conn.buffered_bytes for conn in self.connections.values())
+
+
+class H2ClientStream:
+    """One client stream as a :class:`~kitex_grpc.streaming.StreamIO`.
+
+    ``send`` waits while more than the high-water mark of this stream waits for the peer's window
+    (backpressure); ``recv`` hands a message's receive window back only when it is taken.
+    """
+
+    __slots__ = ("_call", "_compressed", "_conn", "_high_water", "_metadata_done", "_ri", "_transport")
+
+    def __init__(self, transport: H2ClientTransport, ri: RPCInfo, call: ClientCall) -> None:
+        self._transport = transport
+        self._ri = ri
+        self._call = call
+        self._conn = call.conn
+        self._compressed = ri.config.compression is not None
+        self._high_water = transport._tuning.send_high_water
+        self._metadata_done = False
+
+    async def send(self, message: Any) -> None:
+        call = self._call
+        if call.ended:
+            if call.error is not None:
+                raise call.error
+            return  # the server already ended the call with OK; recv reports the end
+        body = self._transport._encode(self._ri.method, message)
+        conn = self._conn
+        sid = call.stream_id
+        try:
+            conn.core.send_message(sid, body, compressed=self._compressed)
+        except StreamClosedError:
+            raise InternalError("send after close_send") from None
+        conn.flush()
+        core = conn.core
+        while core.pending_bytes(sid) > self._high_water and not call.ended:
+            await call.wait_send()
+        if conn._write_paused:
+            await conn.wait_writable()
+
+    async def recv(self) -> Any:
+        call = self._call
+        messages = call.messages
+        while not messages:
+            if call.ended:
+                self._record_metadata()
+                if call.error is not None:
+                    raise call.error
+                raise EOFError
+            await call.wait_recv()
+        body, held = messages.popleft()
+        if held:
+            call.conn.acknowledge(call, held)
+        try:
+            return self._ri.method.deserialize_response(body)
+        except Exception as exc:
+            self._conn.cancel_call(call, ProtocolError(f"cannot decode a response message: {exc}"))
+            raise ProtocolError(f"cannot decode a response message: {exc}").with_cause(exc) from exc
+
+    def _record_metadata(self) -> None:
+        if not self._metadata_done:
+            self._metadata_done = True
+            self._ri.response_metadata.extend((*self._call.headers, *self._call.trailers))
+
+    async def close_send(self) -> None:
+        call = self._call
+        if call.ended:
+            return
+        try:
+            self._conn.core.end_stream(call.stream_id)
+        except StreamClosedError:
+            return
+        self._conn.flush()
+
+    def cancel(self) -> None:
+        self._conn.cancel_call(self._call, CanceledError("stream cancelled locally"))
+
+
+async def _written(conn: ClientConnection, call: ClientCall) -> None:
+    """Wait until a one-way request left our buffers (the core's and asyncio's write buffer)."""
+    while conn.core.pending_bytes(call.stream_id) and not call.ended:
+        await call.wait_send()
+    if conn.closed and call.error is not None:
+        raise call.error  # the connection broke before the request could leave
+    conn._write_now()
+    await conn.wait_writable()
+
+
+def _check_alpn(conn: ClientConnection, address: str) -> None:
+    transport = conn.transport
+    ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+    protocol = None if ssl_object is None else ssl_object.selected_alpn_protocol()
+    if protocol != "h2":
+        raise ProtocolError(f"the server did not negotiate ALPN h2 (got {protocol!r})")
+
+
+def _drop(conn: ClientConnection | None) -> None:
+    if conn is not None and conn.transport is not None:
+        conn.transport.abort()

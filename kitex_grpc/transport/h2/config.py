@@ -1,0 +1,65 @@
+"""Defaults of the h2 transport, and the core configuration built from the framework's options.
+
+Window sizes and limits follow Kitex / grpc-go (KITEX-WIRE.md §3 "Other HTTP/2 defaults") except the
+connection receive window, which is larger so that many concurrent calls on one connection are not
+throttled by one shared 64 KiB window (grpc-go grows it with BDP estimation; we start large).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kitex_grpc._version import __version__
+from kitex_grpc.protocol.h2_call import GrpcConnectionConfig
+
+USER_AGENT = f"kitex-grpc/{__version__}"
+
+# RFC 9113 §6.9.2: the initial stream window is 65,535 unless SETTINGS say otherwise.
+DEFAULT_STREAM_WINDOW = 65_535
+DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
+# A writer waits once this many bytes of its stream wait for the peer's window.
+SEND_HIGH_WATER = 64 * 1024
+# Kitex server keepalive: ping after 2 h, fail after 20 s without an ACK. The client pings only when
+# asked to (grpc-go's client default is no keepalive).
+SERVER_KEEPALIVE_TIME: float | None = 2 * 60 * 60.0
+CLIENT_KEEPALIVE_TIME: float | None = None
+KEEPALIVE_TIMEOUT = 20.0
+# Until the server's first SETTINGS arrives, a client does not know MAX_CONCURRENT_STREAMS; the
+# dial waits for that frame (as grpc-go does), within the connect timeout.
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class H2Tuning:
+    """Transport knobs that have no ``with_*`` option yet (constructor arguments of the transports).
+
+    ``keepalive_time``: seconds between PINGs (``None``: off); ``keepalive_timeout``: how long an
+    unanswered PING may stay out before the connection is closed and its calls fail UNAVAILABLE.
+    ``max_concurrent_streams``: advertised by a server (``None``: unlimited, as grpc-go).
+    """
+
+    stream_window: int = DEFAULT_STREAM_WINDOW
+    connection_window: int = DEFAULT_CONNECTION_WINDOW
+    send_high_water: int = SEND_HIGH_WATER
+    keepalive_time: float | None = None
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    max_concurrent_streams: int | None = None
+    max_header_list_size: int = 16 * 1024 * 1024
+
+    def core_config(self, *, max_message_size: int, scheme: str) -> GrpcConnectionConfig:
+        return GrpcConnectionConfig(
+            max_message_size=max_message_size,
+            initial_window_size=self.stream_window,
+            initial_connection_window_size=self.connection_window,
+            max_header_list_size=self.max_header_list_size,
+            max_concurrent_streams=self.max_concurrent_streams,
+            scheme=scheme,
+            user_agent=USER_AGENT,
+            # h2's strict checks of received fields would turn a grpc-message with a trailing space
+            # (grpc.aio sends "...: " unencoded) into a connection error (RFC 9113 §8.2.1 calls it
+            # malformed, but gRPC peers send it). The core validates what gRPC needs itself.
+            validate_inbound_headers=False,
+        )
+
+
+CLIENT_TUNING = H2Tuning(keepalive_time=CLIENT_KEEPALIVE_TIME)
+SERVER_TUNING = H2Tuning(keepalive_time=SERVER_KEEPALIVE_TIME)

@@ -1,0 +1,183 @@
+"""The asyncio side of one HTTP/2 connection: it only shovels bytes between a socket and a core.
+
+Driving (the core's contract): after each socket read, ``receive_data`` then dispatch the events, then
+write ``data_to_send()`` once: everything the events caused goes out in one ``transport.write``.
+Commands issued by tasks (start a call, send a message, acknowledge ...) are written at once
+(:meth:`H2Protocol.flush`). Deferring them to one write per loop turn saves syscalls but makes the
+two peers work in lock-step batches; writing at once lets the peer start on the first reply while we
+produce the next, which measured ~1.8x faster for 64 unary calls in flight.
+
+A ``H2ConnectionError`` from the core (the peer broke HTTP/2, RFC 9113 §5.4.1) flushes the GOAWAY the
+core queued, closes the transport and fails every call. Keepalive: a PING every ``keepalive_time``
+seconds; if its ACK does not come within ``keepalive_timeout``, the connection is closed the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from kitex_grpc.errors import KitexError
+from kitex_grpc.protocol.h2_call import GrpcClientConnection, GrpcServerConnection, H2ConnectionError
+from kitex_grpc.protocol.h2_events import Event, PingAcked
+from kitex_grpc.transport.h2.config import H2Tuning
+from kitex_grpc.transport.h2.status import connection_error
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+logger = logging.getLogger("kitex_grpc.transport.h2")
+
+_KEEPALIVE_PING_PREFIX = b"\x00\x00\x00\x00"
+
+
+class H2Protocol(asyncio.Protocol):
+    """Base of the client and server connection protocols (one instance per socket)."""
+
+    def __init__(self, core: GrpcClientConnection | GrpcServerConnection, tuning: H2Tuning) -> None:
+        self._core = core
+        self._tuning = tuning
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self._write_paused = False
+        self._flush_soon = False
+        self._resume_waiters: list[asyncio.Future[None]] = []
+        self.closed = False  # the socket is gone (or going): no more I/O
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping_count = 0
+        self._ping_data = b""
+        # Set each time a writer on this connection waits for the peer's window: backpressure engaged.
+        self.backpressure = asyncio.Event()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self._core.data_to_send())  # connection preface and our SETTINGS
+        if self._tuning.keepalive_time is not None:
+            self._keepalive_timer = self._loop.call_later(self._tuning.keepalive_time, self._send_keepalive)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._core.receive_data(data)
+        except H2ConnectionError as exc:
+            logger.debug("HTTP/2 connection error from peer: %s", exc)
+            self.abort(connection_error(f"HTTP/2 connection error: {exc.detail}"))
+            return
+        if events:
+            self.handle_events(events)
+        self._write_now()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timers()
+        self._wake_writers()
+        self.on_connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writers()
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what commands queued (see the module docstring for why not once per loop turn)."""
+        self._write_now()
+
+    def flush_soon(self) -> None:
+        """Write at the end of this loop turn: for WINDOW_UPDATEs after a message was taken, which
+        are not urgent and coalesce well with the replies the same turn produces."""
+        if not self._flush_soon:
+            self._flush_soon = True
+            self._loop.call_soon(self._write_now)
+
+    def _write_now(self) -> None:
+        self._flush_soon = False
+        data = self._core.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def wait_writable(self) -> None:
+        """Wait while the socket's write buffer is over asyncio's high-water mark."""
+        while self._write_paused and not self.closed:
+            fut = self._loop.create_future()
+            self._resume_waiters.append(fut)
+            await fut
+
+    def _wake_writers(self) -> None:
+        waiters, self._resume_waiters = self._resume_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- closing ------------------------------------------------------------------------------------
+
+    def abort(self, error: KitexError) -> None:
+        """Fail every call with ``error``, send GOAWAY if none went out, and close the socket."""
+        if self.closed:
+            return
+        self.fail_all(error)
+        self._core.close()  # a no-op if the core already queued GOAWAY (connection error)
+        self._write_now()
+        self.closed = True
+        self._cancel_timers()
+        self._wake_writers()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._keepalive_timer, self._ping_timer):
+            if timer is not None:
+                timer.cancel()
+        self._keepalive_timer = self._ping_timer = None
+
+    # -- keepalive ----------------------------------------------------------------------------------
+
+    def _send_keepalive(self) -> None:
+        self._keepalive_timer = None
+        if self.closed:
+            return
+        self._ping_count += 1
+        self._ping_data = _KEEPALIVE_PING_PREFIX + self._ping_count.to_bytes(4, "big")
+        self._core.ping(self._ping_data)
+        self._write_now()
+        self._ping_timer = self._loop.call_later(self._tuning.keepalive_timeout, self._keepalive_expired)
+
+    def _keepalive_expired(self) -> None:
+        self._ping_timer = None
+        timeout = self._tuning.keepalive_timeout
+        self.abort(connection_error(f"keepalive ping not acknowledged within {timeout:g}s"))
+
+    def on_ping_acked(self, ev: PingAcked) -> bool:
+        """Handle a keepalive ACK; returns False for PINGs this base did not send."""
+        if not self._ping_data or ev.data != self._ping_data:
+            return False
+        self._ping_data = b""
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        keepalive = self._tuning.keepalive_time
+        if keepalive is not None and not self.closed:
+            self._keepalive_timer = self._loop.call_later(keepalive, self._send_keepalive)
+        return True
+
+    # -- role hooks ---------------------------------------------------------------------------------
+
+    def handle_events(self, events: Sequence[Event]) -> None:
+        raise NotImplementedError
+
+    def fail_all(self, error: KitexError) -> None:
+        """End every call with ``error`` (the connection is going away)."""
+        raise NotImplementedError
+
+    def on_connection_lost(self, exc: Exception | None) -> None:
+        raise NotImplementedError

@@ -1,0 +1,109 @@
+"""The h2 server transport: asyncio ``create_server`` with one :class:`ServerConnection` per socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+from kitex_grpc.options.address import format_address, parse_address
+from kitex_grpc.protocol.h2_call import GrpcServerConnection
+from kitex_grpc.transport.h2 import config as _config
+from kitex_grpc.transport.h2.config import H2Tuning
+from kitex_grpc.transport.h2.server_conn import ServerConnection
+
+if TYPE_CHECKING:
+    import ssl
+
+    from kitex_grpc.options.server import ServerOptions
+    from kitex_grpc.transport.base import CallDispatcher
+
+# After the exit wait time, cancelled handlers get this long to unwind before stop() returns.
+_CANCEL_GRACE = 1.0
+
+
+class H2ServerTransport:
+    """A :class:`~kitex_grpc.transport.base.ServerTransport` speaking gRPC over our own HTTP/2.
+
+    Listening: :meth:`start` binds ``options.service_addr`` (h2c with prior knowledge, or TLS with
+    ALPN ``h2`` when ``options.tls`` is set) and :meth:`stop` drains.
+
+    Adoption (another server, e.g. TTHeader sniffing HTTP/2 on the same port, hands a connection
+    over; :meth:`start` need not be called)::
+
+        proto = h2.connection_protocol()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        proto.data_received(already_read_bytes)    # the bytes sniffed so far, preface included
+
+    and on shutdown ``await h2.drain_adopted(grace)``: every connection this transport serves (adopted
+    or accepted) gets GOAWAY, in-flight calls may finish within ``grace`` seconds, then the
+    connections close. :meth:`stop` does the same after closing its own listener.
+
+    ``tuning`` holds the knobs that have no ``with_*`` option yet (windows, keepalive PING interval
+    and timeout, MAX_CONCURRENT_STREAMS, max header list size).
+    """
+
+    def __init__(
+        self, options: ServerOptions, dispatcher: CallDispatcher, tuning: H2Tuning | None = None
+    ) -> None:
+        self._options = options
+        self.dispatcher = dispatcher
+        self._tuning = tuning = tuning if tuning is not None else _config.SERVER_TUNING
+        self._ssl: ssl.SSLContext | None = None
+        if options.tls is not None:
+            self._ssl = options.tls.server_ssl_context(["h2"])
+        self._config = tuning.core_config(
+            max_message_size=options.max_message_size, scheme="http" if self._ssl is None else "https"
+        )
+        self._server: asyncio.Server | None = None
+        self._address = ""
+        self.connections: set[ServerConnection] = set()
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def connection_protocol(self) -> ServerConnection:
+        """A fresh protocol for one connection (what ``create_server`` calls, and what adopters use)."""
+        return ServerConnection(
+            GrpcServerConnection(self._config), self._tuning, self.dispatcher, self._address, self.connections
+        )
+
+    async def start(self) -> None:
+        host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            self.connection_protocol, host or None, port, ssl=self._ssl, reuse_address=True
+        )
+        self._server = server
+        sockname = server.sockets[0].getsockname()
+        self._address = format_address(host or "0.0.0.0", int(sockname[1]))
+
+    async def stop(self, grace: float) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # stop accepting; connections are drained below
+        await self.drain_adopted(grace)
+        if server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), _CANCEL_GRACE)
+
+    async def drain_adopted(self, grace: float) -> None:
+        """Drain every connection: GOAWAY, let calls finish within ``grace`` seconds, then close."""
+        connections = list(self.connections)
+        for conn in connections:
+            conn.begin_drain()
+        pending = [conn.done for conn in connections if not conn.done.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        tasks: list[asyncio.Task[None]] = []
+        for conn in list(self.connections):
+            tasks.extend(conn.force_close())
+        if tasks:
+            await asyncio.wait(tasks, timeout=_CANCEL_GRACE)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held in our structures over all connections (tests check that this stays bounded)."""
+        return sum(conn.buffered_bytes for conn in self.connections)

@@ -1,0 +1,449 @@
+"""One server HTTP/2 connection: each gRPC call runs as its own task through the server's chain.
+
+Routing follows Kitex: ``:path`` is split at the last ``/`` (method) and the service is looked up by
+the name after the last ``.`` (the package is ignored). An unknown service or method is answered
+with grpc-status 12 UNIMPLEMENTED, as grpcio and grpc-go do (Go Kitex answers 1 for an unknown method
+and 20 for an unknown service, KITEX-WIRE.md §3; a standard gRPC client expects 12).
+
+Response compression: the response is compressed with the request's ``grpc-encoding`` when the
+client also lists it in ``grpc-accept-encoding`` (or lists nothing), otherwise it is sent as
+identity. A client that does not compress its requests gets identity responses.
+
+Cancellation: RST_STREAM from the client, a call the core rejected, or the connection going away
+cancels the call's task (the handler sees ``CancelledError``). A handler that is still running when
+its deadline (``grpc-timeout``) passes is cancelled by the chain's server_timeout middleware and the
+call ends DEADLINE_EXCEEDED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from h2.errors import ErrorCodes
+
+from kitex_grpc import metainfo
+from kitex_grpc.errors import (
+    BizStatusError,
+    CanceledError,
+    KitexError,
+    OverLimitError,
+    RPCTimeoutError,
+    StatusError,
+    to_status,
+)
+from kitex_grpc.options.address import format_address
+from kitex_grpc.protocol.grpc_headers import GrpcHeaderError
+from kitex_grpc.protocol.h2_call import GrpcServerConnection, StreamClosedError
+from kitex_grpc.protocol.h2_events import (
+    CallRejected,
+    CallStarted,
+    ConnectionTerminated,
+    Event,
+    MessageReceived,
+    PingAcked,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from kitex_grpc.status import StatusCode
+from kitex_grpc.transport.h2.config import H2Tuning
+from kitex_grpc.transport.h2.protocol import H2Protocol
+from kitex_grpc.transport.h2.status import connection_error
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from kitex_grpc.rpcinfo import Metadata, RPCInfo
+    from kitex_grpc.serviceinfo import MethodInfo
+    from kitex_grpc.transport.base import CallDispatcher, MethodEntry
+
+logger = logging.getLogger("kitex_grpc.transport.h2")
+
+_DRAIN_PING = b"kxdrain\x00"
+
+
+class ServerCall:
+    """The server's view of one stream: request messages, half-close, and wake-ups."""
+
+    __slots__ = (
+        "encoding",
+        "ended",
+        "eof",
+        "headers_sent",
+        "messages",
+        "recv_waiter",
+        "send_waiter",
+        "stream_id",
+        "task",
+    )
+
+    def __init__(self, stream_id: int, encoding: str | None) -> None:
+        self.stream_id = stream_id
+        self.encoding = encoding
+        self.messages: collections.deque[tuple[bytes, int]] = collections.deque()
+        self.eof = False  # the client half-closed
+        self.ended = False  # reset, rejected, or the connection went away: nothing more to send
+        self.headers_sent = False
+        self.recv_waiter: asyncio.Future[None] | None = None
+        self.send_waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def wake_recv(self) -> None:
+        waiter = self.recv_waiter
+        if waiter is not None:
+            self.recv_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wake_send(self) -> None:
+        waiter = self.send_waiter
+        if waiter is not None:
+            self.send_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def end(self) -> None:
+        """The stream is gone: cancel the handler and release its waiters."""
+        if self.ended:
+            return
+        self.ended = True
+        self.wake_recv()
+        self.wake_send()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class ServerConnection(H2Protocol):
+    """The asyncio protocol of one server connection (accepted, or adopted from another server)."""
+
+    core: GrpcServerConnection
+
+    def __init__(
+        self,
+        core: GrpcServerConnection,
+        tuning: H2Tuning,
+        dispatcher: CallDispatcher,
+        local_address: str,
+        registry: set[ServerConnection],
+    ) -> None:
+        super().__init__(core, tuning)
+        self.core = core
+        self._dispatcher = dispatcher
+        self._registry = registry
+        self._max_message_size = core.config.max_message_size
+        self.local = local_address
+        self.peer = ""
+        self.calls: dict[int, ServerCall] = {}
+        self._draining = False
+        self._drain_acked = False
+        self.done: asyncio.Future[None] = self._loop.create_future()  # set when the socket closed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = format_address(str(peer[0]), int(peer[1]))
+        if not self.local:
+            sock = transport.get_extra_info("sockname")
+            if isinstance(sock, tuple) and len(sock) >= 2:
+                self.local = format_address(str(sock[0]), int(sock[1]))
+        self._registry.add(self)
+        super().connection_made(transport)
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def handle_events(self, events: Sequence[Event]) -> None:
+        calls = self.calls
+        for ev in events:
+            kind = type(ev)
+            if kind is MessageReceived:
+                assert isinstance(ev, MessageReceived)
+                call = calls.get(ev.stream_id)
+                if call is None:
+                    self.core.acknowledge_received(ev.stream_id, ev.flow_controlled_length)
+                else:
+                    call.messages.append((ev.data, ev.flow_controlled_length))
+                    call.wake_recv()
+            elif kind is CallStarted:
+                assert isinstance(ev, CallStarted)
+                self._start_call(ev)
+            elif kind is StreamEnded:
+                assert isinstance(ev, StreamEnded)
+                call = calls.get(ev.stream_id)
+                if call is not None:
+                    call.eof = True
+                    call.wake_recv()
+            elif kind is WindowUpdated:
+                assert isinstance(ev, WindowUpdated)
+                call = calls.get(ev.stream_id)
+                if call is not None:
+                    call.wake_send()
+            elif kind is StreamReset or kind is CallRejected:
+                assert isinstance(ev, StreamReset | CallRejected)
+                call = calls.pop(ev.stream_id, None)
+                if call is not None:
+                    call.end()
+                    self._maybe_drained()
+            elif kind is PingAcked:
+                assert isinstance(ev, PingAcked)
+                if ev.data == _DRAIN_PING:
+                    self._on_drain_acked()
+                else:
+                    self.on_ping_acked(ev)
+            elif kind is ConnectionTerminated:
+                assert isinstance(ev, ConnectionTerminated)
+                if not ev.graceful:
+                    self.abort(connection_error(f"client sent GOAWAY with error code {ev.error_code}"))
+            # PingReceived (already answered by the core) and SettingsChanged need nothing here.
+
+    def _start_call(self, ev: CallStarted) -> None:
+        sid = ev.stream_id
+        path = ev.path
+        service_path, _, method_name = path.rpartition("/")
+        # Kitex looks services up by name and ignores the package (nphttp2/server_handler.go).
+        service_name = service_path.lstrip("/").rpartition(".")[2]
+        entry = self._dispatcher.lookup(service_name, method_name) if service_name else None
+        if entry is None:
+            with contextlib.suppress(StreamClosedError):
+                self.core.send_trailers(sid, StatusCode.UNIMPLEMENTED, f"unknown service or method {path}")
+            return
+        encoding = ev.encoding
+        if encoding is not None and ev.accept_encoding and encoding not in ev.accept_encoding:
+            encoding = None
+        call = ServerCall(sid, encoding)
+        self.calls[sid] = call
+        call.task = self._loop.create_task(self._serve(call, entry, ev))
+
+    # -- running a call -----------------------------------------------------------------------------
+
+    async def _serve(self, call: ServerCall, entry: MethodEntry, ev: CallStarted) -> None:
+        dispatcher = self._dispatcher
+        method = entry.method
+        try:
+            metadata: Metadata = list(ev.metadata)
+            deadline = None if ev.timeout is None else time.monotonic() + ev.timeout
+            transient, persistent = metainfo.from_http2_headers(metadata)
+            dispatcher.begin_call(transient, persistent)
+            ri = dispatcher.new_rpcinfo(entry, self.peer, self.local, metadata, deadline)
+            if method.mode.is_streaming:
+                await dispatcher.handle_stream(entry, ri, ServerStreamIO(self, call, method))
+                self._reply(call, None, ri)
+            else:
+                request = await self._read_request(call, method, deadline)
+                reply = await dispatcher.handle_unary(entry, ri, request)
+                self._reply(call, method.serialize_response(reply), ri)
+        except asyncio.CancelledError:
+            # Reset by the client, the connection went away, or the drain ran out of time.
+            if not call.ended:
+                call.ended = True
+                self.core.reset(call.stream_id, ErrorCodes.CANCEL)
+                self.flush()
+        except Exception as exc:
+            self._reply_error(call, exc)
+        finally:
+            if self.calls.get(call.stream_id) is call:
+                del self.calls[call.stream_id]
+            self._maybe_drained()
+
+    async def _read_request(self, call: ServerCall, method: MethodInfo, deadline: float | None) -> Any:
+        """The request of a unary call: the first message (grpc-go does not wait for END_STREAM)."""
+        messages = call.messages
+        if not messages and not call.eof:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                async with asyncio.timeout(remaining):
+                    while not messages and not call.eof:
+                        if call.ended:
+                            raise asyncio.CancelledError
+                        await self.wait_recv(call)
+            except TimeoutError:
+                raise RPCTimeoutError("deadline passed while reading the request") from None
+        if not messages:
+            raise StatusError(StatusCode.INTERNAL, "grpc: no request message in a unary call")
+        body, held = messages.popleft()
+        self.acknowledge(call, held)
+        try:
+            return method.deserialize_request(body)
+        except Exception as exc:
+            raise StatusError(StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}") from exc
+
+    async def wait_recv(self, call: ServerCall) -> None:
+        waiter = call.recv_waiter
+        if waiter is None:
+            waiter = call.recv_waiter = self._loop.create_future()
+        await waiter
+
+    async def wait_send(self, call: ServerCall) -> None:
+        waiter = call.send_waiter
+        if waiter is None:
+            waiter = call.send_waiter = self._loop.create_future()
+        self.backpressure.set()
+        await waiter
+
+    def acknowledge(self, call: ServerCall, n: int) -> None:
+        if n:
+            self.core.acknowledge_received(call.stream_id, n)
+            self.flush_soon()
+
+    def ensure_headers(self, call: ServerCall) -> None:
+        if not call.headers_sent:
+            call.headers_sent = True
+            if call.encoding is not None:
+                self.core.send_headers(call.stream_id, encoding=call.encoding)
+
+    def check_size(self, body: bytes) -> None:
+        if len(body) > self._max_message_size:
+            raise OverLimitError(
+                f"grpc: trying to send message larger than max ({len(body)} vs. {self._max_message_size})"
+            )
+
+    def _reply(self, call: ServerCall, body: bytes | None, ri: RPCInfo) -> None:
+        """Success: the reply (unary) and OK trailers carrying ``ri.response_metadata``."""
+        if call.ended:
+            return
+        if body is not None:
+            self.check_size(body)  # raises into _serve's error path
+        core = self.core
+        sid = call.stream_id
+        try:
+            if body is not None:
+                self.ensure_headers(call)
+                core.send_message(sid, body, compressed=call.encoding is not None)
+            try:
+                core.send_trailers(sid, StatusCode.OK, metadata=ri.response_metadata)
+            except GrpcHeaderError as exc:
+                core.send_trailers(sid, StatusCode.INTERNAL, f"invalid trailing metadata: {exc.detail}")
+        except StreamClosedError:
+            pass
+        call.ended = True
+        self.flush()
+
+    def _reply_error(self, call: ServerCall, exc: Exception) -> None:
+        if call.ended:
+            return
+        metadata: list[tuple[str, str]] = []
+        if isinstance(exc, BizStatusError):
+            code: StatusCode | int = exc.grpc_status
+            message = exc.message
+            metadata = exc.grpc_trailers()
+        else:
+            if not isinstance(exc, KitexError):
+                logger.warning("h2 call %d failed in the transport", call.stream_id, exc_info=exc)
+            code, message = to_status(exc)
+        call.ended = True
+        with contextlib.suppress(StreamClosedError):
+            self.core.send_trailers(call.stream_id, code, message, metadata=metadata)
+        self.flush()
+
+    # -- shutdown -----------------------------------------------------------------------------------
+
+    def begin_drain(self) -> None:
+        """Graceful shutdown, grpc-go style: GOAWAY(max id) + PING; on its ACK a second GOAWAY with
+        the last stream really received (RFC 9113 §6.8); close once the calls are done."""
+        if self.closed or self._draining:
+            return
+        self._draining = True
+        self.core.close(graceful=True)
+        self.core.ping(_DRAIN_PING)
+        self._write_now()
+
+    def _on_drain_acked(self) -> None:
+        if self._drain_acked or self.closed:
+            return
+        self._drain_acked = True
+        self.core.close(graceful=True, last_stream_id=self.core.highest_inbound_stream_id)
+        self._write_now()
+        self._maybe_drained()
+
+    def _maybe_drained(self) -> None:
+        if self._drain_acked and not self.calls and not self.closed:
+            self.abort(connection_error("server shut down"))
+
+    def force_close(self) -> list[asyncio.Task[None]]:
+        """The exit wait time ran out: cancel what still runs and close; returns the tasks to await."""
+        tasks = [call.task for call in self.calls.values() if call.task is not None]
+        self.abort(connection_error("server shut down before the call finished"))
+        return tasks
+
+    # -- teardown -----------------------------------------------------------------------------------
+
+    def fail_all(self, error: KitexError) -> None:
+        calls, self.calls = self.calls, {}
+        for call in calls.values():
+            call.end()
+
+    def on_connection_lost(self, exc: Exception | None) -> None:
+        self.fail_all(connection_error("connection lost"))
+        self._registry.discard(self)
+        if not self.done.done():
+            self.done.set_result(None)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held by this connection's structures: request queues and unsent responses."""
+        return sum(
+            sum(len(b) for b, _ in call.messages) + self.core.pending_bytes(sid)
+            for sid, call in self.calls.items()
+        )
+
+
+class ServerStreamIO:
+    """A server call seen by the chain as a :class:`~kitex_grpc.streaming.StreamIO`."""
+
+    __slots__ = ("_call", "_conn", "_high_water", "_method")
+
+    def __init__(self, conn: ServerConnection, call: ServerCall, method: MethodInfo) -> None:
+        self._conn = conn
+        self._call = call
+        self._method = method
+        self._high_water = conn._tuning.send_high_water
+
+    async def send(self, message: Any) -> None:
+        call = self._call
+        conn = self._conn
+        if call.ended:
+            raise CanceledError("stream closed by the client")
+        body = self._method.serialize_response(message)
+        conn.check_size(body)
+        core = conn.core
+        sid = call.stream_id
+        conn.ensure_headers(call)
+        try:
+            core.send_message(sid, body, compressed=call.encoding is not None)
+        except StreamClosedError:
+            raise CanceledError("stream closed by the client") from None
+        conn.flush()
+        while core.pending_bytes(sid) > self._high_water and not call.ended:
+            await conn.wait_send(call)
+        if conn._write_paused:
+            await conn.wait_writable()
+
+    async def recv(self) -> Any:
+        call = self._call
+        messages = call.messages
+        while not messages:
+            if call.eof:
+                raise EOFError
+            if call.ended:
+                raise CanceledError("stream closed by the client")
+            await self._conn.wait_recv(call)
+        body, held = messages.popleft()
+        self._conn.acknowledge(call, held)
+        try:
+            return self._method.deserialize_request(body)
+        except Exception as exc:
+            raise StatusError(StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}") from exc
+
+    async def close_send(self) -> None:  # the server ends its side by returning
+        return None
+
+    def cancel(self) -> None:
+        call = self._call
+        if not call.ended:
+            call.ended = True
+            self._conn.core.reset(call.stream_id, ErrorCodes.CANCEL)
+            self._conn.flush()

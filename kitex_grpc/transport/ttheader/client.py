@@ -1,0 +1,293 @@
+"""Client transport: TTHeader / TTHeaderFramed / Framed requests over pooled long connections.
+
+Per call (Kitex ``client/client.go``, ``pkg/transmeta/ttheader.go``, ``pkg/remote/remotecli``):
+
+1. a process-global seq id (atomic +1 as an int32, skipping 0; ``pkg/rpcinfo/invocation.go``);
+2. the envelope (Thrift or Kitex Protobuf) and, for TTHeader transports, the header a Kitex client
+   with ``ClientTTHeaderHandler`` writes: int keys 1 TransportType, 3 FromService, 6 ToService,
+   9 ToMethod, 20 FromMethod, 22 MsgType, plus 12 RPCTimeout when the timeout was set explicitly;
+   str key ``isn`` and the metainfo of this hop (``RPC_TRANSIT_`` / ``RPC_PERSIST_``);
+3. a connection from the pool (dialled within the connect timeout, else GetConnectionError);
+4. one-way: write and discard the connection, as Kitex does; otherwise wait for the reply, check
+   it, release the connection (or close it when the server sent ``crrst``, or anything went wrong);
+5. ``biz-status`` → BizStatusError, every reply str key → the caller's backward values.
+
+Kitex forces Kitex Protobuf onto TTHeaderFramed (``client/client.go initTransportProtocol``), so a
+protobuf service with ``TTHEADER`` is sent framed too. ``FRAMED`` has no header: no metainfo, no
+timeout key, and a biz status is lost (the reply has an empty result, KITEX-WIRE.md §1.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from kitex_grpc import metainfo, rpcinfo
+from kitex_grpc.codec.envelope import KITEX_PROTOBUF, Envelope
+from kitex_grpc.codec.kitex_protobuf import envelope_for
+from kitex_grpc.errors import (
+    BizStatusError,
+    GetConnectionError,
+    InternalError,
+    TApplicationType,
+)
+from kitex_grpc.options.address import parse_address
+from kitex_grpc.options.client import ClientOptions
+from kitex_grpc.protocol.thrift_message import MessageType
+from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE, IntKey
+from kitex_grpc.rpcinfo import RPCInfo
+from kitex_grpc.streaming import StreamIO
+from kitex_grpc.transport.ttheader.connection import ClientConnection
+from kitex_grpc.transport.ttheader.errors import ApplicationError
+from kitex_grpc.transport.ttheader.pool import IdlePool
+from kitex_grpc.transport.ttheader.wire import Framing, Message, encode, encode_with_info, header_info
+from kitex_grpc.transport_protocol import TransportProtocol
+
+__all__ = ["TTHeaderClientTransport", "next_seq_id"]
+
+_FRAMINGS = {
+    TransportProtocol.TTHEADER: Framing.TTHEADER,
+    TransportProtocol.TTHEADER_FRAMED: Framing.TTHEADER_FRAMED,
+    TransportProtocol.FRAMED: Framing.FRAMED,
+}
+_REPLY, _EXCEPTION = int(MessageType.REPLY), int(MessageType.EXCEPTION)
+_ISN = "isn"  # HeaderIDLServiceName (pkg/transmeta/ttheader.go)
+_CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
+_BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
+
+_seq = 0
+
+
+def next_seq_id() -> int:
+    """Kitex's ``genSeqID``: a process-global int32 counter, +1 with wrap-around, never 0."""
+    global _seq
+    _seq = ((_seq + 1 + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+    if _seq == 0:
+        _seq = 1
+    return _seq
+
+
+def frame_limit(max_message_size: int) -> int:
+    """The largest frame accepted: a message of the configured size plus a full header and envelope."""
+    return min(MAX_FRAME_SIZE, max_message_size + MAX_HEADER_SIZE + 0x10000)
+
+
+def _timeout_ms(seconds: float) -> str:
+    return str(round(seconds * 1_000_000) // 1000)  # Go: int(timeout.Milliseconds()), truncating
+
+
+def _alive(conn: ClientConnection) -> bool:
+    return conn.alive
+
+
+class TTHeaderClientTransport:
+    """Calls over TTHeader, TTHeaderFramed or Framed with a Kitex long-connection pool."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self._options = options
+        self._framing = _FRAMINGS[options.transport_protocol]
+        self._max_frame = frame_limit(options.max_message_size)
+        self._pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
+        self._conns: set[ClientConnection] = set()
+        self._evictor: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._info_cache: dict[tuple[object, ...], bytes] = {}
+
+    @property
+    def pool(self) -> IdlePool[ClientConnection]:
+        return self._pool
+
+    # -- the ClientTransport interface --------------------------------------------------------------------
+
+    async def unary(self, ri: RPCInfo, request: Any) -> Any:
+        method = ri.method
+        if method.mode.is_streaming:
+            raise InternalError(f"{self._framing.value} transport cannot stream (method {method.name})")
+        envelope = envelope_for(ri.service)
+        framing = self._framing
+        if framing is Framing.TTHEADER and envelope is KITEX_PROTOBUF:
+            framing = Framing.TTHEADER_FRAMED
+        seq_id = next_seq_id()
+        ri.seq_id = seq_id
+        msg_type = MessageType.ONEWAY if method.oneway else MessageType.CALL
+        body = method.serialize_request(request)
+        if framing.has_header:
+            data = self._encode_with_header(ri, framing, envelope, msg_type, seq_id, body)
+        else:
+            data = encode(framing, envelope, method.name, msg_type, seq_id, body)
+        conn = await self._acquire(ri)
+        if method.oneway:
+            # Kitex writes a one-way request and discards the connection (remotecli/conn_wrapper.go).
+            try:
+                conn.send(data)
+            finally:
+                self._drop(conn)
+            return None
+        try:
+            reply = await conn.roundtrip(data)
+        except BaseException:
+            self._drop(conn)  # cancelled or failed mid-call: the stream state is unknown
+            raise
+        header = reply.header
+        reset = header is not None and _CONN_RESET in header.str_info
+        if reset:
+            self._drop(conn)
+        else:
+            self._release(conn)
+        return self._result(ri, reply, envelope)
+
+    async def open_stream(self, ri: RPCInfo) -> StreamIO:
+        raise InternalError(
+            f"{ri.config.transport_protocol.name} cannot stream: use GRPC or GRPC_H2 for {ri.method.name}"
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._evictor is not None:
+            self._evictor.cancel()
+            self._evictor = None
+        self._pool.clear()
+        conns, self._conns = self._conns, set()
+        for conn in conns:
+            conn.close()
+
+    # -- request ------------------------------------------------------------------------------------------
+
+    def _encode_with_header(
+        self, ri: RPCInfo, framing: Framing, envelope: Envelope, msg_type: int, seq_id: int, body: bytes
+    ) -> bytes:
+        str_info, int_info = self._header(ri, framing, msg_type)
+        name = ri.method.name
+        if len(str_info) != 1:  # metainfo or metadata: encode this header afresh
+            return encode(framing, envelope, name, msg_type, seq_id, body, str_info, int_info)
+        # The common header (only isn, int keys fixed per method) is encoded once and reused.
+        key = (*int_info.items(), str_info[_ISN])
+        info = self._info_cache.get(key)
+        if info is None:
+            if len(self._info_cache) >= 1024:
+                self._info_cache.clear()
+            info = self._info_cache[key] = header_info(str_info, int_info)
+        return encode_with_info(framing, envelope, name, msg_type, seq_id, body, info)
+
+    def _header(self, ri: RPCInfo, framing: Framing, msg_type: int) -> tuple[dict[str, str], dict[int, str]]:
+        served = rpcinfo.current()
+        int_info: dict[int, str] = {
+            IntKey.TRANSPORT_TYPE: "framed" if framing is Framing.TTHEADER_FRAMED else "unframed",
+            IntKey.FROM_SERVICE: ri.caller.service_name,
+            IntKey.FROM_METHOD: served.method.name if served is not None else "",
+            IntKey.TO_SERVICE: ri.callee.service_name,
+            IntKey.TO_METHOD: ri.method.name,
+            IntKey.MSG_TYPE: str(msg_type),
+        }
+        config = ri.config
+        if config.rpc_timeout_set and config.rpc_timeout:
+            int_info[IntKey.RPC_TIMEOUT] = _timeout_ms(config.rpc_timeout)
+        str_info = metainfo.to_ttheader_strinfo()
+        str_info[_ISN] = ri.service.service_name
+        for key, value in ri.metadata:
+            if isinstance(value, str):
+                str_info.setdefault(key, value)
+        return str_info, int_info
+
+    # -- reply --------------------------------------------------------------------------------------------
+
+    def _result(self, ri: RPCInfo, reply: Message, envelope: Envelope) -> Any:
+        method = ri.method
+        biz: BizStatusError | None = None
+        header = reply.header
+        if header is not None and header.str_info:
+            info = header.str_info
+            ri.response_metadata = list(info.items())
+            # Kitex copies every reply str key into the caller's backward values (metainfo/backward.go).
+            receiver = metainfo.backward_receiver()
+            if receiver is not None:
+                receiver.received.update(info)
+            if _BIZ_STATUS in info:
+                biz = BizStatusError.from_fields(
+                    info[_BIZ_STATUS], info.get(_BIZ_MESSAGE, ""), info.get(_BIZ_EXTRA)
+                )
+        msg_type = reply.msg_type
+        if msg_type == _EXCEPTION:
+            # No name or seq check on an EXCEPTION: proxies may send seq id 0 (codec/thrift/thrift.go).
+            message, type_id = envelope.decode_exception(reply.body)
+            raise ApplicationError(message, type_id)
+        if msg_type != _REPLY:
+            raise ApplicationError(
+                f"{method.name}: invalid message type {msg_type}", TApplicationType.INVALID_MESSAGE_TYPE
+            )
+        if reply.method != method.name:
+            raise ApplicationError(
+                f"wrong method name: got {reply.method!r}, want {method.name!r}",
+                TApplicationType.WRONG_METHOD_NAME,
+            )
+        if reply.seq_id != ri.seq_id:
+            raise ApplicationError(
+                f"{method.name}: out of order sequence response: got {reply.seq_id}, want {ri.seq_id}",
+                TApplicationType.BAD_SEQUENCE_ID,
+            )
+        result = method.deserialize_response(reply.body)
+        if biz is not None:
+            raise biz
+        return result
+
+    # -- pool ---------------------------------------------------------------------------------------------
+
+    async def _acquire(self, ri: RPCInfo) -> ClientConnection:
+        if self._closed:
+            raise InternalError("client transport is closed")
+        address = ri.callee.address
+        conn, dead = self._pool.get(address, _alive)
+        for d in dead:
+            self._drop(d)
+        if conn is not None:
+            return conn
+        return await self._dial(address, ri.config.connect_timeout)
+
+    async def _dial(self, address: str, connect_timeout: float) -> ClientConnection:
+        try:
+            host, port = parse_address("address", address)
+        except ValueError as exc:
+            raise GetConnectionError(str(exc)) from None
+        loop = asyncio.get_running_loop()
+        framing, limit = self._framing, self._max_frame
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: ClientConnection(address, framing, limit), host, port
+                )
+        except TimeoutError:
+            raise GetConnectionError(
+                f"dial tcp {address}: timed out after {connect_timeout * 1000:.0f}ms"
+            ) from None
+        except OSError as exc:
+            raise GetConnectionError(f"dial tcp {address}: {exc}").with_cause(exc) from exc
+        if self._closed:
+            conn.close()
+            raise InternalError("client transport is closed")
+        self._conns.add(conn)
+        return conn
+
+    def _release(self, conn: ClientConnection) -> None:
+        if self._closed or not conn.alive:
+            self._drop(conn)
+            return
+        for extra in self._pool.put(conn.address, conn, time.monotonic()):
+            self._drop(extra)
+        if self._evictor is None and self._pool.global_idle:
+            self._schedule_evict()
+
+    def _drop(self, conn: ClientConnection) -> None:
+        self._conns.discard(conn)
+        conn.close()
+
+    def _schedule_evict(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._evictor = loop.call_later(self._pool.config.max_idle_timeout, self._evict)
+
+    def _evict(self) -> None:
+        self._evictor = None
+        for conn in self._pool.evict(time.monotonic()):
+            self._drop(conn)
+        if self._pool.global_idle and not self._closed:
+            self._schedule_evict()

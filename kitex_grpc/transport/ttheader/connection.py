@@ -1,0 +1,114 @@
+"""One client connection: an asyncio protocol with at most one request in flight (Kitex long conn).
+
+The connection writes a request and resolves the waiting future with the next decoded
+:class:`~kitex_grpc.transport.ttheader.wire.Message`. A reply that nobody waits for, a decode
+error or the peer closing fails the waiter and closes the connection: its byte stream can no longer
+be trusted, so the pool never hands it out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError
+from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageDecoder
+
+__all__ = ["ClientConnection"]
+
+logger = logging.getLogger("kitex_grpc.transport.ttheader")
+
+
+class ClientConnection(asyncio.Protocol):
+    """A TCP connection to one server address."""
+
+    __slots__ = ("_closed", "_decoder", "_error", "_transport", "_waiter", "address")
+
+    def __init__(self, address: str, framing: Framing, max_frame_size: int) -> None:
+        self.address = address
+        self._decoder = MessageDecoder(framing, max_frame_size)
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[Message] | None = None
+        self._closed = False
+        self._error: BaseException | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._decoder.receive_data(data)
+        except ProtocolError as exc:
+            error = RemoteOrNetworkError(f"bad reply from {self.address}: {exc.detail}")
+            error.__cause__ = exc
+            self._fail(error)
+            return
+        for message in messages:
+            waiter = self._waiter
+            if waiter is None or waiter.done():
+                self._fail(RemoteOrNetworkError(f"unexpected message {message.method!r} from {self.address}"))
+                return
+            self._waiter = None
+            waiter.set_result(message)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._error is None:
+            detail = f"connection to {self.address} closed by peer"
+            error = RemoteOrNetworkError(detail)
+            if exc is not None:
+                error.with_cause(exc)
+            self._error = error
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self._error)
+
+    # -- use ----------------------------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        transport = self._transport
+        return not self._closed and transport is not None and not transport.is_closing()
+
+    def send(self, data: bytes) -> None:
+        """Write a request that gets no reply (one-way)."""
+        if not self.alive:
+            raise self._error or RemoteOrNetworkError(f"connection to {self.address} is closed")
+        assert self._transport is not None
+        self._transport.write(data)
+
+    async def roundtrip(self, data: bytes) -> Message:
+        """Write a request and wait for the next message from the server."""
+        if not self.alive:
+            raise self._error or RemoteOrNetworkError(f"connection to {self.address} is closed")
+        assert self._transport is not None
+        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        self._transport.write(data)
+        return await waiter
+
+    def _fail(self, error: RemoteOrNetworkError) -> None:
+        self._error = error
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        else:
+            logger.warning("ttheader client: %s; closing the connection", error)
+        self.close()
+
+    def close(self) -> None:
+        """Close (flushing anything already written, so a one-way request still goes out)."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()

@@ -1,0 +1,62 @@
+"""Which registered method a request is for (Kitex ``server/service.go SearchService``).
+
+With the TTHeader str key ``isn`` (the IDL service name) the service is looked up by that name
+only; without it (Framed, Buffered, generic clients) the first registered service that has the
+method wins. No service: TApplicationException 20 "unknown service <isn>, method <m>"; a service
+without the method: 1 "unknown method <m>" (``pkg/remote/codec/util.go``). The request's payload
+codec must match the service's (Thrift vs Kitex Protobuf).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from kitex_grpc.codec.kitex_protobuf import envelope_for
+from kitex_grpc.errors import TApplicationType
+from kitex_grpc.serviceinfo import ServiceInfo
+from kitex_grpc.transport.base import CallDispatcher, MethodEntry
+from kitex_grpc.transport.ttheader.wire import Message
+
+__all__ = ["ISN_KEY", "RouteError", "route"]
+
+ISN_KEY = "isn"
+
+
+class RouteError(Exception):
+    """A request no registered method serves; ``type_id`` is the TApplicationException type."""
+
+    def __init__(self, detail: str, type_id: int) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.type_id = type_id
+
+
+class _ServiceSearch(Protocol):
+    def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None: ...
+
+
+def route(dispatcher: CallDispatcher, message: Message, str_info: Mapping[str, str]) -> MethodEntry:
+    """The method entry for ``message``, or :class:`RouteError`."""
+    isn = str_info.get(ISN_KEY, "")
+    method = message.method
+    search = getattr(dispatcher, "search_service", None)
+    if search is not None:
+        service = search(isn, method)
+        if service is None:
+            raise RouteError(f"unknown service {isn}, method {method}", TApplicationType.UNKNOWN_SERVICE)
+        entry = dispatcher.lookup(service.service_name, method)
+        if entry is None:
+            raise RouteError(f"unknown method {method}", TApplicationType.UNKNOWN_METHOD)
+    else:
+        found = dispatcher.lookup(isn, method)
+        if found is None:
+            raise RouteError(f"unknown service {isn}, method {method}", TApplicationType.UNKNOWN_SERVICE)
+        entry = found
+    if envelope_for(entry.service) is not message.envelope:
+        raise RouteError(
+            f"{message.envelope.name} payload for the {entry.service.payload_codec.value} service "
+            f"{entry.service.service_name}",
+            TApplicationType.PROTOCOL_ERROR,
+        )
+    return entry

@@ -1,0 +1,436 @@
+"""Server transport: one TCP port for TTHeader, TTHeaderFramed, Framed, Buffered and Kitex Protobuf.
+
+Each connection is classified once from its first 8 bytes (:mod:`kitex_grpc.protocol.detection`,
+Kitex ``pkg/remote/trans/detection``); HTTP/2 connections are handed to the h2 gRPC transport when it
+is installed (:func:`TTHeaderServerTransport._adopt_http2`). Requests on one connection are served
+one after another, each in its own task, and answered in the framing and payload codec they came in.
+
+Error handling follows Kitex ``pkg/remote/trans/default_server_handler.go``:
+
+* bytes no protocol matches, a bad TTHeader, an oversize frame: logged, connection closed (Kitex
+  cannot address a reply either);
+* a message that decodes but cannot be served (unknown service or method, a body that does not
+  decode, a wrong message type): an EXCEPTION reply tagged ``crrst``, then the connection closes;
+* a handler error: an EXCEPTION reply (type 6 "biz error: ..."), the connection stays;
+* a BizStatusError: a REPLY with an empty result and ``biz-status`` / ``biz-message`` / ``biz-extra``.
+
+Replies over TTHeader carry int key 22 MsgType (``"2"`` / ``"3"``), the handler's backward values as
+raw str keys, and ``crrst`` once a graceful stop has begun (``pkg/transmeta/ttheader.go``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import importlib
+import logging
+import time
+from typing import Any
+
+from kitex_grpc import metainfo
+from kitex_grpc.errors import BizStatusError, ProtocolError, TApplicationType
+from kitex_grpc.options.address import format_address, parse_address
+from kitex_grpc.options.server import ServerOptions
+from kitex_grpc.protocol.detection import DetectedProtocol, detect
+from kitex_grpc.protocol.thrift_message import MessageType
+from kitex_grpc.protocol.ttheader import IntKey
+from kitex_grpc.transport.base import CallDispatcher
+from kitex_grpc.transport.ttheader.client import frame_limit
+from kitex_grpc.transport.ttheader.errors import exception_fields
+from kitex_grpc.transport.ttheader.routing import RouteError, route
+from kitex_grpc.transport.ttheader.wire import (
+    Framing,
+    Message,
+    MessageDecoder,
+    encode,
+    encode_with_info,
+    header_info,
+)
+
+__all__ = ["TTHeaderServerTransport"]
+
+logger = logging.getLogger("kitex_grpc.transport.ttheader")
+
+_FRAMINGS = {
+    DetectedProtocol.TTHEADER: Framing.TTHEADER,
+    DetectedProtocol.FRAMED: Framing.FRAMED,
+    DetectedProtocol.KITEX_PROTOBUF: Framing.FRAMED,
+    DetectedProtocol.BUFFERED: Framing.BUFFERED,
+}
+_CALL, _ONEWAY = int(MessageType.CALL), int(MessageType.ONEWAY)
+_REPLY, _EXCEPTION = int(MessageType.REPLY), int(MessageType.EXCEPTION)
+_REPLY_INT = {int(IntKey.MSG_TYPE): str(_REPLY)}
+_EXCEPTION_INT = {int(IntKey.MSG_TYPE): str(_EXCEPTION)}
+_REPLY_INFO = header_info({}, _REPLY_INT)
+H2_SERVER_MODULE = "kitex_grpc.transport.h2.server"  # the h2 gRPC transport HTTP/2 is handed to
+_CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
+_BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
+
+
+class _ServerConnection(asyncio.Protocol):
+    """One accepted connection: detection, decoding, and serving its requests in order."""
+
+    def __init__(self, server: TTHeaderServerTransport) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._head: bytearray | None = bytearray()
+        self._decoder: MessageDecoder | None = None
+        self._queue: collections.deque[Message] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False  # no more requests: close once the current one is answered
+        self._paused = False
+        self.peer = ""
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = format_address(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
+        self._server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._detect(data)
+            if decoder is None:
+                return
+            head, self._head = self._head, None
+            assert head is not None
+            data = bytes(head)
+        try:
+            messages = decoder.receive_data(data)
+        except ProtocolError as exc:
+            self._abandon(f"undecodable {decoder.framing.value} bytes: {exc.detail}")
+            return
+        if not messages:
+            return
+        self._queue.extend(messages)
+        if self._task is None:
+            self._next()
+
+    def eof_received(self) -> bool | None:
+        decoder = self._decoder
+        pending = decoder.buffered if decoder is not None else len(self._head or b"")
+        if pending:
+            logger.warning(
+                "ttheader server: connection from %s ended inside a message (%d bytes truncated)",
+                self.peer,
+                pending,
+            )
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._queue.clear()
+        self._server.forget(self)
+
+    def pause_writing(self) -> None:
+        # A slow reader: stop reading its requests until its replies drain (others are unaffected).
+        if self._transport is not None and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+
+    # -- detection --------------------------------------------------------------------------------------
+
+    def _detect(self, data: bytes) -> MessageDecoder | None:
+        head = self._head
+        assert head is not None
+        head += data
+        try:
+            detected = detect(head)
+        except ProtocolError as exc:
+            self._abandon(exc.detail)
+            return None
+        if detected is None:
+            return None
+        if detected is DetectedProtocol.HTTP2:
+            transport, self._transport = self._transport, None
+            self._head = None
+            self._server.forget(self)
+            assert transport is not None
+            self._server.adopt_http2(transport, bytes(head))
+            self._closing = True
+            return None
+        framing = _FRAMINGS.get(detected)
+        if framing is None:
+            self._abandon(f"unsupported protocol {detected.value}")
+            return None
+        self._decoder = MessageDecoder(framing, self._server.max_frame)
+        return self._decoder
+
+    # -- serving ----------------------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        if self._queue and not self._closing:
+            message = self._queue.popleft()
+            # One task per request, so each gets a fresh context (metainfo, rpcinfo, deadline).
+            self._task = asyncio.get_running_loop().create_task(self._serve(message))
+            self._task.add_done_callback(self._served)
+        else:
+            self._task = None
+            if self._server.draining and self._transport is not None:
+                self._transport.close()
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("ttheader server: request on %s failed", self.peer, exc_info=task.exception())
+        self._next()
+
+    async def _serve(self, message: Message) -> None:
+        server = self._server
+        if message.msg_type not in (_CALL, _ONEWAY):
+            self._reject(
+                message,
+                f"invalid message type {message.msg_type} for a request",
+                TApplicationType.INVALID_MESSAGE_TYPE,
+            )
+            return
+        header = message.header
+        str_info = header.str_info if header is not None else {}
+        int_info = header.int_info if header is not None else {}
+        try:
+            entry = route(server.dispatcher, message, str_info)
+        except RouteError as exc:
+            self._reject(message, exc.detail, exc.type_id)
+            return
+        method = entry.method
+        try:
+            request = method.deserialize_request(message.body)
+        except Exception as exc:
+            self._reject(message, f"decode {method.name} request: {exc}", TApplicationType.PROTOCOL_ERROR)
+            return
+        oneway = message.msg_type == _ONEWAY or method.oneway
+        deadline = None
+        timeout = int_info.get(IntKey.RPC_TIMEOUT)
+        if timeout:
+            try:
+                deadline = time.monotonic() + int(timeout) / 1000
+            except ValueError:
+                deadline = None
+        dispatcher = server.dispatcher
+        if str_info:
+            transient, persistent = metainfo.from_ttheader_strinfo(str_info)
+            backward = dispatcher.begin_call(transient, persistent)
+        else:
+            backward = dispatcher.begin_call({}, {})
+        ri = dispatcher.new_rpcinfo(entry, self.peer, server.address, list(str_info.items()), deadline)
+        ri.seq_id = message.seq_id
+        if int_info:
+            ri.caller.service_name = int_info.get(IntKey.FROM_SERVICE, "")
+            ri.caller.method = int_info.get(IntKey.FROM_METHOD, "")
+        reply_info: dict[str, str] = {}
+        try:
+            result = await dispatcher.handle_unary(entry, ri, request)
+        except BizStatusError as biz:
+            reply_info[_BIZ_STATUS] = str(biz.code)
+            reply_info[_BIZ_MESSAGE] = biz.message
+            if biz.extra:
+                reply_info[_BIZ_EXTRA] = biz.encode_extra()
+            result = method.response_type() if method.response_type is not None else None
+        except Exception as exc:
+            if oneway:
+                return
+            text, type_id = exception_fields(exc)
+            self._write_exception(message, text, type_id, backward.sent)
+            return
+        if oneway:
+            return
+        try:
+            body = method.serialize_response(result)
+        except Exception as exc:
+            logger.error("ttheader server: cannot encode the %s reply: %s", method.name, exc)
+            self._write_exception(
+                message, f"encode {method.name} reply: {exc}", TApplicationType.PROTOCOL_ERROR, {}
+            )
+            return
+        if message.header is not None:
+            reply_info.update(backward.sent)
+            if server.draining:
+                reply_info[_CONN_RESET] = "1"
+            if not reply_info:  # the usual reply header: only int key 22 = "2", encoded once
+                data = encode_with_info(
+                    message.framing,
+                    message.envelope,
+                    message.method,
+                    _REPLY,
+                    message.seq_id,
+                    body,
+                    _REPLY_INFO,
+                )
+                self._write(data)
+                return
+            data = encode(
+                message.framing,
+                message.envelope,
+                message.method,
+                _REPLY,
+                message.seq_id,
+                body,
+                reply_info,
+                _REPLY_INT,
+            )
+        else:
+            data = encode(message.framing, message.envelope, message.method, _REPLY, message.seq_id, body)
+        self._write(data)
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _write_exception(
+        self, message: Message, text: str, type_id: int, str_info: dict[str, str], reset: bool = False
+    ) -> None:
+        envelope = message.envelope
+        body = envelope.encode_exception(text, type_id)
+        name = message.method or "unknown"
+        if message.header is not None:
+            info = dict(str_info)
+            if reset or self._server.draining:
+                info[_CONN_RESET] = "1"
+            data = encode(
+                message.framing, envelope, name, _EXCEPTION, message.seq_id, body, info, _EXCEPTION_INT
+            )
+        else:
+            data = encode(message.framing, envelope, name, _EXCEPTION, message.seq_id, body)
+        self._write(data)
+
+    def _reject(self, message: Message, text: str, type_id: int) -> None:
+        """Answer a request that cannot be served with an exception tagged ``crrst``, then close."""
+        logger.warning(
+            "ttheader server: %s from %s (seq %d): %s; closing the connection",
+            message.method or "<no method>",
+            self.peer,
+            message.seq_id,
+            text,
+        )
+        if message.msg_type != _ONEWAY:
+            self._write_exception(message, text, type_id, {}, reset=True)
+        self._close_after_write()
+
+    def _abandon(self, why: str) -> None:
+        logger.warning("ttheader server: closing the connection from %s: %s", self.peer, why)
+        self._close_after_write()
+
+    def _close_after_write(self) -> None:
+        self._closing = True
+        self._queue.clear()
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- shutdown ---------------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Graceful stop: close now if idle, else after the request being served is answered."""
+        if self._task is None and self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class TTHeaderServerTransport:
+    """Serves every registered service on one asyncio TCP listener (``loop.create_server``)."""
+
+    def __init__(self, options: ServerOptions, dispatcher: CallDispatcher) -> None:
+        self._options = options
+        self.dispatcher = dispatcher
+        self.max_frame = frame_limit(options.max_message_size)
+        self.connections: set[_ServerConnection] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._address = ""
+        self._idle = asyncio.Event()
+        self._h2: Any = None
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    async def start(self) -> None:
+        if self._options.tls is not None:
+            raise ValueError("with_tls: the TTHeader transports do not support TLS")
+        host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _ServerConnection(self), host or None, port, reuse_address=True, backlog=1024
+        )
+        self._server = server
+        sock = server.sockets[0].getsockname()
+        self._address = format_address(host or "0.0.0.0", sock[1])
+
+    def forget(self, conn: _ServerConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._idle.set()
+
+    def adopt_http2(self, transport: asyncio.Transport, head: bytes) -> None:
+        """Hand an HTTP/2 connection (gRPC) to the h2 transport, with the bytes already read.
+
+        Until ``kitex_grpc.transport.h2`` is installed, the connection is closed with a log line.
+        """
+        if self._h2 is None:
+            try:
+                h2_server = importlib.import_module(H2_SERVER_MODULE)
+            except ImportError:
+                logger.warning(
+                    "ttheader server: HTTP/2 (gRPC) connection from %s closed: the h2 transport is not "
+                    "installed in this build",
+                    transport.get_extra_info("peername"),
+                )
+                transport.close()
+                return
+            self._h2 = h2_server.H2ServerTransport(self._options, self.dispatcher)
+        proto = self._h2.connection_protocol()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        proto.data_received(head)
+
+    async def stop(self, grace: float) -> None:
+        """Stop listening; answer in-flight requests (with ``crrst``) within ``grace``; then close.
+
+        Adopted HTTP/2 connections are drained by the h2 transport (GOAWAY) at the same time.
+        """
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self.draining = True
+        server.close()
+        drains = [self._drain(grace)]
+        if self._h2 is not None:
+            drains.append(self._h2.drain_adopted(grace))
+        await asyncio.gather(*drains)
+
+    async def _drain(self, grace: float) -> None:
+        if not self.connections:
+            return
+        self._idle.clear()
+        for conn in list(self.connections):
+            conn.drain()
+        if not self.connections:
+            return
+        try:
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        except TimeoutError:
+            logger.warning(
+                "ttheader server: %d connection(s) still busy after the %.1fs exit wait; closing",
+                len(self.connections),
+                grace,
+            )
+            for conn in list(self.connections):
+                conn.abort()

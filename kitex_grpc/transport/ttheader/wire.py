@@ -1,0 +1,225 @@
+"""Whole messages on a TCP byte stream, sans-IO: framing + envelope, both directions.
+
+A message is a Thrift or Kitex Protobuf envelope (:mod:`kitex_grpc.codec.envelope`) in one of four
+framings (KITEX-WIRE.md §1.6 and §2):
+
+=================  =====================================================================
+``TTHEADER``       TTHeader, then the strict-binary Thrift message (no length)
+``TTHEADER_FRAMED`` TTHeader, then ``u32 len`` and the message (Kitex Protobuf: always this)
+``FRAMED``         ``u32 len`` and the message, no header
+``BUFFERED``       the Thrift message alone (Kitex "PurePayload"); the server accepts it
+=================  =====================================================================
+
+:class:`MessageDecoder` splits a stream into :class:`Message` values; :func:`encode` builds one.
+Everything here raises :class:`~kitex_grpc.errors.ProtocolError` on bad input.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from kitex_grpc.codec.envelope import KITEX_PROTOBUF, THRIFT, Envelope
+from kitex_grpc.errors import ProtocolError
+from kitex_grpc.protocol import thrift_message as tm
+from kitex_grpc.protocol.detection import PayloadKind, detect_payload
+from kitex_grpc.protocol.ttheader import (
+    MAGIC,
+    MAX_FRAME_SIZE,
+    PREFIX_SIZE,
+    TTHeader,
+    TTHeaderFrameDecoder,
+    encode_frame_header,
+)
+
+__all__ = ["Framing", "Message", "MessageDecoder", "encode", "encode_with_info", "header_info"]
+
+_U32 = struct.Struct(">I")
+_pack_prefix = struct.Struct(">IHHiH").pack  # LENGTH, MAGIC, FLAGS, SEQ, HEADER_SIZE
+_MASK = 0xFFFF0000
+_THRIFT_V1 = 0x80010000
+_PROTOBUF_V1 = 0x90010000
+
+
+class Framing(enum.Enum):
+    """How a message is delimited on the stream."""
+
+    TTHEADER = "ttheader"
+    TTHEADER_FRAMED = "ttheader_framed"
+    FRAMED = "framed"
+    BUFFERED = "buffered"
+
+    @property
+    def has_header(self) -> bool:
+        return self in (Framing.TTHEADER, Framing.TTHEADER_FRAMED)
+
+    @property
+    def framed(self) -> bool:
+        return self in (Framing.TTHEADER_FRAMED, Framing.FRAMED)
+
+
+@dataclass(slots=True)
+class Message:
+    """One decoded message; ``header`` is the TTHeader it came in (``None`` for Framed/Buffered)."""
+
+    method: str
+    msg_type: int
+    seq_id: int
+    body: bytes
+    envelope: Envelope
+    framing: Framing
+    header: TTHeader | None = None
+
+
+def encode(
+    framing: Framing,
+    envelope: Envelope,
+    method: str,
+    msg_type: int,
+    seq_id: int,
+    body: bytes,
+    str_info: Mapping[str, str] | None = None,
+    int_info: Mapping[int, str] | None = None,
+) -> bytes:
+    """The bytes of one message; the TTHeader (seq = payload seq, flags 0, protocol id 0) if framed so.
+
+    Kitex writes protocol id 0 even before a Kitex Protobuf payload (``header_codec.go getProtocolID``).
+    """
+    payload = envelope.encode(method, msg_type, seq_id, body, framing.framed)
+    if not framing.has_header:
+        return payload
+    header = TTHeader(seq_id=seq_id, str_info=str_info or {}, int_info=int_info or {})
+    return encode_frame_header(header, len(payload)) + payload
+
+
+def header_info(str_info: Mapping[str, str], int_info: Mapping[int, str]) -> bytes:
+    """The encoded header-info area (protocol id .. padding) for these keys, to reuse across frames."""
+    return encode_frame_header(TTHeader(str_info=str_info, int_info=int_info), 0)[PREFIX_SIZE:]
+
+
+def encode_with_info(
+    framing: Framing, envelope: Envelope, method: str, msg_type: int, seq_id: int, body: bytes, info: bytes
+) -> bytes:
+    """:func:`encode` with a header-info area made once by :func:`header_info` (the hot path)."""
+    payload = envelope.encode(method, msg_type, seq_id, body, framing.framed)
+    length = PREFIX_SIZE - 4 + len(info) + len(payload)
+    if length > MAX_FRAME_SIZE:
+        raise ProtocolError(f"ttheader: frame length {length} exceeds the limit {MAX_FRAME_SIZE}")
+    return _pack_prefix(length, MAGIC, 0, seq_id, len(info) >> 2) + info + payload
+
+
+def _unframe(payload: bytes, what: str) -> bytes:
+    if len(payload) < 4:
+        raise ProtocolError(f"{what}: frame truncated")
+    length = _U32.unpack_from(payload, 0)[0]
+    if length != len(payload) - 4:
+        raise ProtocolError(
+            f"{what}: frame length {length} does not match the {len(payload) - 4} bytes given"
+        )
+    return payload[4:]
+
+
+def decode_ttheader_payload(header: TTHeader, payload: bytes) -> Message:
+    """The message inside a TTHeader frame, its kind sniffed from the first 8 bytes (``checkPayload``)."""
+    kind = detect_payload(payload[:8])
+    if kind is PayloadKind.THRIFT:
+        method, msg_type, seq_id, body = THRIFT.decode(payload)
+        return Message(method, msg_type, seq_id, body, THRIFT, Framing.TTHEADER, header)
+    inner = _unframe(payload, "ttheader payload")
+    envelope = THRIFT if kind is PayloadKind.THRIFT_FRAMED else KITEX_PROTOBUF
+    method, msg_type, seq_id, body = envelope.decode(inner)
+    return Message(method, msg_type, seq_id, body, envelope, Framing.TTHEADER_FRAMED, header)
+
+
+def decode_framed(frame: bytes) -> Message:
+    """The message of one Framed frame (given without its length): Thrift or Kitex Protobuf."""
+    if len(frame) < 4:
+        raise ProtocolError(f"framed: {len(frame)}-byte frame is too short for a message")
+    head = _U32.unpack_from(frame, 0)[0] & _MASK
+    if head == _THRIFT_V1:
+        envelope = THRIFT
+    elif head == _PROTOBUF_V1:
+        envelope = KITEX_PROTOBUF
+    else:
+        raise ProtocolError(f"invalid payload (first4Bytes={head:#x}) in a framed message")
+    method, msg_type, seq_id, body = envelope.decode(frame)
+    return Message(method, msg_type, seq_id, body, envelope, Framing.FRAMED)
+
+
+class _BufferedSplitter:
+    """Strict-binary Thrift messages with no length: the end is found by walking the struct."""
+
+    __slots__ = ("_buffer", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._buffer = bytearray()
+        self._limit = limit
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> list[bytes]:
+        buf = self._buffer
+        buf += data
+        out: list[bytes] = []
+        while buf:
+            try:
+                _, _, _, offset = tm.decode_message_begin(buf)
+                end = tm.skip_value(buf, offset, tm.TType.STRUCT)
+            except ProtocolError as exc:
+                incomplete = "truncated" in exc.detail or "too short" in exc.detail
+                if not incomplete:
+                    raise
+                if len(buf) > self._limit:
+                    raise ProtocolError(
+                        f"buffered: message exceeds the limit {self._limit} bytes before it ends"
+                    ) from None
+                break
+            out.append(bytes(buf[:end]))
+            del buf[:end]
+        return out
+
+
+class MessageDecoder:
+    """Splits one connection's bytes into :class:`Message` values, in the connection's framing.
+
+    ``framing`` is what detection (server) or the configured transport (client) says; the TTHeader
+    variants accept both payload kinds, as Kitex checks every payload. ``max_frame_size`` bounds each
+    frame (and a Buffered message). After a :class:`ProtocolError` the stream is lost.
+    """
+
+    __slots__ = ("_buffered", "_framed", "_ttheader", "framing")
+
+    def __init__(self, framing: Framing, max_frame_size: int) -> None:
+        self.framing = framing
+        self._ttheader: TTHeaderFrameDecoder | None = None
+        self._framed: tm.FramedDecoder | None = None
+        self._buffered: _BufferedSplitter | None = None
+        if framing.has_header:
+            self._ttheader = TTHeaderFrameDecoder(max_frame_size)
+        elif framing is Framing.FRAMED:
+            self._framed = tm.FramedDecoder(max_frame_size)
+        else:
+            self._buffered = _BufferedSplitter(max_frame_size)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished message (non-zero at EOF means a truncated message)."""
+        part = self._ttheader or self._framed or self._buffered
+        assert part is not None
+        return part.buffered
+
+    def receive_data(self, data: bytes) -> list[Message]:
+        if self._ttheader is not None:
+            return [decode_ttheader_payload(f.header, f.payload) for f in self._ttheader.receive_data(data)]
+        if self._framed is not None:
+            return [decode_framed(f) for f in self._framed.receive_data(data)]
+        assert self._buffered is not None
+        out = []
+        for raw in self._buffered.receive_data(data):
+            method, msg_type, seq_id, body = THRIFT.decode(raw)
+            out.append(Message(method, msg_type, seq_id, body, THRIFT, Framing.BUFFERED))
+        return out

@@ -1,0 +1,97 @@
+"""Backpressure both ways: a receiver that stops reading during a 64 MiB stream stalls the writer,
+and the bytes buffered in our structures (queues + the core's pending output) stay bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from kitex_grpc import server
+from tests.h2.helpers import h2_client, h2_server, transport_of
+from tests.support import EchoService, Reply, Req
+
+CHUNK = 64 * 1024
+TOTAL = 64 * 1024 * 1024
+COUNT = TOTAL // CHUNK
+# One stream window (64 KiB) + one message in flight + the send high-water mark (64 KiB), with slack
+# for gRPC prefixes and protobuf framing: far below the 64 MiB being streamed.
+BOUND = 4 * CHUNK
+
+
+class Firehose(EchoService):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+        self.received = 0
+
+    async def ServerStream(self, request: Req) -> AsyncIterator[Reply]:
+        payload = b"x" * CHUNK
+        for i in range(COUNT):
+            self.sent += 1
+            yield Reply(payload=payload, seq=i)
+
+    async def ClientStream(self, requests: AsyncIterator[Req]) -> Reply:
+        total = 0
+        async for r in requests:
+            total += len(r.payload)
+            self.received += 1
+            if self.received == 1:
+                self.entered.set()
+                await self.release.wait()  # stop reading until the test has looked
+        return Reply(seq=self.received, message=str(total))
+
+
+async def test_slow_client_reader_stalls_the_server_writer() -> None:
+    svc = Firehose()
+    big = server.with_max_message_size(8 * 1024 * 1024)
+    async with h2_server(big, handler=svc) as (svr, _, srv_transport):
+        cli = h2_client(svr.address)
+        try:
+            call = cli.ServerStream(Req())
+            first = await call.recv()  # then stop reading
+            assert len(first.payload) == CHUNK
+            conn = next(iter(srv_transport.connections))
+            conn.backpressure.clear()
+            await asyncio.wait_for(conn.backpressure.wait(), 10)  # the handler's send is waiting
+            assert srv_transport.buffered_bytes <= BOUND
+            assert transport_of(cli).buffered_bytes <= BOUND
+            assert svc.sent <= 8, "the writer kept producing while nobody read"
+            received = len(first.payload)
+            async for reply in call:
+                received += len(reply.payload)
+                assert transport_of(cli).buffered_bytes <= BOUND
+            assert received == TOTAL and svc.sent == COUNT
+        finally:
+            await cli.close()
+
+
+async def test_slow_server_reader_stalls_the_client_writer() -> None:
+    svc = Firehose()
+    big = server.with_max_message_size(8 * 1024 * 1024)
+    async with h2_server(big, handler=svc) as (svr, _, srv_transport):
+        cli = h2_client(svr.address)
+        try:
+            stream = await cli.ClientStream()
+            sent = 0
+
+            async def produce() -> None:
+                nonlocal sent
+                payload = b"y" * CHUNK
+                for i in range(COUNT):
+                    await stream.send(Req(payload=payload, seq=i))
+                    sent += 1
+
+            producer = asyncio.create_task(produce())
+            await asyncio.wait_for(svc.entered.wait(), 10)
+            conn = next(iter(transport_of(cli).connections.values()))
+            conn.backpressure.clear()
+            await asyncio.wait_for(conn.backpressure.wait(), 10)  # stream.send is waiting
+            assert not producer.done() and sent <= 8
+            assert transport_of(cli).buffered_bytes <= BOUND
+            assert srv_transport.buffered_bytes <= BOUND
+            svc.release.set()
+            await asyncio.wait_for(producer, 60)
+            reply = await asyncio.wait_for(stream.close_and_recv(), 60)
+            assert (reply.seq, reply.message) == (COUNT, str(TOTAL))
+        finally:
+            await cli.close()
