@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 GEN_STAMP := gen/.stamp
-PROTOS := $(wildcard protos/*/*/*.proto)
+PROTOS := $(shell find protos -name '*.proto' | sort)
 
 export PYTHONPATH := $(CURDIR)
 

@@ -47,6 +47,7 @@ __all__ = [
     "metainfo",
     "new_client",
     "new_server",
+    "protobuf",
     "rpcinfo",
     "server",
 ]

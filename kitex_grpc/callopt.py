@@ -18,8 +18,10 @@ __all__ = [
     "CallOptions",
     "with_compression",
     "with_connect_timeout",
+    "with_fallback",
     "with_host_port",
     "with_metadata",
+    "with_retry_policy",
     "with_rpc_timeout",
     "with_tag",
 ]
@@ -30,7 +32,16 @@ _UNSET: float = -1.0
 class CallOptions:
     """The per-call settings after every :class:`CallOption` of one call was applied."""
 
-    __slots__ = ("compression", "connect_timeout", "host_port", "metadata", "rpc_timeout", "tags")
+    __slots__ = (
+        "compression",
+        "connect_timeout",
+        "fallback",
+        "host_port",
+        "metadata",
+        "retry_policy",
+        "rpc_timeout",
+        "tags",
+    )
 
     def __init__(self) -> None:
         self.rpc_timeout: float | None = _UNSET  # _UNSET: keep the client's
@@ -39,6 +50,8 @@ class CallOptions:
         self.tags: dict[str, str] | None = None
         self.metadata: list[tuple[str, str | bytes]] | None = None
         self.compression: str | None = None
+        self.retry_policy: object | None = None
+        self.fallback: object | None = None
 
     @property
     def rpc_timeout_set(self) -> bool:
@@ -141,3 +154,32 @@ def with_compression(name: str) -> CallOption:
         o.compression = name
 
     return CallOption("with_compression", name, apply)
+
+
+def with_retry_policy(policy: object) -> CallOption:
+    """Use this retry policy (a ``FailurePolicy`` or ``BackupPolicy``) for this call only (Kitex
+    ``callopt.WithRetryPolicy``); it wins over the client's and the method's policies."""
+    from kitex_grpc.governance.policy import BackupPolicy, FailurePolicy
+
+    if not isinstance(policy, FailurePolicy | BackupPolicy):
+        raise TypeError(
+            f"callopt.with_retry_policy: expected a FailurePolicy or BackupPolicy, got {policy!r}"
+        )
+
+    def apply(o: CallOptions) -> None:
+        o.retry_policy = policy
+
+    return CallOption("with_retry_policy", policy, apply)
+
+
+def with_fallback(policy: object) -> CallOption:
+    """Use this :class:`~kitex_grpc.governance.FallbackPolicy` for this call (``callopt.WithFallback``)."""
+    from kitex_grpc.governance.fallback import FallbackPolicy
+
+    if not isinstance(policy, FallbackPolicy):
+        raise TypeError(f"callopt.with_fallback: expected a FallbackPolicy, got {policy!r}")
+
+    def apply(o: CallOptions) -> None:
+        o.fallback = policy
+
+    return CallOption("with_fallback", policy, apply)

@@ -2,32 +2,45 @@
 
 Outermost first (ARCHITECTURE.md "Middleware order", Kitex ``client/client.go initMiddlewares``)::
 
-    retry/backup container      (slot; filled by the governance work)
-    service circuit breaker     (slot)
+    retry                       retry/backup container (with_failure_retry, with_backup_request, ...)
+    service_circuit_breaker     (with_circuit_breaker)
     rpc_timeout                 sets ri.deadline, raises RPCTimeoutError
     user middlewares            in option order
-    acl                         (slot)
-    discovery                   resolve + pick an instance
-    instance circuit breaker    (slot)
+    acl                         (with_acl_rules)
+    discovery                   resolve + pick an instance, re-pick on connect failure
+    instance_circuit_breaker    (with_circuit_breaker)
     instance middlewares        in option order
     error_mapping               foreign errors -> RemoteOrNetworkError
     transport                   grpcio / h2 / ttheader
 
-A slot that is not configured holds no middleware at all, so it costs nothing per call.
+A slot that is not configured holds no middleware at all, so it costs nothing per call. Fallback
+(``with_fallback``, ``callopt.with_fallback``) runs after the chain, as Kitex's ``Call`` does.
+
+Tracers (``with_tracer``, suites) run outside the whole chain: ``start`` before it, ``finish`` once the
+call is over (for streams: when the stream ends). Without a tracer the hook is a ``None`` test.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from kitex_grpc import callopt as _callopt
 from kitex_grpc.client.middlewares import (
     error_mapping_middleware,
     rpc_timeout_middleware,
-    static_discovery_middleware,
 )
+from kitex_grpc.discovery.balancer import WeightedRoundRobinBalancer
+from kitex_grpc.discovery.bridge import Discovery
+from kitex_grpc.discovery.cache import CacheOptions
+from kitex_grpc.discovery.static import StaticResolver
 from kitex_grpc.endpoint import Endpoint, Middleware, chain
 from kitex_grpc.errors import InternalError
+from kitex_grpc.governance.acl import acl_middleware
+from kitex_grpc.governance.fallback import CALL_FALLBACK_KEY
+from kitex_grpc.governance.retry import CALL_POLICY_KEY, RetryContainer
+from kitex_grpc.observability.tracer import compose
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.rpcinfo import EndpointInfo, RPCConfig, RPCInfo
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
@@ -66,9 +79,26 @@ class Client:
         self._stream_config = RPCConfig(
             None, options.connect_timeout, options.transport_protocol, options.compression, False
         )
+        # with_host_ports become a static resolver; they override with_resolver, as in Kitex
+        resolver = StaticResolver(options.host_ports) if options.host_ports else options.resolver
+        self.discovery = Discovery(
+            resolver,
+            options.load_balancer or WeightedRoundRobinBalancer(),
+            CacheOptions(options.lb_refresh_interval),
+            self._transport,
+        )
+        self.circuit_breaker = options.circuit_breaker
+        if self.circuit_breaker is not None:
+            self.discovery.add_removal_listener(self.circuit_breaker.remove_instance)
+        self.retry: RetryContainer | None = None
+        if options.retry_policy is not None or options.retry_method_policies:
+            self.retry = RetryContainer(options.retry_policy, dict(options.retry_method_policies))
         named = self._middlewares()
         self.chain_names: tuple[str, ...] = (*(name for name, _ in named), "transport")
         middlewares = [mw for _, mw in named]
+        self._middleware_list = middlewares
+        self._adhoc_unary: Endpoint | None = None
+        self._plain = options.fallback is None
         self._unary: Endpoint = chain(middlewares, self._transport.unary)
         self._stream: Endpoint = chain(middlewares, self._transport_stream)
         self._unary_methods = {
@@ -76,13 +106,31 @@ class Client:
             for name, mi in service.methods.items()
             if mi.mode in (StreamingMode.UNARY, StreamingMode.NONE)
         }
+        self._tracer = compose(options.tracers)
+        tracer = self._tracer
+        self._on_stream_finish = None if tracer is None else (lambda ri, _error: tracer.finish(ri))
         self._closed = False
+        self._warmup: asyncio.Task[None] | None = None
+        if options.warming_up is not None:
+            # without a running loop the caller awaits warm_up() itself
+            with contextlib.suppress(RuntimeError):
+                self._warmup = asyncio.get_running_loop().create_task(self.warm_up())
 
     def _middlewares(self) -> list[tuple[str, Middleware]]:
         opts = self._options
-        named: list[tuple[str, Middleware]] = [("rpc_timeout", rpc_timeout_middleware)]
+        cb = self.circuit_breaker
+        named: list[tuple[str, Middleware]] = []
+        if self.retry is not None:
+            named.append(("retry", self.retry.middleware))
+        if cb is not None:
+            named.append(("service_circuit_breaker", cb.service_middleware))
+        named.append(("rpc_timeout", rpc_timeout_middleware))
         named.extend((f"user:{_name(mw)}", mw) for mw in opts.middlewares)
-        named.append(("discovery", static_discovery_middleware(opts.host_ports)))
+        if opts.acl_rules:
+            named.append(("acl", acl_middleware(opts.acl_rules)))
+        named.append(("discovery", self.discovery.middleware))
+        if cb is not None:
+            named.append(("instance_circuit_breaker", cb.instance_middleware))
         named.extend((f"instance:{_name(mw)}", mw) for mw in opts.instance_middlewares)
         named.append(("error_mapping", error_mapping_middleware))
         return named
@@ -95,6 +143,12 @@ class Client:
     def service_info(self) -> ServiceInfo:
         return self._service
 
+    def describe(self) -> str:
+        """The effective configuration, readable: options as recorded, the chain, the tracers."""
+        from kitex_grpc.observability.diagnostics import describe_client
+
+        return describe_client(self)
+
     # -- calls ----------------------------------------------------------------------------------------
 
     async def call(self, method: str, request: Any, *opts: _callopt.CallOption) -> Any:
@@ -105,12 +159,22 @@ class Client:
         ri = self._new_rpcinfo(mi, opts, self._unary_config)
         if mi.pack_request is not None:
             request = mi.pack_request(request)
+        tracer = self._tracer
+        if tracer is not None:
+            tracer.start(ri)
         try:
-            reply = await self._unary(ri, request)
+            if self._plain and not ri.extra:
+                reply = await self._unary(ri, request)
+            else:
+                reply = await self._governed(ri, request)
         except BaseException as exc:
             ri.stats.finish(exc)
+            if tracer is not None:
+                tracer.finish(ri)
             raise
         ri.stats.finish(None)
+        if tracer is not None:
+            tracer.finish(ri)
         if mi.unpack_response is not None and not mi.oneway:
             return mi.unpack_response(reply)
         return reply
@@ -141,13 +205,62 @@ class Client:
         return stream
 
     async def _open(self, ri: RPCInfo, kind: type[Any], args: StreamArgs | None = None) -> Any:
+        tracer = self._tracer
+        if tracer is not None:
+            tracer.start(ri)
         try:
             io: StreamIO = await self._stream(ri, args or StreamArgs())
         except BaseException as exc:
             ri.stats.finish(exc)
+            if tracer is not None:
+                tracer.finish(ri)
             raise
         opts = self._options
-        return kind(ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares)
+        return kind(
+            ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares, self._on_stream_finish
+        )
+
+    async def _governed(self, ri: RPCInfo, request: Any) -> Any:
+        """A unary call with a per-call retry policy or a fallback (Kitex ``kClient.Call``)."""
+        endpoint = self._unary
+        if self.retry is None and CALL_POLICY_KEY in ri.extra:
+            # callopt.with_retry_policy on a client without retry options: a container for such calls
+            if self._adhoc_unary is None:
+                container = RetryContainer()
+                self._adhoc_unary = chain(
+                    [container.middleware, *self._middleware_list], self._transport.unary
+                )
+            endpoint = self._adhoc_unary
+        policy = ri.extra.get(CALL_FALLBACK_KEY) or self._options.fallback
+        if policy is None:
+            return await endpoint(ri, request)
+        try:
+            reply = await endpoint(ri, request)
+        except Exception as exc:
+            return await policy.run(ri, request, None, exc)
+        return await policy.run(ri, request, reply, None)
+
+    async def warm_up(self) -> None:
+        """Resolve (and with ``connect``, dial) the destination now (Kitex ``WithWarmingUp``).
+
+        Started by ``new_client`` when ``with_warming_up`` is set and an event loop is running;
+        otherwise await it yourself. Failures follow the option's ``error_handling``.
+        """
+        option = self._options.warming_up
+        if option is None:
+            return
+        if self._warmup is not None and self._warmup is not asyncio.current_task():
+            await self._warmup
+            return
+        for dest in (self._dest, *option.dests):
+            try:
+                await self.discovery.warm_up(
+                    EndpointInfo(dest, "", "", dict(self._tags)),
+                    option.connect,
+                    self._options.connect_timeout,
+                )
+            except Exception as exc:
+                option.handle(exc)
 
     async def _transport_stream(self, ri: RPCInfo, _args: StreamArgs) -> StreamIO:
         return await self._transport.open_stream(ri)
@@ -185,12 +298,22 @@ class Client:
             callee.address = co.host_port
         if co.tags:
             callee.tags = {**self._tags, **co.tags}
+        if co.retry_policy is not None or co.fallback is not None:
+            ri = RPCInfo(self._caller, callee, self._service, mi, config, co.metadata)
+            if co.retry_policy is not None:
+                ri.extra[CALL_POLICY_KEY] = co.retry_policy
+            if co.fallback is not None:
+                ri.extra[CALL_FALLBACK_KEY] = co.fallback
+            return ri
         return RPCInfo(self._caller, callee, self._service, mi, config, co.metadata)
 
     async def close(self) -> None:
         """Close every connection; calls made afterwards fail with InternalError."""
         if not self._closed:
             self._closed = True
+            if self._warmup is not None and not self._warmup.done():
+                self._warmup.cancel()
+            await self.discovery.close()
             await self._transport.close()
 
     async def __aenter__(self) -> Client:

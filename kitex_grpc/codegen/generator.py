@@ -47,14 +47,20 @@ def infer_proto_root(proto: Path) -> Path:
     return parent
 
 
-def generate(
-    protos: Sequence[str | Path], out_dir: str | Path, include: Sequence[str | Path] = ()
-) -> list[GeneratedFile]:
-    """Generate code for ``protos`` into ``out_dir``; returns what was written per .proto file."""
+def compile_descriptor_set(
+    protos: Sequence[str | Path],
+    include: Sequence[str | Path] = (),
+    *,
+    extra_args: Sequence[str] = (),
+) -> tuple[descriptor_pb2.FileDescriptorSet, list[str]]:
+    """Run protoc on ``protos`` and return the descriptor set (imports included, in dependency order)
+    and each file's name relative to its include root.
+
+    ``extra_args`` are passed to protoc (e.g. ``--python_out=...``); well-known types resolve from
+    grpcio-tools' bundled protos.
+    """
     from grpc_tools import protoc
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     files = [Path(p) for p in protos]
     if not files:
         raise CodegenError("no .proto files given")
@@ -70,15 +76,25 @@ def generate(
             "protoc",
             *(f"-I{r}" for r in roots),
             f"-I{well_known}",
-            f"--python_out={out}",
-            f"--pyi_out={out}",
+            *extra_args,
             f"--descriptor_set_out={descriptor_path}",
             "--include_imports",
             *rel_names,
         ]
         if protoc.main(args) != 0:
             raise CodegenError(f"protoc failed for {', '.join(rel_names)} (see the messages above)")
-        descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(descriptor_path.read_bytes())
+        return descriptor_pb2.FileDescriptorSet.FromString(descriptor_path.read_bytes()), rel_names
+
+
+def generate(
+    protos: Sequence[str | Path], out_dir: str | Path, include: Sequence[str | Path] = ()
+) -> list[GeneratedFile]:
+    """Generate code for ``protos`` into ``out_dir``; returns what was written per .proto file."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    descriptor_set, rel_names = compile_descriptor_set(
+        protos, include, extra_args=(f"--python_out={out}", f"--pyi_out={out}")
+    )
     by_name = {fd.name: fd for fd in descriptor_set.file}
     written = []
     for rel in rel_names:
@@ -173,7 +189,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-_MODES = {
+STREAMING_MODE_NAMES = {
     (False, False): "UNARY",
     (False, True): "SERVER",
     (True, False): "CLIENT",
@@ -255,7 +271,7 @@ def _render_service(
     ]
     for m in svc.method:
         req, resp = types.expr(m.input_type), types.expr(m.output_type)
-        mode = _MODES[(m.client_streaming, m.server_streaming)]
+        mode = STREAMING_MODE_NAMES[(m.client_streaming, m.server_streaming)]
         methods.append(f'        MethodInfo("{m.name}", StreamingMode.{mode}, {req}, {resp}),')
         unimpl = f'        raise StatusError(StatusCode.UNIMPLEMENTED, "method {m.name} is not implemented")'
         if mode == "UNARY":
@@ -325,4 +341,11 @@ def _render_service(
     return "\n".join(out)
 
 
-__all__ = ["CodegenError", "GeneratedFile", "generate", "infer_proto_root", "render_module"]
+__all__ = [
+    "CodegenError",
+    "GeneratedFile",
+    "compile_descriptor_set",
+    "generate",
+    "infer_proto_root",
+    "render_module",
+]

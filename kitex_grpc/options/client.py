@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kitex_grpc.endpoint import Middleware
 from kitex_grpc.options._base import (
@@ -24,6 +24,18 @@ from kitex_grpc.options.address import parse_address
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
 from kitex_grpc.transport_protocol import TransportProtocol
+
+if TYPE_CHECKING:
+    import logging
+
+    from kitex_grpc.discovery.balancer import LoadBalancer
+    from kitex_grpc.discovery.resolver import Resolver
+    from kitex_grpc.governance.acl import RejectFunc
+    from kitex_grpc.governance.circuitbreak import CBSuite
+    from kitex_grpc.governance.fallback import FallbackPolicy
+    from kitex_grpc.governance.policy import RetryPolicy
+    from kitex_grpc.governance.warmup import WarmUpOption
+    from kitex_grpc.observability.tracer import Tracer
 
 DEFAULT_CONNECT_TIMEOUT = 0.05
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
@@ -65,10 +77,26 @@ class ClientOptions:
     long_connection: IdleConfig = IdleConfig()
     grpcio_interceptors: tuple[Any, ...] = ()
     grpcio_channel_options: tuple[tuple[str, Any], ...] = ()
+    tracers: tuple[Tracer, ...] = ()
+    resolver: Resolver | None = None
+    load_balancer: LoadBalancer | None = None
+    lb_refresh_interval: float = 5.0
+    retry_policy: RetryPolicy | None = None
+    retry_method_policies: tuple[tuple[str, RetryPolicy], ...] = ()
+    circuit_breaker: CBSuite | None = None
+    acl_rules: tuple[RejectFunc, ...] = ()
+    fallback: FallbackPolicy | None = None
+    warming_up: WarmUpOption | None = None
     records: tuple[OptionRecord, ...] = ()
 
 
 ClientOption = Option[ClientOptions]
+
+
+class ClientSuite(Protocol):
+    """A bundle of client options (Kitex ``client.Suite``), e.g. an OpenTelemetry suite."""
+
+    def client_options(self) -> Sequence[ClientOption]: ...
 
 
 def with_client_basic_info(service_name: str) -> ClientOption:
@@ -199,3 +227,134 @@ def with_grpcio_interceptors(*interceptors: Any) -> ClientOption:
 def with_grpcio_channel_options(options: Sequence[tuple[str, Any]]) -> ClientOption:
     """Pass raw grpcio channel arguments (grpcio transport only)."""
     return appender("with_grpcio_channel_options", "grpcio_channel_options", tuple(options))
+
+
+def with_tracer(tracer: Tracer) -> ClientOption:
+    """Add a tracer: ``tracer.start(ri)`` before the chain, ``tracer.finish(ri)`` when the call is over."""
+    if not callable(getattr(tracer, "start", None)) or not callable(getattr(tracer, "finish", None)):
+        raise TypeError(f"with_tracer: expected an object with start(ri) and finish(ri), got {tracer!r}")
+    return appender("with_tracer", "tracers", (tracer,))
+
+
+def with_suite(suite: ClientSuite) -> ClientOption:
+    """Apply the options a suite bundles, in its order (Kitex ``WithSuite``)."""
+    options = tuple(suite.client_options())
+    for option in options:
+        if not isinstance(option, Option):
+            raise TypeError(f"with_suite: {suite!r} gave {option!r}, not a client option")
+
+    def apply(fields: dict[str, Any]) -> None:
+        for option in options:
+            option.apply(fields)
+
+    return Option("with_suite", _SuiteValue(suite, options), apply)
+
+
+def with_access_log(logger: logging.Logger | None = None) -> ClientOption:
+    """Log one line per finished call (off by default); see :mod:`kitex_grpc.observability.logging`."""
+    from kitex_grpc.observability.logging import AccessLogTracer
+
+    return appender("with_access_log", "tracers", (AccessLogTracer(logger, side="client"),))
+
+
+class _SuiteValue:
+    """How a suite shows in the option records: the suite and the options it applied."""
+
+    __slots__ = ("options", "suite")
+
+    def __init__(self, suite: object, options: tuple[Option[Any], ...]) -> None:
+        self.suite = suite
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"{self.suite!r}: {', '.join(repr(o) for o in self.options)}"
+
+
+# -- discovery and governance (issue 6) ----------------------------------------------------------------
+
+
+def with_resolver(resolver: Resolver) -> ClientOption:
+    """Find instances with ``resolver`` (Kitex ``WithResolver``); ``with_host_ports`` overrides it."""
+    for member in ("target", "resolve", "diff", "name"):
+        if not hasattr(resolver, member):
+            raise TypeError(f"with_resolver: {resolver!r} has no {member!r} (see discovery.Resolver)")
+    return setter("with_resolver", "resolver", resolver)
+
+
+def with_load_balancer(balancer: LoadBalancer, *, refresh_interval: float = 5.0) -> ClientOption:
+    """Balance with ``balancer`` (default smooth weighted round robin) and re-resolve every
+    ``refresh_interval`` seconds (Kitex ``WithLoadBalancer(lb, &lbcache.Options{RefreshInterval})``)."""
+    if not callable(getattr(balancer, "get_picker", None)) or not hasattr(balancer, "name"):
+        raise TypeError(f"with_load_balancer: {balancer!r} needs get_picker(result) and name")
+    check_duration("with_load_balancer", refresh_interval, allow_zero=False)
+
+    def apply(fields: dict[str, Any]) -> None:
+        fields["load_balancer"] = balancer
+        fields["lb_refresh_interval"] = float(refresh_interval)
+
+    return Option("with_load_balancer", balancer, apply)
+
+
+def _check_policy(option: str, policy: object, kinds: tuple[type, ...]) -> None:
+    if not isinstance(policy, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise TypeError(f"{option}: expected a {names}, got {policy!r}")
+
+
+def with_failure_retry(policy: object = None) -> ClientOption:
+    """Retry failed unary calls by a :class:`~kitex_grpc.governance.FailurePolicy` (default: up to 2
+    retries of timeouts). Replaces any backup policy (Kitex ``WithFailureRetry``)."""
+    from kitex_grpc.governance.policy import FailurePolicy
+
+    policy = FailurePolicy() if policy is None else policy
+    _check_policy("with_failure_retry", policy, (FailurePolicy,))
+    return setter("with_failure_retry", "retry_policy", policy)
+
+
+def with_backup_request(policy: object) -> ClientOption:
+    """Hedge slow unary calls by a :class:`~kitex_grpc.governance.BackupPolicy` (Kitex
+    ``WithBackupRequest``). Replaces any failure policy."""
+    from kitex_grpc.governance.policy import BackupPolicy
+
+    _check_policy("with_backup_request", policy, (BackupPolicy,))
+    return setter("with_backup_request", "retry_policy", policy)
+
+
+def with_retry_method_policies(policies: dict[str, RetryPolicy]) -> ClientOption:
+    """Per-method retry policies, by method name; they win over the client-wide policy."""
+    from kitex_grpc.governance.policy import BackupPolicy, FailurePolicy
+
+    for name, policy in policies.items():
+        _check_policy(f"with_retry_method_policies[{name!r}]", policy, (FailurePolicy, BackupPolicy))
+    return setter("with_retry_method_policies", "retry_method_policies", tuple(policies.items()))
+
+
+def with_circuit_breaker(suite: CBSuite | None = None) -> ClientOption:
+    """Service- and instance-level circuit breakers (Kitex ``WithCircuitBreaker(NewCBSuite(...))``)."""
+    from kitex_grpc.governance.circuitbreak import CBSuite
+
+    suite = CBSuite() if suite is None else suite
+    _check_policy("with_circuit_breaker", suite, (CBSuite,))
+    return setter("with_circuit_breaker", "circuit_breaker", suite)
+
+
+def with_acl_rules(*rules: RejectFunc) -> ClientOption:
+    """Reject calls before discovery: each rule returns ``None`` or a reason (Kitex ``WithACLRules``)."""
+    return callables_appender("with_acl_rules", "acl_rules", rules)
+
+
+def with_fallback(policy: FallbackPolicy) -> ClientOption:
+    """Run a fallback after the last attempt (Kitex ``WithFallback``); see :mod:`kitex_grpc.governance`."""
+    from kitex_grpc.governance.fallback import FallbackPolicy
+
+    _check_policy("with_fallback", policy, (FallbackPolicy,))
+    return setter("with_fallback", "fallback", policy)
+
+
+def with_warming_up(option: WarmUpOption | None = None) -> ClientOption:
+    """Resolve (and connect) when the client is created, before the first call (Kitex ``WithWarmingUp``)."""
+    from kitex_grpc.governance.warmup import WarmUpOption
+
+    option = WarmUpOption() if option is None else option
+    _check_policy("with_warming_up", option, (WarmUpOption,))
+    return setter("with_warming_up", "warming_up", option)

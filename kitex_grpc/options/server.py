@@ -6,8 +6,8 @@ Defaults follow Kitex (KITEX-WIRE.md §4.2): listen on ``:8888``, 5 s exit wait 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kitex_grpc.endpoint import Middleware
 from kitex_grpc.options._base import (
@@ -20,10 +20,20 @@ from kitex_grpc.options._base import (
     setter,
 )
 from kitex_grpc.options.address import parse_address
-from kitex_grpc.options.client import DEFAULT_MAX_MESSAGE_SIZE
+from kitex_grpc.options.client import DEFAULT_MAX_MESSAGE_SIZE, _SuiteValue
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
 from kitex_grpc.transport_protocol import TransportProtocol
+
+if TYPE_CHECKING:
+    import logging
+
+    from kitex_grpc.discovery.registry import Info, Registry
+    from kitex_grpc.governance.acl import RejectFunc
+    from kitex_grpc.governance.limiter import LimitOption
+    from kitex_grpc.health import HealthServer
+    from kitex_grpc.observability.lifecycle import ServerHook
+    from kitex_grpc.observability.tracer import Tracer
 
 DEFAULT_SERVICE_ADDR = ":8888"
 DEFAULT_EXIT_WAIT_TIME = 5.0
@@ -44,10 +54,23 @@ class ServerOptions:
     tls: TLSConfig | None = None
     grpcio_interceptors: tuple[Any, ...] = ()
     grpcio_server_options: tuple[tuple[str, Any], ...] = ()
+    tracers: tuple[Tracer, ...] = ()
+    hooks: tuple[ServerHook, ...] = ()
+    registry: Registry | None = None
+    registry_info: Info | None = None
+    limit: LimitOption | None = None
+    limit_reporter: Callable[[str], None] | None = None
+    acl_rules: tuple[RejectFunc, ...] = ()
     records: tuple[OptionRecord, ...] = ()
 
 
 ServerOption = Option[ServerOptions]
+
+
+class ServerSuite(Protocol):
+    """A bundle of server options (Kitex ``server.Suite``), e.g. an OpenTelemetry suite."""
+
+    def server_options(self) -> Sequence[ServerOption]: ...
 
 
 def with_server_basic_info(service_name: str) -> ServerOption:
@@ -117,3 +140,132 @@ def with_grpcio_interceptors(*interceptors: Any) -> ServerOption:
 def with_grpcio_server_options(options: Sequence[tuple[str, Any]]) -> ServerOption:
     """Pass raw grpcio server arguments (grpcio transport only)."""
     return appender("with_grpcio_server_options", "grpcio_server_options", tuple(options))
+
+
+def with_tracer(tracer: Tracer) -> ServerOption:
+    """Add a tracer: ``tracer.start(ri)`` before the chain, ``tracer.finish(ri)`` after the handler."""
+    if not callable(getattr(tracer, "start", None)) or not callable(getattr(tracer, "finish", None)):
+        raise TypeError(f"with_tracer: expected an object with start(ri) and finish(ri), got {tracer!r}")
+    return appender("with_tracer", "tracers", (tracer,))
+
+
+def with_suite(suite: ServerSuite) -> ServerOption:
+    """Apply the options a suite bundles, in its order (Kitex ``WithSuite``)."""
+    options = tuple(suite.server_options())
+    for option in options:
+        if not isinstance(option, Option):
+            raise TypeError(f"with_suite: {suite!r} gave {option!r}, not a server option")
+
+    def apply(fields: dict[str, Any]) -> None:
+        for option in options:
+            option.apply(fields)
+
+    return Option("with_suite", _SuiteValue(suite, options), apply)
+
+
+def with_access_log(logger: logging.Logger | None = None) -> ServerOption:
+    """Log one line per finished call (off by default); see :mod:`kitex_grpc.observability.logging`."""
+    from kitex_grpc.observability.logging import AccessLogTracer
+
+    return appender("with_access_log", "tracers", (AccessLogTracer(logger, side="server"),))
+
+
+def with_lifecycle_hook(hook: ServerHook) -> ServerOption:
+    """Run ``hook`` at the server's start, serving, draining and stopped phases."""
+    for phase in ("prepare", "serving", "draining", "stopped"):
+        if not callable(getattr(hook, phase, None)):
+            raise TypeError(f"with_lifecycle_hook: {hook!r} has no {phase}() (see ServerHook)")
+    return appender("with_lifecycle_hook", "hooks", (hook,))
+
+
+def _once(name: str, hook: ServerHook) -> ServerOption:
+    kind = type(hook)
+
+    def apply(fields: dict[str, Any]) -> None:
+        if any(type(h) is kind for h in fields["hooks"]):
+            raise ValueError(f"{name}: set more than once")
+        fields["hooks"] = (*fields["hooks"], hook)
+
+    return Option(name, hook, apply)
+
+
+def with_health(health: HealthServer | None = None) -> ServerOption:
+    """Serve ``grpc.health.v1.Health`` (Check, Watch), SERVING once started, NOT_SERVING while draining.
+
+    Pass your own :class:`~kitex_grpc.health.HealthServer` to set per-service statuses later.
+    """
+    from kitex_grpc.health import HealthHook
+
+    return _once("with_health", HealthHook(health))
+
+
+def with_reflection() -> ServerOption:
+    """Serve gRPC server reflection (``grpc.reflection.v1`` and ``v1alpha``) for the registered services."""
+    from kitex_grpc.reflection import ReflectionHook
+
+    return _once("with_reflection", ReflectionHook())
+
+
+def with_metrics_endpoint(endpoint: ServerHook) -> ServerOption:
+    """Serve a Prometheus ``/metrics`` page while the server runs.
+
+    ``endpoint`` is a :class:`kitex_grpc.observability.otel_prometheus.PrometheusEndpoint` (it needs
+    the ``otel`` extra); it binds its loopback address in ``start()`` and closes in ``stop()``.
+    """
+    return _once("with_metrics_endpoint", endpoint)
+
+
+# -- discovery and governance (issue 6) ----------------------------------------------------------------
+
+
+def with_registry(registry: Registry) -> ServerOption:
+    """Register with ``registry`` once listening; deregister first on stop (Kitex ``WithRegistry``)."""
+    for member in ("register", "deregister"):
+        if not callable(getattr(registry, member, None)):
+            raise TypeError(f"with_registry: {registry!r} has no {member}() (see discovery.Registry)")
+    return setter("with_registry", "registry", registry)
+
+
+def with_registry_info(info: Info) -> ServerOption:
+    """What to register (Kitex ``WithRegistryInfo``); by default the service name, the bound address,
+    weight 10 and no tags. An empty ``addr`` is filled with the bound address."""
+    from kitex_grpc.discovery.registry import Info
+
+    if not isinstance(info, Info):
+        raise TypeError(f"with_registry_info: expected a discovery.Info, got {info!r}")
+    return setter("with_registry_info", "registry_info", info)
+
+
+def _merge_limit(name: str, **values: int) -> ServerOption:
+    from kitex_grpc.governance.limiter import LimitOption
+
+    LimitOption(**values)  # validate now, naming the option
+
+    def apply(fields: dict[str, Any]) -> None:
+        current = fields["limit"] or LimitOption()
+        fields["limit"] = dataclasses.replace(current, **values)
+
+    return Option(name, values, apply)
+
+
+def with_limit(max_connections: int = 0, max_qps: int = 0) -> ServerOption:
+    """Limit connections and QPS (Kitex ``WithLimit(&limit.Option{...})``; 0 = unlimited). Calls over a
+    limit fail with OverLimitError (gRPC RESOURCE_EXHAUSTED); see :mod:`kitex_grpc.governance.limiter`."""
+    return _merge_limit("with_limit", max_connections=max_connections, max_qps=max_qps)
+
+
+def with_concurrency_limit(max_concurrency: int) -> ServerOption:
+    """Limit the calls being handled at once (0 = unlimited); the excess fails with OverLimitError."""
+    return _merge_limit("with_concurrency_limit", max_concurrency=max_concurrency)
+
+
+def with_limit_reporter(reporter: Callable[[str], None]) -> ServerOption:
+    """Called with ``"connection"``, ``"qps"`` or ``"concurrency"`` for each rejected call."""
+    if not callable(reporter):
+        raise TypeError(f"with_limit_reporter: expected a callable, got {reporter!r}")
+    return setter("with_limit_reporter", "limit_reporter", reporter)
+
+
+def with_acl_rules(*rules: RejectFunc) -> ServerOption:
+    """Reject calls before the handler: each rule returns ``None`` or a reason (Kitex ``WithACLRules``)."""
+    return callables_appender("with_acl_rules", "acl_rules", rules)

@@ -3,26 +3,40 @@
 Chain, outermost first (ARCHITECTURE.md; Kitex ``server/server.go buildMiddlewares``)::
 
     [transport: protocol detection and limits per connection]
+    limit                       max connections / QPS / concurrency (with_limit, ...), at the front
     server_timeout              deadline from grpc-timeout / TTHeader RPCTimeout
     user middlewares            in option order
-    acl                         (slot; filled by the governance work)
+    acl                         (with_acl_rules)
     handler_error               ordinary exceptions -> BizError; BizStatusError passes through
     handler
 
 The transport maps what comes out (KitexError, BizStatusError) to its wire status.
+
+With ``with_registry`` the server registers once it is listening (after the serving hooks) and
+deregisters first when it stops, before draining (Kitex ``server/server.go`` Run/Stop).
+
+Tracers run outside the chain (``start`` before it, ``finish`` after the handler); without one the
+hook is a ``None`` test. Lifecycle hooks (health, metrics endpoint) see prepare -> serving in
+``start()`` and draining -> stopped in ``stop()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from kitex_grpc import metainfo
+from kitex_grpc.discovery.registry import Info, registry_address
 from kitex_grpc.endpoint import Endpoint, Middleware, chain
 from kitex_grpc.errors import StatusError
+from kitex_grpc.governance.acl import acl_middleware
+from kitex_grpc.governance.limiter import ServerLimiter
 from kitex_grpc.metainfo import BackwardValues
+from kitex_grpc.observability.tracer import compose
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import EndpointInfo, Metadata, RPCConfig, RPCInfo, set_current
 from kitex_grpc.server.middlewares import handler_error_middleware, server_timeout_middleware
@@ -33,6 +47,7 @@ from kitex_grpc.transport import new_server_transport
 from kitex_grpc.transport.base import ServerTransport
 
 Invoker = Callable[[Any], Any]
+_log = logging.getLogger("kitex_grpc.server")
 
 
 class RegisteredMethod:
@@ -63,16 +78,42 @@ class Server:
         self._endpoint: Endpoint = chain([mw for _, mw in named], self._invoke)
         self._stopped = asyncio.Event()
         self._serving = False
+        self._registered: Info | None = None
+        self._tracer = compose(options.tracers)
 
     def _middlewares(self) -> list[tuple[str, Middleware]]:
-        named: list[tuple[str, Middleware]] = [("server_timeout", server_timeout_middleware)]
-        named.extend((f"user:{_name(mw)}", mw) for mw in self._options.middlewares)
+        opts = self._options
+        named: list[tuple[str, Middleware]] = []
+        self.limiter: ServerLimiter | None = None
+        if opts.limit is not None and opts.limit.enabled:
+            self.limiter = ServerLimiter(opts.limit, reporter=opts.limit_reporter)
+            named.append(("limit", self.limiter.middleware))
+        named.append(("server_timeout", server_timeout_middleware))
+        named.extend((f"user:{_name(mw)}", mw) for mw in opts.middlewares)
+        if opts.acl_rules:
+            named.append(("acl", acl_middleware(opts.acl_rules)))
         named.append(("handler_error", handler_error_middleware))
         return named
 
     @property
     def options(self) -> ServerOptions:
         return self._options
+
+    @property
+    def services(self) -> tuple[ServiceInfo, ...]:
+        """The registered services, in registration order."""
+        return tuple(self._services.values())
+
+    @property
+    def serving(self) -> bool:
+        """True between a successful ``start()`` and the beginning of ``stop()``."""
+        return self._serving
+
+    def describe(self) -> str:
+        """The effective configuration, readable: options as recorded, the chain, services, hooks."""
+        from kitex_grpc.observability.diagnostics import describe_server
+
+        return describe_server(self)
 
     @property
     def address(self) -> str:
@@ -123,24 +164,38 @@ class Server:
 
     async def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Any:
         set_current(ri)
+        tracer = self._tracer
+        if tracer is not None:
+            tracer.start(ri)
         try:
             reply = await self._endpoint(ri, request)
         except BaseException as exc:
             ri.stats.finish(exc)
+            if tracer is not None:
+                tracer.finish(ri)
             raise
         ri.stats.finish(None)
+        if tracer is not None:
+            tracer.finish(ri)
         return reply
 
     async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
         set_current(ri)
         opts = self._options
         stream: Stream[Any, Any] = Stream(ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares)
+        tracer = self._tracer
+        if tracer is not None:
+            tracer.start(ri)
         try:
             await self._endpoint(ri, stream)
         except BaseException as exc:
             ri.stats.finish(exc)
+            if tracer is not None:
+                tracer.finish(ri)
             raise
         ri.stats.finish(None)
+        if tracer is not None:
+            tracer.finish(ri)
 
     async def _invoke(self, ri: RPCInfo, request: Any) -> Any:
         return await self._invokers[ri.method](ri, request)
@@ -153,17 +208,62 @@ class Server:
             raise RuntimeError("server already started")
         if not self._services:
             raise RuntimeError("no service registered: call register_service() first")
+        hooks = self._options.hooks
+        for hook in hooks:
+            await hook.prepare(self)
         self._transport = new_server_transport(self._options, self)
+        limiter = self.limiter
+        if limiter is not None and limiter.connections is not None:
+            limit_connections = getattr(self._transport, "limit_connections", None)
+            if limit_connections is not None:  # the transport counts its own connections
+                limit_connections(limiter.connections)
+                limiter.count_peers = False
         await self._transport.start()
         self._serving = True
+        for hook in hooks:
+            await hook.serving(self)
+        await self._register()
 
     async def stop(self) -> None:
         """Stop accepting; let in-flight calls finish within the exit wait time; then close."""
         if self._transport is None or not self._serving:
             return
         self._serving = False
-        await self._transport.stop(self._options.exit_wait_time)
-        self._stopped.set()
+        await self._deregister()
+        hooks = self._options.hooks[::-1]
+        for hook in hooks:
+            await hook.draining(self)
+        try:
+            await self._transport.stop(self._options.exit_wait_time)
+        finally:
+            for hook in hooks:
+                await hook.stopped(self)
+            self._stopped.set()
+
+    def registry_info(self) -> Info:
+        """What ``with_registry`` publishes: ``with_registry_info`` completed with this server's facts."""
+        opts = self._options
+        info = opts.registry_info
+        name = opts.service_name or next(iter(self._services), "")
+        codec = next(iter(self._services.values())).payload_codec.name.lower() if self._services else ""
+        if info is None:
+            return Info(name, registry_address(self.address), codec)
+        if not info.addr:
+            info = dataclasses.replace(info, addr=registry_address(self.address))
+        return info if info.service_name else dataclasses.replace(info, service_name=name)
+
+    async def _register(self) -> None:
+        if self._options.registry is not None:
+            self._registered = self.registry_info()
+            await self._options.registry.register(self._registered)
+
+    async def _deregister(self) -> None:
+        registered, self._registered = self._registered, None
+        if self._options.registry is not None and registered is not None:
+            try:
+                await self._options.registry.deregister(registered)
+            except Exception as exc:  # stopping goes on: the lease (if any) expires by itself
+                _log.warning("deregister %s failed: %r", registered.service_name, exc)
 
     async def run(self) -> None:
         """Serve until SIGINT or SIGTERM (or :meth:`stop`), then drain and stop.

@@ -8,7 +8,7 @@ Transports translate their own failures into :mod:`kitex_grpc.errors` at this bo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from kitex_grpc.metainfo import BackwardValues
@@ -27,6 +27,37 @@ class ClientTransport(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsCloseAddress(Protocol):
+    """Optional client-transport method: drop the connection(s) kept for one instance.
+
+    The discovery bridge calls it when an instance leaves the resolver's result (Kitex's connection
+    pool cleans removed addresses). Transports keep one connection, or one pool, per address and
+    create it again on the next call to that address.
+    """
+
+    async def close_address(self, address: str) -> None: ...
+
+
+@runtime_checkable
+class SupportsPreconnect(Protocol):
+    """Optional client-transport method: open the connection to ``address`` now (warm-up)."""
+
+    async def preconnect(self, address: str, connect_timeout: float) -> None: ...
+
+
+@runtime_checkable
+class SupportsConnectionLimit(Protocol):
+    """Optional server-transport method: count connections at accept time and refuse the excess.
+
+    ``limiter`` has ``acquire(conn) -> bool`` and ``release(conn)``
+    (:class:`kitex_grpc.governance.limiter.ConnectionLimiter`). Without this method the server's
+    limit middleware counts peers with a call in flight instead.
+    """
+
+    def limit_connections(self, limiter: Any) -> None: ...
 
 
 class MethodEntry(Protocol):

@@ -9,7 +9,7 @@ EXPECTED = [
     "BizStatusError", "Client", "Endpoint", "KitexError", "MethodInfo", "Middleware", "PayloadCodec",
     "RPCInfo", "RPCTimeoutError", "Server", "ServiceInfo", "StatusCode", "StatusError", "StreamingMode",
     "TransportProtocol", "__version__", "callopt", "client", "errors", "metainfo", "new_client",
-    "new_server", "rpcinfo", "server",
+    "new_server", "protobuf", "rpcinfo", "server",
 ]  # fmt: skip
 
 

@@ -117,6 +117,27 @@ class GrpcioClientTransport:
         )
         return GrpcioClientStream(call)
 
+    async def close_address(self, address: str) -> None:
+        """Close the channel to ``address`` (an instance discovery removed); the next call reopens it."""
+        channel = self._channels.pop(address, None)
+        self._ready.discard(address)
+        for cache in (self._unary, self._streams):
+            for key in [k for k in cache if k[0] == address]:
+                del cache[key]
+        if channel is not None:
+            await channel.close()
+
+    async def preconnect(self, address: str, connect_timeout: float) -> None:
+        """Open the channel to ``address`` and wait until it is ready (warm-up)."""
+        channel = self._channel(address)
+        try:
+            await asyncio.wait_for(channel.channel_ready(), connect_timeout)
+        except TimeoutError:
+            raise GetConnectionError(
+                f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"
+            ) from None
+        self._ready.add(address)
+
     async def close(self) -> None:
         self._closed = True
         channels, self._channels = self._channels, {}
