@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitex_grpc.endpoint import identity
 from kitex_grpc.errors import ACLError
+from kitex_grpc.observability.metrics import REJECT_ACL, record_rejection
 
 if TYPE_CHECKING:
     from kitex_grpc.endpoint import Endpoint, Middleware
@@ -28,6 +29,7 @@ def acl_middleware(rules: Sequence[RejectFunc]) -> Middleware:
             for rule in checks:
                 reason = rule(ri, request)
                 if reason is not None:
+                    record_rejection(REJECT_ACL, ri)
                     if isinstance(reason, BaseException):
                         raise ACLError(str(reason)).with_cause(reason)
                     raise ACLError(str(reason))

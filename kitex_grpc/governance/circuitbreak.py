@@ -40,6 +40,7 @@ from kitex_grpc.errors import (
     ServiceDiscoveryError,
 )
 from kitex_grpc.governance.window import BUCKETS, WINDOW, Window
+from kitex_grpc.observability.metrics import REJECT_CIRCUIT_BREAKER, record_rejection
 
 if TYPE_CHECKING:
     from kitex_grpc.endpoint import Endpoint
@@ -276,6 +277,7 @@ class CBSuite:
             key = self.key_func(ri)
             breaker = self.service_breaker(key)
             if not breaker.allow():
+                record_rejection(REJECT_CIRCUIT_BREAKER, ri)
                 raise ServiceCircuitBreakError(
                     f"service circuitbreak: key={key}, state={breaker.state.value}"
                 )
@@ -294,6 +296,7 @@ class CBSuite:
             address = ri.callee.address
             breaker = self.instance_breaker(address)
             if not breaker.allow():
+                record_rejection(REJECT_CIRCUIT_BREAKER, ri)
                 raise InstanceCircuitBreakError(f"instance circuitbreak: {address}")
             try:
                 reply = await next_endpoint(ri, request)

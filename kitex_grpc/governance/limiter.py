@@ -28,12 +28,25 @@ from typing import TYPE_CHECKING, Any
 
 from kitex_grpc.errors import ConcurrencyOverLimitError, ConnOverLimitError, QPSOverLimitError
 from kitex_grpc.governance.circuitbreak import Clock
+from kitex_grpc.observability.metrics import (
+    REJECT_CONCURRENCY_LIMIT,
+    REJECT_CONNECTION_LIMIT,
+    REJECT_QPS_LIMIT,
+    record_rejection,
+)
 
 if TYPE_CHECKING:
     from kitex_grpc.endpoint import Endpoint
     from kitex_grpc.rpcinfo import RPCInfo
 
 QPS_INTERVAL = 0.1
+
+
+_METRIC_KIND = {
+    "connection": REJECT_CONNECTION_LIMIT,
+    "qps": REJECT_QPS_LIMIT,
+    "concurrency": REJECT_CONCURRENCY_LIMIT,
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,7 +177,8 @@ class ServerLimiter:
         # a transport that limits its own connections turns peer counting off
         self.count_peers = count_peers
 
-    def _reject(self, kind: str) -> None:
+    def _reject(self, kind: str, ri: RPCInfo | None = None) -> None:
+        record_rejection(_METRIC_KIND[kind], ri)
         if self._reporter is not None:
             self._reporter(kind)
 
@@ -178,19 +192,19 @@ class ServerLimiter:
             peer = ri.caller.address
             if peers is not None and not peers.acquire(peer):
                 stats.conn_rejected += 1
-                self._reject("connection")
+                self._reject("connection", ri)
                 raise ConnOverLimitError(f"max connections {peers.limit} reached")
             try:
                 if qps is not None and not qps.acquire():
                     stats.qps_rejected += 1
-                    self._reject("qps")
+                    self._reject("qps", ri)
                     raise QPSOverLimitError(f"max qps {qps.capacity} reached")
                 if concurrency is None:
                     stats.accepted += 1
                     return await next_endpoint(ri, request)
                 if not concurrency.acquire():
                     stats.concurrency_rejected += 1
-                    self._reject("concurrency")
+                    self._reject("concurrency", ri)
                     raise ConcurrencyOverLimitError(f"max concurrency {concurrency.limit} reached")
                 stats.accepted += 1
                 try:

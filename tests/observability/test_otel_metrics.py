@@ -162,3 +162,36 @@ def test_endpoint_refuses_non_loopback() -> None:
     with pytest.raises(ValueError, match="loopback"):
         PrometheusEndpoint(InMemoryMetricReader(), "0.0.0.0:9464")
     assert render(None) == ""
+
+
+async def test_governance_rejections_are_counted() -> None:
+    """The real ACL, concurrency limiter and circuit breaker report their rejections."""
+    from kitex_grpc.governance import CBConfig, CBSuite
+
+    otel = OTel(tracing=False)
+    breaker = CBSuite(service_config=CBConfig(enable=True, err_rate=0.5, min_sample=2))
+    deny = lambda ri, req: "denied" if req.message == "deny" else None  # noqa: E731
+    async with (
+        serve(
+            server.with_suite(otel.suite), server.with_concurrency_limit(1), server.with_acl_rules(deny)
+        ) as (svr, handler),
+        connect(svr, client.with_suite(otel.suite)) as cli,
+        connect(svr, client.with_suite(otel.suite), client.with_circuit_breaker(breaker)) as guarded,
+    ):
+        with pytest.raises(KitexError):
+            await cli.Unary(Req(message="deny"))  # server ACL
+        held = asyncio.create_task(cli.Unary(Req(message="gate")))
+        await asyncio.wait_for(handler.entered.wait(), 5)
+        with pytest.raises(KitexError):
+            await cli.Unary(Req(message="over"))  # concurrency limit 1
+        handler.release.set()
+        await asyncio.wait_for(held, 5)
+        for _ in range(2):  # two failures of two samples open the breaker
+            with pytest.raises(KitexError):
+                await guarded.Unary(Req(message="error:boom"))
+        with pytest.raises(ServiceCircuitBreakError):
+            await guarded.Unary(Req(message="ok"))
+    m = otel.metrics()
+    assert [p.value for p in points(m, "kitex.server.rejections", kind="acl")] == [1]
+    assert [p.value for p in points(m, "kitex.server.rejections", kind="concurrency_limit")] == [1]
+    assert [p.value for p in points(m, "kitex.client.rejections", kind="circuit_breaker")] == [1]
