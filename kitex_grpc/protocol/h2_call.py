@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,9 +41,13 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
+from h2.connection import AllowedStreamIDs
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import GoAwayFrame
+from h2.stream import StreamInputs
+from h2.utilities import authority_from_headers, extract_method_header
+from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 from kitex_grpc.errors import KitexError, ProtocolError
 from kitex_grpc.protocol import grpc_headers as gh
@@ -71,6 +76,7 @@ from kitex_grpc.protocol.h2_events import (
     TrailersReceived,
     WindowUpdated,
 )
+from kitex_grpc.protocol.h2_hpack import CachingDecoder, CachingEncoder
 from kitex_grpc.status import StatusCode
 
 __all__ = [
@@ -187,12 +193,28 @@ SERVER_RECV_TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
 
 
 class _GrpcH2Connection(h2.connection.H2Connection):
-    """h2's connection, except that a graceful GOAWAY (NO_ERROR) does not close it.
+    """h2's connection with a graceful GOAWAY that does not close it, and lean send paths.
 
-    gRPC servers drain with GOAWAY(NO_ERROR) and keep serving the calls below its last stream id;
-    grpc-go follows the first GOAWAY with a PING, often in the same read. h2 closes its state machine
-    on any GOAWAY and would reject both. Overrides h2's (private, stable since h2 3) GOAWAY handler.
+    GOAWAY: gRPC servers drain with GOAWAY(NO_ERROR) and keep serving the calls below its last stream
+    id; grpc-go follows the first GOAWAY with a PING, often in the same read. h2 closes its state
+    machine on any GOAWAY and would reject both. Overrides h2's (private, stable since h2 3) handler.
+
+    Sending (the hot path: every call sends HEADERS twice and DATA once): ``send_headers`` and
+    ``send_data`` drive h2's own stream and connection state machines and flow-control counters
+    exactly as h2 does, but write the frame bytes directly instead of building hyperframe objects,
+    and encode with the memoising HPACK encoder (:mod:`~kitex_grpc.protocol.h2_hpack`). Anything
+    unusual (priority, padding, a frame over the size or window limits, an informational response,
+    an unknown stream) takes h2's own path. h2 counts open streams by scanning every stream (and
+    sweeps closed ones) each time one opens; with an unlimited peer limit this core sweeps only when
+    the table doubled. Pinned to h2 4.x by tests/protocol/test_h2_call.py.
     """
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config)
+        self.encoder = CachingEncoder()
+        max_list = self.decoder.max_header_list_size
+        self.decoder = CachingDecoder(max_list)
+        self._sweep_at = 64
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[h2.events.Event]]:
         machine = self.state_machine
@@ -208,6 +230,170 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         ev.additional_data = frame.additional_data or None
         events.append(ev)
         return [], events
+
+    def _receive_frame(self, frame: Any) -> list[h2.events.Event]:
+        # h2's, minus its trace log, which formats repr(frame) (the payload included) for every frame.
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except h2.exceptions.StreamClosedError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = e.error_code
+                self._prepare_for_sending([f])
+                events = e._events
+            else:
+                raise
+        except h2.exceptions.StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([f])
+                events = []
+            elif self._stream_is_closed_by_end(e.stream_id):
+                raise h2.exceptions.StreamClosedError(e.stream_id) from e
+            else:
+                raise
+        else:
+            if frames:
+                self._prepare_for_sending(frames)
+        return events  # type: ignore[no-any-return]
+
+    def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        # h2's, except that the inbound stream limit is counted (an O(n) scan) only when it is near.
+        if frame.stream_id not in self.streams:
+            limit = self.local_settings.max_concurrent_streams
+            streams = self.streams
+            if limit - len(streams) <= _FAR or len(streams) >= self._sweep_at:
+                value = self.open_inbound_streams  # counts, and forgets closed streams
+                self._sweep_at = 2 * len(streams) + 64
+                if value + 1 > limit:
+                    raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {limit}, {value} open")
+        try:
+            headers = self.decoder.decode(frame.data, raw=True)
+        except hpack.OversizedHeaderListError as e:
+            raise h2.exceptions.DenialOfServiceError(f"Oversized header block: {e}") from e
+        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
+            raise h2.exceptions.ProtocolError(f"Error decoding header block: {e}") from e
+        events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+        stream = self._get_or_create_stream(frame.stream_id, AllowedStreamIDs(not self.config.client_side))
+        frames, stream_events = stream.receive_headers(
+            headers, "END_STREAM" in frame.flags, self.config.header_encoding
+        )
+        if "PRIORITY" in frame.flags:
+            _, p_events = self._receive_priority_frame(frame)
+            stream_events[0].priority_updated = p_events[0]  # type: ignore[attr-defined]
+            stream_events.extend(p_events)
+        return frames, events + stream_events
+
+    def outbound_streams_available(self) -> int:
+        """``max_concurrent_streams - open_outbound_streams``, without a scan when the limit is far."""
+        limit = int(self.remote_settings.max_concurrent_streams)
+        known = len(self.streams)  # open outbound streams are a subset
+        if limit - known > _FAR:
+            return limit - known
+        return max(0, limit - int(self.open_outbound_streams))
+
+    def send_headers(
+        self,
+        stream_id: int,
+        headers: Any,
+        end_stream: bool = False,
+        priority_weight: int | None = None,
+        priority_depends_on: int | None = None,
+        priority_exclusive: bool | None = None,
+    ) -> None:
+        if (
+            type(headers) is not list
+            or priority_weight is not None
+            or priority_depends_on is not None
+            or priority_exclusive is not None
+            or not headers
+            or (not self.config.client_side and headers[0][0] == b":status" and headers[0][1][:1] == b"1")
+        ):
+            return super().send_headers(
+                stream_id, headers, end_stream, priority_weight, priority_depends_on, priority_exclusive
+            )
+        streams = self.streams
+        stream = streams.get(stream_id)
+        if stream is None:
+            limit = self.remote_settings.max_concurrent_streams
+            if len(streams) + 1 > limit or len(streams) >= self._sweep_at:
+                value = self.open_outbound_streams  # counts, and forgets closed streams
+                self._sweep_at = 2 * len(streams) + 64
+                if value + 1 > limit:
+                    raise h2.exceptions.TooManyStreamsError(f"Max outbound streams is {limit}, {value} open")
+        self.state_machine.process_input(_SEND_HEADERS)
+        if stream is None:
+            stream = self._get_or_create_stream(stream_id, AllowedStreamIDs(self.config.client_side))
+        machine = stream.state_machine
+        machine.process_input(StreamInputs.SEND_HEADERS)  # before encoding, as h2: HPACK state moves
+        block = self.encoder.encode(headers)
+        flags = _END_HEADERS
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            flags |= _END_STREAM
+        if machine.trailers_sent and not end_stream:
+            raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
+        if machine.client and stream._authority is None:
+            stream._authority = authority_from_headers(headers)
+        stream.request_method = extract_method_header(headers)
+        out = self._data_to_send
+        size = len(block)
+        max_frame = self.max_outbound_frame_size
+        if size <= max_frame:
+            out += _FRAME_HEADER.pack(size >> 16, size & 0xFFFF, _HEADERS, flags, stream_id)
+            out += block
+            return None
+        # HEADERS then CONTINUATION frames; END_STREAM on the first, END_HEADERS on the last.
+        view = memoryview(block)
+        for start in range(0, size, max_frame):
+            chunk = view[start : start + max_frame]
+            n = len(chunk)
+            kind = _HEADERS if start == 0 else _CONTINUATION
+            frame_flags = (flags & _END_STREAM) if start == 0 else 0
+            if start + max_frame >= size:
+                frame_flags |= _END_HEADERS
+            out += _FRAME_HEADER.pack(n >> 16, n & 0xFFFF, kind, frame_flags, stream_id)
+            out += chunk
+        return None
+
+    def send_data(
+        self, stream_id: int, data: bytes | memoryview, end_stream: bool = False, pad_length: Any = None
+    ) -> None:
+        stream = self.streams.get(stream_id)
+        size = len(data)
+        if (
+            pad_length is not None
+            or stream is None
+            or size > self.max_outbound_frame_size
+            or size > self.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+        ):
+            return super().send_data(stream_id, data, end_stream, pad_length)
+        self.state_machine.process_input(_SEND_DATA)
+        machine = stream.state_machine
+        machine.process_input(StreamInputs.SEND_DATA)
+        flags = 0
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            flags = _END_STREAM
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+        out = self._data_to_send
+        out += _FRAME_HEADER.pack(size >> 16, size & 0xFFFF, _DATA, flags, stream_id)
+        out += data
+        return None
+
+
+_FRAME_HEADER = struct.Struct(">BHBBL")  # 24-bit length as (high byte, low 16 bits), type, flags, id
+_DATA = 0x0
+_HEADERS = 0x1
+_CONTINUATION = 0x9
+_END_STREAM = 0x1
+_END_HEADERS = 0x4
+_FAR = 1 << 20  # a peer limit this far above the streams we know cannot be reached by one more
+_SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
+_SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
 
 
 _OPEN_STATES = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
@@ -709,7 +895,7 @@ class GrpcClientConnection(_GrpcConnection):
     @property
     def available_streams(self) -> int:
         """How many more calls the peer's MAX_CONCURRENT_STREAMS allows now."""
-        return max(0, self.peer_max_concurrent_streams - int(self._conn.open_outbound_streams))
+        return self._conn.outbound_streams_available()
 
     def start_call(
         self,

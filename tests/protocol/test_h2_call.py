@@ -902,3 +902,131 @@ def test_grpcio_client_talks_to_our_server_core() -> None:
     assert started.path == "/echo.Echo/Unary" and started.content_subtype == ""
     assert ("x-bin", b"\x01") in started.metadata and ("k", "v") in started.metadata
     assert started.timeout is not None and 0 < started.timeout <= 5.1  # grpcio rounds grpc-timeout up
+
+
+# --- fast paths: memoised HPACK and the lean send path (pinned to hpack 4 / h2 4) -----------------
+
+
+def _header_lists() -> list[list[tuple[bytes, bytes]]]:
+    request = gh.build_request_headers(
+        "/echo.v1.Echo/Unary", "echo", metadata=[("k", "v"), ("b-bin", b"\x00")]
+    )
+    response = gh.build_response_headers()
+    ok = gh.build_trailers(StatusCode.OK)
+    lists = [request, response, ok, request, response, ok]
+    # A per-call value (each one a new dynamic-table entry) and a value too big for the table.
+    lists += [[*request, (b"grpc-timeout", f"{n}m".encode())] for n in range(1, 40)]
+    lists += [[(b"x-big", b"v" * 5000)], request, ok]
+    return lists
+
+
+def test_caching_encoder_writes_exactly_what_hpack_writes() -> None:
+    import hpack
+
+    from kitex_grpc.protocol.h2_hpack import CachingEncoder
+
+    plain, caching = hpack.Encoder(), CachingEncoder()
+    for i, headers in enumerate(_header_lists()):
+        if i == 20:  # a SETTINGS_HEADER_TABLE_SIZE change: the size update leads the next block
+            plain.header_table_size = caching.header_table_size = 256
+        mixed: list[object] = [*headers, hpack.NeverIndexedHeaderTuple(b"secret", b"s"), (b"t", b"3", True)]
+        assert caching.encode(mixed) == plain.encode(mixed)
+        assert caching.encode(headers) == plain.encode(headers)
+
+
+def test_caching_decoder_memo_is_dropped_when_the_table_changes() -> None:
+    """The same block bytes mean other headers once the dynamic table moved (forces the slow path)."""
+    import hpack
+
+    from kitex_grpc.protocol.h2_hpack import CachingDecoder
+
+    encoder = hpack.Encoder()
+    decoder, reference = CachingDecoder(), hpack.Decoder()
+    first = encoder.encode([(b"a", b"1")])  # literal with incremental indexing: entry 62 is a=1
+    indexed = encoder.encode([(b"a", b"1")])  # one byte: index 62
+    assert indexed == b"\xbe"
+    assert decoder.decode(first, raw=True) == reference.decode(first, raw=True)
+    assert decoder.decode(indexed, raw=True) == [(b"a", b"1")]
+    assert decoder.decode(indexed, raw=True) == [(b"a", b"1")]  # memo hit
+    other = hpack.Encoder().encode([(b"b", b"2")])  # adds b=2 in front: index 62 is now b=2
+    assert decoder.decode(other, raw=True) == reference.decode(other, raw=True)
+    assert decoder.decode(indexed, raw=True) == [(b"b", b"2")]
+    decoder.max_header_list_size = 10  # a limit lowered later is still enforced on a memo hit
+    with pytest.raises(hpack.OversizedHeaderListError):
+        decoder.decode(indexed, raw=True)
+
+
+def test_caching_decoder_matches_hpack_on_grpc_header_blocks() -> None:
+    import hpack
+
+    from kitex_grpc.protocol.h2_hpack import CachingDecoder
+
+    encoder = hpack.Encoder()
+    decoder, reference = CachingDecoder(), hpack.Decoder()
+    for headers in _header_lists() * 2:
+        block = encoder.encode(headers)
+        assert decoder.decode(block, raw=True) == reference.decode(block, raw=True)
+
+
+def _drive(conn: h2.connection.H2Connection) -> bytes:
+    """The same commands on a client connection; returns every byte it wrote."""
+    conn.initiate_connection()
+    request = gh.build_request_headers("/a.B/C", "svc", metadata=[("k", "v")])
+    for sid in (1, 3, 5):
+        conn.send_headers(sid, request)
+        conn.send_data(sid, encode_message(b"x" * sid * 100))
+    conn.send_data(1, memoryview(encode_message(b"y")), end_stream=True)
+    conn.send_headers(3, [(b"t", b"1")], end_stream=True)  # trailers
+    conn.send_headers(7, [*request, (b"big", b"v" * 40_000)], end_stream=True)  # CONTINUATION frames
+    conn.send_data(5, b"", end_stream=True)
+    return conn.data_to_send()
+
+
+def test_lean_send_path_writes_the_frames_h2_writes() -> None:
+    plain = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
+    )
+    lean = _GrpcH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+    assert _drive(lean) == _drive(plain)
+    for sid in (1, 3, 5, 7):
+        assert lean.streams[sid].state_machine.state == plain.streams[sid].state_machine.state
+        assert lean.local_flow_control_window(sid) == plain.local_flow_control_window(sid)
+    assert lean.outbound_flow_control_window == plain.outbound_flow_control_window
+    # An h2 peer accepts the lot.
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    lean2 = _GrpcH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+    events = server.receive_data(_drive(lean2))
+    assert len(only_h2(events, h2.events.RequestReceived)) == 4
+    assert len(only_h2(events, h2.events.StreamEnded)) == 4
+
+
+def only_h2(events: list[h2.events.Event], kind: type[h2.events.Event]) -> list[h2.events.Event]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_lean_send_path_keeps_h2_errors() -> None:
+    client, _server = connected()
+    sid = client.start_call("/a.B/C", "svc")
+    conn = client._conn
+    with pytest.raises(h2.exceptions.FlowControlError):
+        conn.send_data(sid, b"x" * 70_000)  # over the window: h2's own path and error
+    conn.send_data(sid, b"x", end_stream=True)
+    with pytest.raises(h2.exceptions.ProtocolError):  # h2: "Invalid input SEND_DATA" once half-closed
+        conn.send_data(sid, b"x")
+
+
+def test_closed_streams_are_forgotten_without_scanning_on_every_call() -> None:
+    client, server = connected()
+    for _ in range(500):
+        sid = client.start_call("/a.B/C", "svc")
+        client.send_message(sid, b"hi", end=True)
+        _, s_ev = pump(client, server)
+        started = one(s_ev, CallStarted)
+        server.send_message(started.stream_id, b"ok")
+        server.send_trailers(started.stream_id, StatusCode.OK)
+        c_ev, _ = pump(client, server)
+        assert one(c_ev, TrailersReceived).status is StatusCode.OK
+    assert client.available_streams > 1_000_000
+    # h2 keeps closed streams until it counts open ones; both sides sweep as the table doubles.
+    assert len(client._conn.streams) < 200 and len(server._conn.streams) < 200
