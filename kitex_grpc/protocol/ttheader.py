@@ -23,6 +23,7 @@ import enum
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TypeAlias
 
 from kitex_grpc.errors import ProtocolError
@@ -39,12 +40,14 @@ __all__ = [
     "TTHEADER_MAGIC",
     "Frame",
     "HeaderFlags",
+    "HeaderInfo",
     "InfoID",
     "IntKey",
     "ProtocolID",
     "TTHeader",
     "TTHeaderFrameDecoder",
     "decode_frame",
+    "decode_header_info",
     "encode_frame",
     "encode_frame_header",
     "is_ttheader",
@@ -303,12 +306,55 @@ _PAD, _KV, _INT_KV, _ACL = (
 )
 
 
-def _parse(mv: memoryview, pos: int) -> tuple[TTHeader, int]:
-    """Decode the frame at ``mv[pos:]`` (prefix already checked); return its header and payload offset."""
-    _, _, flags, seq_id, words = _unpack_prefix_from(mv, pos)
-    info_start = pos + PREFIX_SIZE
-    info_end = info_start + words * 4
-    info = bytes(mv[info_start:info_end])  # one small copy; slicing bytes is cheaper than slicing views
+class HeaderInfo:
+    """The parsed header-info area of a frame (protocol id .. padding), shared by identical frames.
+
+    Kitex clients send the same header bytes on every call of a method, so the decoder keeps the
+    parsed form of recent areas keyed by their raw bytes (:func:`decode_header_info`) and hands out
+    the same object again: ``str_info`` and ``int_info`` are read-only views, never copy-on-write
+    dicts, and the object may serve as a cache key of its own (identity hash).
+    """
+
+    __slots__ = ("__weakref__", "int_info", "protocol_id", "raw", "str_info")
+
+    def __init__(
+        self, raw: bytes, protocol_id: int, str_info: dict[str, str], int_info: dict[int, str]
+    ) -> None:
+        self.raw = raw
+        self.protocol_id = protocol_id
+        self.str_info: Mapping[str, str] = MappingProxyType(str_info)
+        self.int_info: Mapping[int, str] = MappingProxyType(int_info)
+
+    def header(self, flags: int, seq_id: int) -> TTHeader:
+        return TTHeader(
+            flags=flags,
+            seq_id=seq_id,
+            protocol_id=self.protocol_id,
+            str_info=self.str_info,
+            int_info=self.int_info,
+        )
+
+
+_INFO_CACHE: dict[bytes, HeaderInfo] = {}
+INFO_CACHE_SIZE = 512  # distinct header-info areas remembered (then the cache starts afresh)
+INFO_CACHE_MAX_BYTES = 1024  # larger areas are parsed every time, never kept
+
+
+def decode_header_info(info: bytes) -> HeaderInfo:
+    """Parse one header-info area (``HEADER_SIZE * 4`` bytes), through the cache of recent areas."""
+    cached = _INFO_CACHE.get(info)
+    if cached is not None:
+        return cached
+    parsed = _parse_info(info)
+    if len(info) <= INFO_CACHE_MAX_BYTES:
+        if len(_INFO_CACHE) >= INFO_CACHE_SIZE:
+            _INFO_CACHE.clear()
+        _INFO_CACHE[info] = parsed
+    return parsed
+
+
+def _parse_info(info: bytes) -> HeaderInfo:
+    """Decode a header-info area (its size already checked against the frame); no cache."""
     size = len(info)
     protocol_id = info[0]
     if protocol_id not in ACCEPTED_PROTOCOL_IDS:
@@ -347,9 +393,15 @@ def _parse(mv: memoryview, pos: int) -> tuple[TTHeader, int]:
             str_info[GDPR_TOKEN_KEY], idx = _read_str(info, idx, "acl token")
         else:
             raise ProtocolError(f"ttheader: invalid infoIDType[{info_id:#x}]")
-    return TTHeader(
-        flags=flags, seq_id=seq_id, protocol_id=protocol_id, str_info=str_info, int_info=int_info
-    ), info_end
+    return HeaderInfo(info, protocol_id, str_info, int_info)
+
+
+def _parse(mv: memoryview, pos: int) -> tuple[TTHeader, int]:
+    """Decode the frame at ``mv[pos:]`` (prefix already checked); return its header and payload offset."""
+    _, _, flags, seq_id, words = _unpack_prefix_from(mv, pos)
+    info_start = pos + PREFIX_SIZE
+    info_end = info_start + words * 4
+    return decode_header_info(bytes(mv[info_start:info_end])).header(flags, seq_id), info_end
 
 
 def decode_frame(buf: BytesLike) -> tuple[TTHeader, bytes]:
@@ -395,6 +447,13 @@ class TTHeaderFrameDecoder:
 
     def receive_data(self, data: BytesLike) -> list[Frame]:
         """Feed bytes; return the frames they complete, in order."""
+        return [
+            Frame(header=info.header(flags, seq_id), payload=payload)
+            for flags, seq_id, info, payload in self.receive_parts(data)
+        ]
+
+    def receive_parts(self, data: BytesLike) -> list[tuple[int, int, HeaderInfo, bytes]]:
+        """:meth:`receive_data` without building objects: ``(flags, seq_id, info, payload)`` per frame."""
         if self._error is not None:
             raise ProtocolError(f"ttheader: decoder already failed: {self._error.detail}")
         buffer = self._buffer
@@ -403,7 +462,7 @@ class TTHeaderFrameDecoder:
         if buffer:
             buffer += data
             source = buffer
-        frames: list[Frame] = []
+        frames: list[tuple[int, int, HeaderInfo, bytes]] = []
         try:
             with memoryview(source) as mv:
                 consumed = self._decode(mv, frames)
@@ -417,7 +476,7 @@ class TTHeaderFrameDecoder:
             del buffer[:consumed]
         return frames
 
-    def _decode(self, mv: memoryview, frames: list[Frame]) -> int:
+    def _decode(self, mv: memoryview, frames: list[tuple[int, int, HeaderInfo, bytes]]) -> int:
         pos = 0
         size = len(mv)
         max_frame_size = self._max_frame_size
@@ -436,7 +495,9 @@ class TTHeaderFrameDecoder:
             end = pos + 4 + length
             if end > size:
                 break
-            header, offset = _parse(mv, pos)
-            frames.append(Frame(header=header, payload=bytes(mv[offset:end])))
+            _, _, flags, seq_id, words = _unpack_prefix_from(mv, pos)
+            info_end = pos + PREFIX_SIZE + words * 4
+            info = decode_header_info(bytes(mv[pos + PREFIX_SIZE : info_end]))
+            frames.append((flags, seq_id, info, bytes(mv[info_end:end])))
             pos = end
         return pos

@@ -41,7 +41,7 @@ from kitex_grpc.streaming import StreamIO
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.pool import IdlePool
-from kitex_grpc.transport.ttheader.wire import Framing, Message, encode, encode_with_info, header_info
+from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageEncoder, encode, header_info
 from kitex_grpc.transport_protocol import TransportProtocol
 
 __all__ = ["TTHeaderClientTransport", "next_seq_id"]
@@ -52,6 +52,7 @@ _FRAMINGS = {
     TransportProtocol.FRAMED: Framing.FRAMED,
 }
 _REPLY, _EXCEPTION = int(MessageType.REPLY), int(MessageType.EXCEPTION)
+_CALL, _ONEWAY = int(MessageType.CALL), int(MessageType.ONEWAY)
 _ISN = "isn"  # HeaderIDLServiceName (pkg/transmeta/ttheader.go)
 _CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
 _BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
@@ -92,7 +93,7 @@ class TTHeaderClientTransport:
         self._conns: set[ClientConnection] = set()
         self._evictor: asyncio.TimerHandle | None = None
         self._closed = False
-        self._info_cache: dict[tuple[object, ...], bytes] = {}
+        self._encoders: dict[tuple[object, ...], MessageEncoder] = {}
 
     @property
     def pool(self) -> IdlePool[ClientConnection]:
@@ -110,12 +111,16 @@ class TTHeaderClientTransport:
             framing = Framing.TTHEADER_FRAMED
         seq_id = next_seq_id()
         ri.seq_id = seq_id
-        msg_type = MessageType.ONEWAY if method.oneway else MessageType.CALL
+        msg_type = _ONEWAY if method.oneway else _CALL
         body = method.serialize_request(request)
         if framing.has_header:
             data = self._encode_with_header(ri, framing, envelope, msg_type, seq_id, body)
         else:
-            data = encode(framing, envelope, method.name, msg_type, seq_id, body)
+            key = (framing, envelope, msg_type, method.name)
+            encoder = self._encoders.get(key)
+            if encoder is None:
+                encoder = self._remember(key, MessageEncoder(framing, envelope, method.name, msg_type, b""))
+            data = encoder.encode(seq_id, body)
         conn = await self._acquire(ri)
         if method.oneway:
             # Kitex writes a one-way request and discards the connection (remotecli/conn_wrapper.go).
@@ -129,9 +134,7 @@ class TTHeaderClientTransport:
         except BaseException:
             self._drop(conn)  # cancelled or failed mid-call: the stream state is unknown
             raise
-        header = reply.header
-        reset = header is not None and _CONN_RESET in header.str_info
-        if reset:
+        if _CONN_RESET in reply.str_info:
             self._drop(conn)
         else:
             self._release(conn)
@@ -157,20 +160,45 @@ class TTHeaderClientTransport:
     def _encode_with_header(
         self, ri: RPCInfo, framing: Framing, envelope: Envelope, msg_type: int, seq_id: int, body: bytes
     ) -> bytes:
-        str_info, int_info = self._header(ri, framing, msg_type)
+        str_info = metainfo.to_ttheader_strinfo()
         name = ri.method.name
-        if len(str_info) != 1:  # metainfo or metadata: encode this header afresh
-            return encode(framing, envelope, name, msg_type, seq_id, body, str_info, int_info)
-        # The common header (only isn, int keys fixed per method) is encoded once and reused.
-        key = (*int_info.items(), str_info[_ISN])
-        info = self._info_cache.get(key)
-        if info is None:
-            if len(self._info_cache) >= 1024:
-                self._info_cache.clear()
-            info = self._info_cache[key] = header_info(str_info, int_info)
-        return encode_with_info(framing, envelope, name, msg_type, seq_id, body, info)
+        config = ri.config
+        timeout = config.rpc_timeout if config.rpc_timeout_set and config.rpc_timeout else None
+        if not str_info and not any(isinstance(value, str) for _, value in ri.metadata):
+            # The common header (only isn, int keys fixed per method and caller): its info area and
+            # the message head are encoded once; each call packs its lengths and seq id around them.
+            served = rpcinfo.current()
+            key = (
+                framing,
+                envelope,
+                msg_type,
+                name,
+                ri.caller.service_name,
+                served.method.name if served is not None else "",
+                ri.callee.service_name,
+                ri.service.service_name,
+                timeout,
+            )
+            encoder = self._encoders.get(key)
+            if encoder is None:
+                strs, ints = self._header(ri, framing, msg_type, {}, timeout)
+                encoder = self._remember(
+                    key, MessageEncoder(framing, envelope, name, msg_type, header_info(strs, ints))
+                )
+            return encoder.encode(seq_id, body)
+        # Metainfo or metadata to send: this header is encoded afresh.
+        strs, ints = self._header(ri, framing, msg_type, str_info, timeout)
+        return encode(framing, envelope, name, msg_type, seq_id, body, strs, ints)
 
-    def _header(self, ri: RPCInfo, framing: Framing, msg_type: int) -> tuple[dict[str, str], dict[int, str]]:
+    def _remember(self, key: tuple[object, ...], encoder: MessageEncoder) -> MessageEncoder:
+        if len(self._encoders) >= 1024:
+            self._encoders.clear()
+        self._encoders[key] = encoder
+        return encoder
+
+    def _header(
+        self, ri: RPCInfo, framing: Framing, msg_type: int, str_info: dict[str, str], timeout: float | None
+    ) -> tuple[dict[str, str], dict[int, str]]:
         served = rpcinfo.current()
         int_info: dict[int, str] = {
             IntKey.TRANSPORT_TYPE: "framed" if framing is Framing.TTHEADER_FRAMED else "unframed",
@@ -180,10 +208,8 @@ class TTHeaderClientTransport:
             IntKey.TO_METHOD: ri.method.name,
             IntKey.MSG_TYPE: str(msg_type),
         }
-        config = ri.config
-        if config.rpc_timeout_set and config.rpc_timeout:
-            int_info[IntKey.RPC_TIMEOUT] = _timeout_ms(config.rpc_timeout)
-        str_info = metainfo.to_ttheader_strinfo()
+        if timeout is not None:
+            int_info[IntKey.RPC_TIMEOUT] = _timeout_ms(timeout)
         str_info[_ISN] = ri.service.service_name
         for key, value in ri.metadata:
             if isinstance(value, str):
@@ -195,9 +221,8 @@ class TTHeaderClientTransport:
     def _result(self, ri: RPCInfo, reply: Message, envelope: Envelope) -> Any:
         method = ri.method
         biz: BizStatusError | None = None
-        header = reply.header
-        if header is not None and header.str_info:
-            info = header.str_info
+        info = reply.str_info
+        if info:
             ri.response_metadata = list(info.items())
             # Kitex copies every reply str key into the caller's backward values (metainfo/backward.go).
             receiver = metainfo.backward_receiver()

@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import importlib
 import logging
 import time
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 from kitex_grpc import metainfo
+from kitex_grpc.codec.envelope import Envelope
 from kitex_grpc.errors import BizStatusError, ProtocolError, TApplicationType
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
 from kitex_grpc.protocol.thrift_message import MessageType
-from kitex_grpc.protocol.ttheader import IntKey
+from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
 from kitex_grpc.transport.base import CallDispatcher
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
@@ -42,14 +45,20 @@ from kitex_grpc.transport.ttheader.wire import (
     Framing,
     Message,
     MessageDecoder,
+    MessageEncoder,
     encode,
-    encode_with_info,
     header_info,
 )
 
 __all__ = ["TTHeaderServerTransport"]
 
 logger = logging.getLogger("kitex_grpc.transport.ttheader")
+
+# asyncio's bookkeeping of the running task (public in effect: asyncio's eager tasks use it in 3.12+).
+# Without them (another Python), requests are served by the worker task only, never eagerly.
+_enter_task: Any = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
+_CAN_STEP_EAGERLY = _enter_task is not None and _leave_task is not None
 
 _FRAMINGS = {
     DetectedProtocol.TTHEADER: Framing.TTHEADER,
@@ -65,6 +74,100 @@ _REPLY_INFO = header_info({}, _REPLY_INT)
 H2_SERVER_MODULE = "kitex_grpc.transport.h2.server"  # the h2 gRPC transport HTTP/2 is handed to
 _CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
 _BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
+_RPC_TIMEOUT, _FROM_SERVICE, _FROM_METHOD = (
+    int(IntKey.RPC_TIMEOUT),
+    int(IntKey.FROM_SERVICE),
+    int(IntKey.FROM_METHOD),
+)
+SHAPE_CACHE_SIZE = 4096  # (header info, method, envelope) combinations remembered per server
+
+
+class _Shape:
+    """What every request with the same header-info area, method name and envelope shares.
+
+    Kitex clients send identical header bytes on every call of a method (the seq id lives outside
+    the info area), and the decoder hands out one :class:`HeaderInfo` per distinct area, so routing,
+    the metainfo split, the deadline key, the caller's names and the reply encoder are worked out
+    once per shape (:meth:`TTHeaderServerTransport.shape`) instead of once per request.
+    """
+
+    __slots__ = (
+        "entry",
+        "from_method",
+        "from_service",
+        "has_int_info",
+        "metadata",
+        "method",
+        "persistent",
+        "reply",
+        "timeout",
+        "transient",
+    )
+
+    def __init__(self, dispatcher: CallDispatcher, message: Message) -> None:
+        str_info, int_info = message.str_info, message.int_info
+        self.entry = route(dispatcher, message, str_info)  # RouteError: not a shape, nothing cached
+        self.method = self.entry.method
+        self.metadata: tuple[tuple[str, str], ...] = tuple(str_info.items())
+        if str_info:
+            self.transient, self.persistent = metainfo.from_ttheader_strinfo(str_info)
+        else:
+            self.transient, self.persistent = {}, {}
+        # The RPC timeout key in seconds, None when absent, empty or not an integer.
+        self.timeout: float | None = None
+        timeout = int_info.get(_RPC_TIMEOUT)
+        if timeout:
+            try:
+                self.timeout = int(timeout) / 1000
+            except ValueError:
+                self.timeout = None
+        self.has_int_info = bool(int_info)
+        self.from_service = int_info.get(_FROM_SERVICE, "")
+        self.from_method = int_info.get(_FROM_METHOD, "")
+        self.reply = MessageEncoder(message.framing, message.envelope, message.method, _REPLY, _REPLY_INFO)
+
+
+class _Pending:
+    """A request coroutine to step in its own context: ``await`` it from the worker task.
+
+    ``started``: it has run up to ``yielded`` (what it waits on, passed on to the worker's task as
+    a ``yield from`` would); otherwise it starts here. ``throw``: an exception (the worker's
+    cancellation) to deliver to it first.
+    """
+
+    __slots__ = ("context", "coro", "started", "throw", "yielded")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], context: contextvars.Context, yielded: Any, started: bool
+    ):
+        self.coro = coro
+        self.context = context
+        self.yielded = yielded
+        self.started = started
+        self.throw: BaseException | None = None
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, run = self.coro, self.context.run
+        send, throw = coro.send, coro.throw
+        try:
+            if self.throw is not None:
+                yielded = run(throw, self.throw) if self.started else run(coro.throw, self.throw)
+            elif self.started:
+                yielded = self.yielded
+            else:
+                yielded = run(send, None)
+            while True:
+                try:
+                    value = yield yielded
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:
+                    yielded = run(throw, exc)
+                else:
+                    yielded = run(send, value)
+        except StopIteration:
+            return
 
 
 class _ServerConnection(asyncio.Protocol):
@@ -76,7 +179,11 @@ class _ServerConnection(asyncio.Protocol):
         self._head: bytearray | None = bytearray()
         self._decoder: MessageDecoder | None = None
         self._queue: collections.deque[Message] = collections.deque()
-        self._task: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None  # created with the first request
+        self._wake: asyncio.Future[None] | None = None  # what the idle worker waits on
+        self._pending: _Pending | None = None  # a request suspended in data_received, for the worker
+        self._busy = False  # a request is being served (eagerly or by the worker)
+        self._base_context = contextvars.copy_context()
         self._closing = False  # no more requests: close once the current one is answered
         self._paused = False
         self.peer = ""
@@ -109,8 +216,8 @@ class _ServerConnection(asyncio.Protocol):
         if not messages:
             return
         self._queue.extend(messages)
-        if self._task is None:
-            self._next()
+        if not self._busy:
+            self._serve_eagerly()
 
     def eof_received(self) -> bool | None:
         decoder = self._decoder
@@ -126,6 +233,8 @@ class _ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._queue.clear()
+        if self._worker is not None and not self._busy:
+            self._worker.cancel()  # idle: nothing left to serve
         self._server.forget(self)
 
     def pause_writing(self) -> None:
@@ -169,21 +278,90 @@ class _ServerConnection(asyncio.Protocol):
 
     # -- serving ----------------------------------------------------------------------------------------
 
-    def _next(self) -> None:
-        if self._queue and not self._closing:
-            message = self._queue.popleft()
-            # One task per request, so each gets a fresh context (metainfo, rpcinfo, deadline).
-            self._task = asyncio.get_running_loop().create_task(self._serve(message))
-            self._task.add_done_callback(self._served)
-        else:
-            self._task = None
-            if self._server.draining and self._transport is not None:
-                self._transport.close()
+    # Each request runs in its own copy of the connection's context (metainfo, rpcinfo, deadline live
+    # in contextvars), first eagerly inside data_received: the usual handler never suspends, and then
+    # neither a task nor a loop iteration is spent on it. A request that suspends is handed to the
+    # connection's worker task, which steps it (still in its own context) until it ends and then serves
+    # whatever queued up meanwhile, in order. During an eager step the worker is entered as the current
+    # task (asyncio's own eager tasks do the same), so asyncio.timeout(), TaskGroup and current_task()
+    # in a handler see the task that will resume the request, and its cancellation reaches the request.
 
-    def _served(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("ttheader server: request on %s failed", self.peer, exc_info=task.exception())
-        self._next()
+    def _serve_eagerly(self) -> None:
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        # eager only from a plain callback (as asyncio calls data_received), never inside a task
+        eager = _CAN_STEP_EAGERLY and asyncio.current_task(loop) is None
+        self._busy = True
+        while queue and not self._closing:
+            message = queue.popleft()
+            context = self._base_context.copy()
+            coro = self._serve(message)
+            if not eager:
+                self._hand_over(_Pending(coro, context, None, False))
+                return
+            worker = self._worker
+            if worker is None:
+                worker = self._worker = loop.create_task(self._work())
+            _enter_task(loop, worker)
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration:
+                continue
+            except BaseException as exc:  # _serve catches what a request can raise; this is a bug
+                self._log_failure(exc)
+                continue
+            finally:
+                _leave_task(loop, worker)
+            self._hand_over(_Pending(coro, context, yielded, True))
+            return
+        self._busy = False
+        if self._server.draining and self._transport is not None:
+            self._transport.close()
+
+    def _hand_over(self, pending: _Pending) -> None:
+        self._pending = pending
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _work(self) -> None:
+        """The connection's worker: resumes a suspended request, then serves the queue in order."""
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while True:
+            pending, self._pending = self._pending, None
+            if pending is None:
+                if queue and not self._closing:
+                    pending = _Pending(self._serve(queue.popleft()), self._base_context.copy(), None, False)
+                else:
+                    self._busy = False
+                    if self._closing:
+                        return
+                    if self._server.draining and self._transport is not None:
+                        self._transport.close()
+                    wake = self._wake = loop.create_future()
+                    try:
+                        await wake
+                    except asyncio.CancelledError as exc:
+                        pending, self._pending = self._pending, None
+                        if pending is None:
+                            raise  # cancelled while idle: the connection is gone
+                        pending.throw = exc  # cancelled after a hand-over: the request gets it
+                    else:
+                        continue
+            try:
+                await pending
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                self._log_failure(exc)
+
+    def _log_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            return
+        logger.error("ttheader server: request on %s failed", self.peer, exc_info=exc)
 
     async def _serve(self, message: Message) -> None:
         server = self._server
@@ -194,47 +372,32 @@ class _ServerConnection(asyncio.Protocol):
                 TApplicationType.INVALID_MESSAGE_TYPE,
             )
             return
-        header = message.header
-        str_info = header.str_info if header is not None else {}
-        int_info = header.int_info if header is not None else {}
         try:
-            entry = route(server.dispatcher, message, str_info)
+            shape = server.shape(message)
         except RouteError as exc:
             self._reject(message, exc.detail, exc.type_id)
             return
-        method = entry.method
+        method = shape.method
         try:
             request = method.deserialize_request(message.body)
         except Exception as exc:
             self._reject(message, f"decode {method.name} request: {exc}", TApplicationType.PROTOCOL_ERROR)
             return
         oneway = message.msg_type == _ONEWAY or method.oneway
-        deadline = None
-        timeout = int_info.get(IntKey.RPC_TIMEOUT)
-        if timeout:
-            try:
-                deadline = time.monotonic() + int(timeout) / 1000
-            except ValueError:
-                deadline = None
+        timeout = shape.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         dispatcher = server.dispatcher
-        if str_info:
-            transient, persistent = metainfo.from_ttheader_strinfo(str_info)
-            backward = dispatcher.begin_call(transient, persistent)
-        else:
-            backward = dispatcher.begin_call({}, {})
-        ri = dispatcher.new_rpcinfo(entry, self.peer, server.address, list(str_info.items()), deadline)
+        backward = dispatcher.begin_call(dict(shape.transient), dict(shape.persistent))
+        ri = dispatcher.new_rpcinfo(shape.entry, self.peer, server.address, list(shape.metadata), deadline)
         ri.seq_id = message.seq_id
-        if int_info:
-            ri.caller.service_name = int_info.get(IntKey.FROM_SERVICE, "")
-            ri.caller.method = int_info.get(IntKey.FROM_METHOD, "")
-        reply_info: dict[str, str] = {}
+        if shape.has_int_info:
+            ri.caller.service_name = shape.from_service
+            ri.caller.method = shape.from_method
+        biz: BizStatusError | None = None
         try:
-            result = await dispatcher.handle_unary(entry, ri, request)
-        except BizStatusError as biz:
-            reply_info[_BIZ_STATUS] = str(biz.code)
-            reply_info[_BIZ_MESSAGE] = biz.message
-            if biz.extra:
-                reply_info[_BIZ_EXTRA] = biz.encode_extra()
+            result = await dispatcher.handle_unary(shape.entry, ri, request)
+        except BizStatusError as exc:
+            biz = exc
             result = method.response_type() if method.response_type is not None else None
         except Exception as exc:
             if oneway:
@@ -252,22 +415,16 @@ class _ServerConnection(asyncio.Protocol):
                 message, f"encode {method.name} reply: {exc}", TApplicationType.PROTOCOL_ERROR, {}
             )
             return
-        if message.header is not None:
+        if message.info is not None and (biz is not None or backward.sent or server.draining):
+            reply_info: dict[str, str] = {}
+            if biz is not None:
+                reply_info[_BIZ_STATUS] = str(biz.code)
+                reply_info[_BIZ_MESSAGE] = biz.message
+                if biz.extra:
+                    reply_info[_BIZ_EXTRA] = biz.encode_extra()
             reply_info.update(backward.sent)
             if server.draining:
                 reply_info[_CONN_RESET] = "1"
-            if not reply_info:  # the usual reply header: only int key 22 = "2", encoded once
-                data = encode_with_info(
-                    message.framing,
-                    message.envelope,
-                    message.method,
-                    _REPLY,
-                    message.seq_id,
-                    body,
-                    _REPLY_INFO,
-                )
-                self._write(data)
-                return
             data = encode(
                 message.framing,
                 message.envelope,
@@ -278,9 +435,11 @@ class _ServerConnection(asyncio.Protocol):
                 reply_info,
                 _REPLY_INT,
             )
-        else:
-            data = encode(message.framing, message.envelope, message.method, _REPLY, message.seq_id, body)
-        self._write(data)
+        else:  # the usual reply: its header (only int key 22 = "2") and message head encoded once
+            data = shape.reply.encode(message.seq_id, body)
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -295,7 +454,7 @@ class _ServerConnection(asyncio.Protocol):
         envelope = message.envelope
         body = envelope.encode_exception(text, type_id)
         name = message.method or "unknown"
-        if message.header is not None:
+        if message.info is not None:
             info = dict(str_info)
             if reset or self._server.draining:
                 info[_CONN_RESET] = "1"
@@ -333,12 +492,12 @@ class _ServerConnection(asyncio.Protocol):
 
     def drain(self) -> None:
         """Graceful stop: close now if idle, else after the request being served is answered."""
-        if self._task is None and self._transport is not None:
+        if not self._busy and self._transport is not None:
             self._transport.close()
 
     def abort(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._worker is not None:
+            self._worker.cancel()
         if self._transport is not None:
             self._transport.abort()
 
@@ -356,6 +515,7 @@ class TTHeaderServerTransport:
         self._address = ""
         self._idle = asyncio.Event()
         self._h2: Any = None
+        self._shapes: dict[tuple[HeaderInfo | None, str, Envelope], _Shape] = {}
 
     @property
     def address(self) -> str:
@@ -372,6 +532,19 @@ class TTHeaderServerTransport:
         self._server = server
         sock = server.sockets[0].getsockname()
         self._address = format_address(host or "0.0.0.0", sock[1])
+
+    def shape(self, message: Message) -> _Shape:
+        """The :class:`_Shape` of a request (cached), or :class:`RouteError` when no method serves it."""
+        info = message.info
+        key = (info, message.method, message.envelope)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = _Shape(self.dispatcher, message)
+            if info is None or (len(info.raw) <= INFO_CACHE_MAX_BYTES and info.raw):
+                if len(self._shapes) >= SHAPE_CACHE_SIZE:
+                    self._shapes.clear()
+                self._shapes[key] = shape
+        return shape
 
     def forget(self, conn: _ServerConnection) -> None:
         self.connections.discard(conn)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 from kitex_grpc.codec.envelope import KITEX_PROTOBUF, THRIFT, Envelope
 from kitex_grpc.errors import ProtocolError
@@ -29,15 +30,25 @@ from kitex_grpc.protocol.ttheader import (
     MAGIC,
     MAX_FRAME_SIZE,
     PREFIX_SIZE,
+    HeaderInfo,
     TTHeader,
     TTHeaderFrameDecoder,
     encode_frame_header,
 )
 
-__all__ = ["Framing", "Message", "MessageDecoder", "encode", "encode_with_info", "header_info"]
+__all__ = [
+    "Framing",
+    "Message",
+    "MessageDecoder",
+    "MessageEncoder",
+    "encode",
+    "encode_with_info",
+    "header_info",
+]
 
 _U32 = struct.Struct(">I")
 _pack_prefix = struct.Struct(">IHHiH").pack  # LENGTH, MAGIC, FLAGS, SEQ, HEADER_SIZE
+_pack_i32 = struct.Struct(">i").pack
 _MASK = 0xFFFF0000
 _THRIFT_V1 = 0x80010000
 _PROTOBUF_V1 = 0x90010000
@@ -60,17 +71,62 @@ class Framing(enum.Enum):
         return self in (Framing.TTHEADER_FRAMED, Framing.FRAMED)
 
 
-@dataclass(slots=True)
-class Message:
-    """One decoded message; ``header`` is the TTHeader it came in (``None`` for Framed/Buffered)."""
+_NO_INFO: Mapping[Any, str] = MappingProxyType({})
 
-    method: str
-    msg_type: int
-    seq_id: int
-    body: bytes
-    envelope: Envelope
-    framing: Framing
-    header: TTHeader | None = None
+
+class Message:
+    """One decoded message; ``header`` is the TTHeader it came in (``None`` for Framed/Buffered).
+
+    The decoder keeps the header's parsed info area (``info``, shared by every frame with the same
+    header bytes) and its FLAGS and SEQ fields; ``header`` builds the :class:`TTHeader` on demand.
+    ``str_info`` / ``int_info`` are the header's keys, empty without a header.
+    """
+
+    __slots__ = ("body", "envelope", "flags", "frame_seq", "framing", "info", "method", "msg_type", "seq_id")
+
+    def __init__(
+        self,
+        method: str,
+        msg_type: int,
+        seq_id: int,
+        body: bytes,
+        envelope: Envelope,
+        framing: Framing,
+        info: HeaderInfo | None = None,
+        flags: int = 0,
+        frame_seq: int = 0,
+    ) -> None:
+        self.method = method
+        self.msg_type = msg_type
+        self.seq_id = seq_id
+        self.body = body
+        self.envelope = envelope
+        self.framing = framing
+        self.info = info
+        self.flags = flags
+        self.frame_seq = frame_seq
+
+    @property
+    def header(self) -> TTHeader | None:
+        info = self.info
+        return None if info is None else info.header(self.flags, self.frame_seq)
+
+    @property
+    def str_info(self) -> Mapping[str, str]:
+        info = self.info
+        return _NO_INFO if info is None else info.str_info
+
+    @property
+    def int_info(self) -> Mapping[int, str]:
+        info = self.info
+        return _NO_INFO if info is None else info.int_info
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(method={self.method!r}, msg_type={self.msg_type}, seq_id={self.seq_id}, "
+            f"framing={self.framing.value}, envelope={self.envelope.name}, body={len(self.body)}B, "
+            f"header={self.header!r})"
+        )
 
 
 def encode(
@@ -110,6 +166,57 @@ def encode_with_info(
     return _pack_prefix(length, MAGIC, 0, seq_id, len(info) >> 2) + info + payload
 
 
+class MessageEncoder:
+    """:func:`encode_with_info` for one (framing, envelope, method, message type, header info), fast.
+
+    Everything but the seq id and the body is encoded once; :meth:`encode` packs the two length
+    fields and the seq id and joins the pieces with one copy of the body. Thrift only: for a Kitex
+    Protobuf envelope it defers to :func:`encode_with_info`. ``info`` is ignored without a header.
+    """
+
+    __slots__ = ("_envelope", "_framing", "_head", "_info", "_method", "_msg_type", "_thrift", "_words")
+
+    def __init__(self, framing: Framing, envelope: Envelope, method: str, msg_type: int, info: bytes) -> None:
+        self._framing = framing
+        self._envelope = envelope
+        self._method = method
+        self._msg_type = msg_type
+        self._info = info if framing.has_header else b""
+        self._words = len(info) >> 2
+        self._thrift = envelope is THRIFT
+        # The strict message header up to its seq id (validated by encode_message_begin).
+        self._head = tm.encode_message_begin(method, msg_type, 0)[:-4] if self._thrift else b""
+
+    def encode(self, seq_id: int, body: bytes) -> bytes:
+        if not self._thrift:
+            framing = self._framing
+            if not framing.has_header:
+                return encode(framing, self._envelope, self._method, self._msg_type, seq_id, body)
+            return encode_with_info(
+                framing, self._envelope, self._method, self._msg_type, seq_id, body, self._info
+            )
+        head = self._head
+        framing = self._framing
+        if framing is Framing.TTHEADER:
+            info = self._info
+            length = PREFIX_SIZE - 4 + len(info) + len(head) + 4 + len(body)
+            if length > MAX_FRAME_SIZE:
+                raise ProtocolError(f"ttheader: frame length {length} exceeds the limit {MAX_FRAME_SIZE}")
+            prefix = _pack_prefix(length, MAGIC, 0, seq_id, self._words)
+            return b"".join((prefix, info, head, _pack_i32(seq_id), body))
+        message_size = len(head) + 4 + len(body)
+        if framing is Framing.FRAMED:
+            return b"".join((_U32.pack(message_size), head, _pack_i32(seq_id), body))
+        if framing is Framing.BUFFERED:
+            return b"".join((head, _pack_i32(seq_id), body))
+        info = self._info
+        length = PREFIX_SIZE + len(info) + message_size
+        if length > MAX_FRAME_SIZE:
+            raise ProtocolError(f"ttheader: frame length {length} exceeds the limit {MAX_FRAME_SIZE}")
+        prefix = _pack_prefix(length, MAGIC, 0, seq_id, self._words)
+        return b"".join((prefix, info, _U32.pack(message_size), head, _pack_i32(seq_id), body))
+
+
 def _unframe(payload: bytes, what: str) -> bytes:
     if len(payload) < 4:
         raise ProtocolError(f"{what}: frame truncated")
@@ -123,14 +230,24 @@ def _unframe(payload: bytes, what: str) -> bytes:
 
 def decode_ttheader_payload(header: TTHeader, payload: bytes) -> Message:
     """The message inside a TTHeader frame, its kind sniffed from the first 8 bytes (``checkPayload``)."""
+    info = HeaderInfo(b"", header.protocol_id, dict(header.str_info), dict(header.int_info))
+    return _ttheader_message(header.flags, header.seq_id, info, payload)
+
+
+def _ttheader_message(flags: int, frame_seq: int, info: HeaderInfo, payload: bytes) -> Message:
+    if len(payload) >= 8 and payload[0] == 0x80 and payload[1] == 0x01:  # strict Thrift: the usual case
+        method, msg_type, seq_id, offset = tm.decode_message_begin(payload)
+        return Message(
+            method, msg_type, seq_id, payload[offset:], THRIFT, Framing.TTHEADER, info, flags, frame_seq
+        )
     kind = detect_payload(payload[:8])
     if kind is PayloadKind.THRIFT:
         method, msg_type, seq_id, body = THRIFT.decode(payload)
-        return Message(method, msg_type, seq_id, body, THRIFT, Framing.TTHEADER, header)
+        return Message(method, msg_type, seq_id, body, THRIFT, Framing.TTHEADER, info, flags, frame_seq)
     inner = _unframe(payload, "ttheader payload")
     envelope = THRIFT if kind is PayloadKind.THRIFT_FRAMED else KITEX_PROTOBUF
     method, msg_type, seq_id, body = envelope.decode(inner)
-    return Message(method, msg_type, seq_id, body, envelope, Framing.TTHEADER_FRAMED, header)
+    return Message(method, msg_type, seq_id, body, envelope, Framing.TTHEADER_FRAMED, info, flags, frame_seq)
 
 
 def decode_framed(frame: bytes) -> Message:
@@ -214,7 +331,10 @@ class MessageDecoder:
 
     def receive_data(self, data: bytes) -> list[Message]:
         if self._ttheader is not None:
-            return [decode_ttheader_payload(f.header, f.payload) for f in self._ttheader.receive_data(data)]
+            return [
+                _ttheader_message(flags, seq_id, info, payload)
+                for flags, seq_id, info, payload in self._ttheader.receive_parts(data)
+            ]
         if self._framed is not None:
             return [decode_framed(f) for f in self._framed.receive_data(data)]
         assert self._buffered is not None

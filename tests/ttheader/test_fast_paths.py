@@ -1,0 +1,243 @@
+"""The hot-path shortcuts of the TTHeader transports and their fallbacks.
+
+* the server runs each request eagerly inside ``data_received`` and hands one that suspends to the
+  connection's worker task: contexts, order, current_task, timeouts and cancellation must hold;
+* the header-info cache (identical header bytes parse once) and its bypass for large headers;
+* per-shape routing on the server and the precomputed message encoders on both sides, which must
+  produce exactly the bytes of the general encoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any
+
+import pytest
+
+from kitex_grpc import metainfo, rpcinfo
+from kitex_grpc.codec.envelope import KITEX_PROTOBUF, THRIFT
+from kitex_grpc.errors import ProtocolError
+from kitex_grpc.protocol import ttheader as th
+from kitex_grpc.protocol.thrift_message import encode_application_exception
+from kitex_grpc.transport.ttheader.errors import ApplicationError
+from kitex_grpc.transport.ttheader.wire import (
+    Framing,
+    MessageDecoder,
+    MessageEncoder,
+    encode,
+    encode_with_info,
+    header_info,
+)
+from tests.ttheader.support import ECHO_INFO, Reply, Req, ThriftEcho, connect, open_raw, read_frame, serve
+
+_seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="")
+
+
+class ProbingEcho(ThriftEcho):
+    """Records what each request sees of its context and task; suspends on ``wait:<ms>``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str, bool]] = []
+        self.cancelled = asyncio.Event()
+
+    async def echo(self, req: Any) -> Any:
+        msg = req.message or ""
+        before = _seen.get()
+        _seen.set(msg)  # must never leak into the next request's context
+        task = asyncio.current_task()
+        self.seen.append((msg, before, task is not None))
+        if msg.startswith("wait:"):
+            # asyncio.timeout needs a current task; it also checks that the task resuming us is that one
+            async with asyncio.timeout(5):
+                await asyncio.sleep(int(msg[5:]) / 1000)
+        elif msg == "timeout":
+            try:
+                async with asyncio.timeout(0.01):
+                    await asyncio.sleep(5)
+            except TimeoutError:
+                return Reply(message="timed-out")
+        elif msg == "group":
+            async with asyncio.TaskGroup() as group:
+                child = group.create_task(asyncio.sleep(0, "child"))
+            return Reply(message=child.result())
+        elif msg == "hang":
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+        assert rpcinfo.current() is not None and _seen.get() == msg
+        return Reply(message=msg, seq=req.seq)
+
+
+def _request(message: str, seq: int, framing: Framing = Framing.TTHEADER) -> bytes:
+    method = ECHO_INFO.methods["echo"]
+    body = method.serialize_request(method.pack_request(Req(message=message, seq=seq)))
+    if framing.has_header:
+        return encode(framing, THRIFT, "echo", 1, seq, body, {"isn": "Echo"}, {22: "1"})
+    return encode(framing, THRIFT, "echo", 1, seq, body)
+
+
+async def _replies(reader: asyncio.StreamReader, count: int, framing: Framing) -> list[Any]:
+    decoder = MessageDecoder(framing, 1 << 20)
+    method = ECHO_INFO.methods["echo"]
+    out = []
+    for _ in range(count):
+        (msg,) = decoder.receive_data(await read_frame(reader))
+        assert msg.msg_type == 2, msg
+        out.append((msg.seq_id, method.deserialize_response(msg.body).success.message))
+    return out
+
+
+@pytest.mark.parametrize("framing", [Framing.TTHEADER, Framing.FRAMED])
+async def test_pipelined_requests_mixing_eager_and_suspended_stay_in_order(framing: Framing) -> None:
+    handler = ProbingEcho()
+    async with serve(handler=handler) as (svr, _):
+        reader, writer = await open_raw(svr.address)
+        names = ["a", "wait:20", "b", "wait:1", "c", "timeout", "group", "d"]
+        writer.write(b"".join(_request(n, i + 1, framing) for i, n in enumerate(names)))
+        replies = await _replies(reader, len(names), framing)
+        writer.close()
+    expect = [
+        n if n not in ("timeout", "group") else {"timeout": "timed-out", "group": "child"}[n] for n in names
+    ]
+    assert replies == [(i + 1, m) for i, m in enumerate(expect)]
+    # every request saw a fresh context (nothing set by the one before) and had a current task
+    assert [(n, before, has_task) for n, before, has_task in handler.seen] == [(n, "", True) for n in names]
+
+
+async def test_eager_requests_on_many_connections_do_not_share_contexts() -> None:
+    handler = ProbingEcho()
+    async with serve(handler=handler) as (svr, _), connect(svr.address, "ttheader") as cli:
+        got = await asyncio.gather(*(cli.echo(Req(message=f"m{i}", seq=i)) for i in range(40)))
+        assert [r.message for r in got] == [f"m{i}" for i in range(40)]
+        assert all(before == "" and has_task for _, before, has_task in handler.seen)
+
+
+async def test_a_suspended_request_is_cancelled_when_the_server_gives_up() -> None:
+    from kitex_grpc import server
+
+    handler = ProbingEcho()
+    async with serve(server.with_exit_wait_time(0.2), handler=handler) as (svr, _):
+        _, writer = await open_raw(svr.address)
+        writer.write(_request("hang", 7))
+        await asyncio.sleep(0.05)
+        assert handler.seen and handler.seen[-1][0] == "hang"
+        await svr.stop()
+        await asyncio.wait_for(handler.cancelled.wait(), 5)
+        writer.close()
+
+
+async def test_handler_error_after_suspending_is_an_exception_reply() -> None:
+    async with serve() as (svr, _), connect(svr.address, "ttheader") as cli:
+        assert (await cli.echo(Req(message="sleep:5"))).message == "sleep:5"
+        with pytest.raises(ApplicationError) as info:
+            await cli.echo(Req(message="error:boom"))
+        assert info.value.type_id == 6 and "boom" in str(info.value)
+        assert (await cli.echo(Req(message="again"))).message == "again"
+
+
+# -- header-info cache -------------------------------------------------------------------------------
+
+
+def test_identical_header_bytes_share_one_parsed_info() -> None:
+    frame = th.encode_frame(th.TTHeader(seq_id=1, str_info={"isn": "Echo"}, int_info={22: "1"}), b"p")
+    other = th.encode_frame(th.TTHeader(seq_id=2, str_info={"isn": "Echo"}, int_info={22: "1"}), b"q")
+    parts = th.TTHeaderFrameDecoder().receive_parts(frame + other)
+    assert [(flags, seq, payload) for flags, seq, _, payload in parts] == [(0, 1, b"p"), (0, 2, b"q")]
+    assert parts[0][2] is parts[1][2]
+    info = parts[0][2]
+    assert dict(info.str_info) == {"isn": "Echo"} and dict(info.int_info) == {22: "1"}
+    with pytest.raises(TypeError):
+        info.str_info["x"] = "y"  # type: ignore[index]
+    # the Frame API still sees whole headers with their own seq ids
+    frames = th.TTHeaderFrameDecoder().receive_data(frame + other)
+    assert [f.header.seq_id for f in frames] == [1, 2]
+    assert frames[1].header == th.TTHeader(seq_id=2, str_info={"isn": "Echo"}, int_info={22: "1"})
+
+
+def test_large_headers_bypass_the_cache_and_decode_the_same() -> None:
+    big = {"RPC_TRANSIT_k": "v" * (th.INFO_CACHE_MAX_BYTES + 10), "isn": "Echo"}
+    frame = th.encode_frame(th.TTHeader(seq_id=3, str_info=big), b"")
+    first = th.TTHeaderFrameDecoder().receive_parts(frame)[0][2]
+    second = th.TTHeaderFrameDecoder().receive_parts(frame)[0][2]
+    assert first is not second and dict(first.str_info) == big == dict(second.str_info)
+    assert th.decode_frame(frame) == (th.TTHeader(seq_id=3, str_info=big), b"")
+
+
+def test_the_cache_starts_afresh_when_full_and_bad_areas_are_never_cached() -> None:
+    for i in range(th.INFO_CACHE_SIZE + 5):
+        th.decode_header_info(header_info({"k": str(i)}, {}))
+    assert len(th._INFO_CACHE) <= th.INFO_CACHE_SIZE
+    bad = bytes((0, 0, 0x99, 0))
+    for _ in range(2):
+        with pytest.raises(ProtocolError, match="invalid infoIDType"):
+            th.decode_header_info(bad)
+    assert bad not in th._INFO_CACHE
+
+
+# -- precomputed encoders ------------------------------------------------------------------------------
+
+
+# Kitex Protobuf is always framed, so it has no TTHEADER (unframed) or BUFFERED combination.
+_ENCODER_CASES = [
+    (framing, envelope)
+    for framing in Framing
+    for envelope in (THRIFT, KITEX_PROTOBUF)
+    if not (envelope is KITEX_PROTOBUF and framing in (Framing.TTHEADER, Framing.BUFFERED))
+]
+
+
+@pytest.mark.parametrize(("framing", "envelope"), _ENCODER_CASES)
+@pytest.mark.parametrize("seq_id", [1, -7, 0x7FFFFFFF])
+def test_message_encoder_writes_the_bytes_of_the_general_encoder(
+    framing: Framing, envelope: Any, seq_id: int
+) -> None:
+    strs, ints = {"isn": "Echo"}, {22: "2", 3: "svc"}
+    info = header_info(strs, ints)
+    body = b"\x0b\x00\x01\x00\x00\x00\x02hi\x00"  # one struct: BUFFERED walks it
+    got = MessageEncoder(framing, envelope, "echo", 2, info).encode(seq_id, body)
+    if framing.has_header:
+        assert got == encode(framing, envelope, "echo", 2, seq_id, body, strs, ints)
+        assert got == encode_with_info(framing, envelope, "echo", 2, seq_id, body, info)
+    else:
+        assert got == encode(framing, envelope, "echo", 2, seq_id, body)
+    (msg,) = MessageDecoder(framing, 1 << 20).receive_data(got)
+    assert (msg.method, msg.msg_type, msg.seq_id, msg.body, msg.envelope) == (
+        "echo",
+        2,
+        seq_id,
+        body,
+        envelope,
+    )
+
+
+def test_message_encoder_refuses_what_the_general_encoder_refuses() -> None:
+    with pytest.raises(ProtocolError, match="empty method name"):
+        MessageEncoder(Framing.TTHEADER, THRIFT, "", 2, header_info({}, {}))
+
+
+async def test_client_header_is_cached_only_without_metainfo_and_matches_a_fresh_encode() -> None:
+    async with serve() as (svr, _), connect(svr.address, "ttheader") as cli:
+        transport = cli.client._transport
+        assert (await cli.echo(Req(message="one"))).message == "one"
+        cached = len(transport._encoders)
+        assert cached == 1
+        assert (await cli.echo(Req(message="two"))).message == "two"
+        assert len(transport._encoders) == cached
+        with metainfo.with_value("tkey", "tvalue"):
+            reply = await cli.echo(Req(message="meta"))
+        assert '"tkey": "tvalue"' in reply.message
+        assert len(transport._encoders) == cached  # a header with metainfo is never cached
+
+
+async def test_exception_replies_do_not_use_the_reply_encoder() -> None:
+    async with serve() as (svr, _):
+        reader, writer = await open_raw(svr.address)
+        writer.write(_request("error:bad", 9))
+        (msg,) = MessageDecoder(Framing.TTHEADER, 1 << 20).receive_data(await read_frame(reader))
+        writer.close()
+    assert msg.msg_type == 3 and msg.seq_id == 9 and dict(msg.int_info) == {22: "3"}
+    assert msg.body.startswith(encode_application_exception("biz error: bad", 6)[:3])
