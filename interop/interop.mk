@@ -5,8 +5,8 @@
 #
 # `make interop-build` builds $(INTEROP_BIN)/server and $(INTEROP_BIN)/client
 # with the Go caches kept inside the workspace (.cache/go). It does nothing
-# when no Go source, go.mod or go.sum under interop/ changed since the last
-# build. It needs `go` (on PATH or at /usr/local/go/bin/go, or INTEROP_GO=...)
+# when no Go source (cmd/, kitex_gen/, internal/), go.mod or go.sum under
+# interop/ changed since the last build. It needs `go` (on PATH or at /usr/local/go/bin/go, or INTEROP_GO=...)
 # and, on a cold module cache, the Go module proxy.
 
 INTEROP_DIR  := $(abspath $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST)))))
@@ -22,7 +22,7 @@ INTEROP_GOENV := GOMODCACHE=$(INTEROP_ROOT)/.cache/go/mod \
 	GOFLAGS=-modcacherw GOTOOLCHAIN=local
 
 INTEROP_COMMON_SRCS := $(INTEROP_DIR)/go.mod $(INTEROP_DIR)/go.sum \
-	$(shell find $(INTEROP_DIR)/kitex_gen -name '*.go' 2>/dev/null)
+	$(shell find $(INTEROP_DIR)/kitex_gen $(INTEROP_DIR)/internal -name '*.go' 2>/dev/null)
 
 .PHONY: interop-build interop-clean
 

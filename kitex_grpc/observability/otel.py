@@ -205,6 +205,7 @@ class ClientTracer(_SpanTracer):
         if not carrier:
             yield
             return
+        _sampled_flag_only(carrier)
         if ri.config.transport_protocol in _GRPC:
             keys = set(carrier)
             ri.metadata = [(k, v) for k, v in ri.metadata if k not in keys] + list(carrier.items())
@@ -216,6 +217,20 @@ class ClientTracer(_SpanTracer):
                 stack.enter_context(metainfo.del_value(key))
                 stack.enter_context(metainfo.with_value(key, value))
             yield
+
+
+def _sampled_flag_only(carrier: dict[str, str]) -> None:
+    """Keep only the sampled bit of a W3C ``traceparent``'s trace flags.
+
+    The Python SDK marks new trace ids random (W3C Trace Context Level 2, flag 0x02), but otel-go up
+    to v1.41 (``propagation/trace_context.go``; v1.37 is what kitex-contrib/obs-opentelemetry v0.3.0
+    uses) rejects a version-00 traceparent with flags above 2 and starts a new trace, so a Python hop
+    would cut the trace. otel-go's own injector sends only the sampled bit; so do we.
+    """
+    value = carrier.get("traceparent")
+    if value is not None and value.startswith("00-") and len(value) == 55:
+        flags = int(value[53:], 16) & 0x01
+        carrier["traceparent"] = f"{value[:53]}{flags:02x}"
 
 
 class ServerTracer(_SpanTracer):

@@ -84,7 +84,8 @@ def trace_id(span: ReadableSpan) -> int:
 
 
 def traceparent(span: ReadableSpan) -> str:
-    """The W3C traceparent header that names ``span`` as the parent."""
+    """The W3C traceparent header that names ``span`` as the parent, as kitex_grpc sends it (trace
+    flags reduced to the sampled bit, which otel-go accepts)."""
     ctx = span.context
     assert ctx is not None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags) & 0x01:02x}"

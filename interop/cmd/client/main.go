@@ -1,6 +1,8 @@
 // Command client is the Go (Kitex) caller of the kitex-grpc interop suite.
 //
 //	client -addr 127.0.0.1:PORT -transport grpc|ttheader|ttheader_framed|framed|kitexpb -case NAME|all
+//	client -etcd 127.0.0.1:PORT -service echo ...   (kitex-contrib/registry-etcd resolver instead of -addr)
+//	client -otel [-otel-spans FILE] ...              (kitex-contrib/obs-opentelemetry client suite)
 //
 // For every case it prints exactly one JSON line on stdout:
 //
@@ -32,10 +34,15 @@ import (
 	"github.com/cloudwego/kitex/pkg/klog"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
+	"github.com/kitex-contrib/obs-opentelemetry/tracing"
+	etcd "github.com/kitex-contrib/registry-etcd"
+	"go.opentelemetry.io/otel"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	// Registers the "gzip" compressor used by the gzip case.
 	_ "github.com/cloudwego/kitex/pkg/remote/codec/protobuf/encoding/gzip"
 
+	"github.com/kitex-grpc/interop/internal/obs"
 	thriftecho "github.com/kitex-grpc/interop/kitex_gen/echo"
 	thriftsvc "github.com/kitex-grpc/interop/kitex_gen/echo/echo"
 	"github.com/kitex-grpc/interop/kitex_gen/echopb"
@@ -169,6 +176,40 @@ func checkMeta(ctx context.Context, replyMsg string, err error, wantBackward boo
 	return outcome{result: res, ok: true}
 }
 
+// traceCase runs call (which sends the "meta" message) under a root span
+// "interop.trace", so the client span Kitex starts is its child; the result
+// carries the trace id (to find the spans in the -otel-spans output) and the
+// transient metainfo the server saw (which shows the propagation keys).
+func traceCase(ctx context.Context, call func(ctx context.Context) (string, error)) outcome {
+	if !otelEnabled {
+		return outcome{why: "the trace case needs -otel"}
+	}
+	ctx, span := otel.Tracer("kitex-interop-go-client").Start(ctx, "interop.trace", oteltrace.WithSpanKind(oteltrace.SpanKindInternal))
+	msg, err := call(ctx)
+	span.End()
+	res := map[string]any{"trace_id": span.SpanContext().TraceID().String(), "root_span_id": span.SpanContext().SpanID().String()}
+	if err != nil {
+		return outcome{result: res, err: err}
+	}
+	var rep struct {
+		Transient map[string]string `json:"transient"`
+	}
+	if e := json.Unmarshal([]byte(msg), &rep); e != nil {
+		res["raw_reply"] = msg
+		return outcome{result: res, why: "meta reply is not JSON: " + e.Error()}
+	}
+	res["server_transient"] = rep.Transient
+	for k := range rep.Transient {
+		if strings.EqualFold(k, "traceparent") {
+			return outcome{result: res, ok: true}
+		}
+	}
+	return outcome{result: res, why: "the server saw no traceparent in transient metainfo"}
+}
+
+// otelEnabled is set by -otel.
+var otelEnabled bool
+
 // ---- protobuf cases (grpc and kitexpb) ----
 
 func pbCases(c pbsvc.Client, grpc bool) (map[string]caseFn, []string) {
@@ -202,6 +243,15 @@ func pbCases(c pbsvc.Client, grpc bool) (map[string]caseFn, []string) {
 				return outcome{err: err, why: "expected a non-biz error"}
 			}
 			return outcome{err: err, ok: strings.Contains(err.Error(), "boom"), why: "error text lacks 'boom'"}
+		},
+		"trace": func(ctx context.Context) outcome {
+			return traceCase(ctx, func(ctx context.Context) (string, error) {
+				r, err := unary(ctx, "meta", callopt.WithRPCTimeout(5*time.Second))
+				if err != nil {
+					return "", err
+				}
+				return r.Message, nil
+			})
 		},
 	}
 	order := []string{"unary", "biz_error", "plain_error"}
@@ -438,6 +488,15 @@ func thriftCases(c thriftsvc.Client, ttheader bool) (map[string]caseFn, []string
 			}
 			return checkMeta(ctx, msg, err, true)
 		},
+		"trace": func(ctx context.Context) outcome {
+			return traceCase(ctx, func(ctx context.Context) (string, error) {
+				r, err := c.Echo(ctx, &thriftecho.EchoRequest{Message: "meta"}, callopt.WithRPCTimeout(5*time.Second))
+				if err != nil {
+					return "", err
+				}
+				return r.Message, nil
+			})
+		},
 	}
 	order := []string{"echo", "oneway", "exception", "app_error", "timeout"}
 	if ttheader {
@@ -480,17 +539,48 @@ func main() {
 	service := flag.String("service", "echo", "destination service name (gRPC :authority)")
 	perCase := flag.Duration("case-timeout", 10*time.Second, "upper bound for one case")
 	list := flag.Bool("list", false, "print the cases of -transport that 'all' runs, one per line, and exit")
+	etcdEndpoints := flag.String("etcd", "", "comma-separated etcd endpoints host:port: find -service with kitex-contrib/registry-etcd instead of -addr")
+	otelOn := flag.Bool("otel", false, "install kitex-contrib/obs-opentelemetry's client suite")
+	otelSpans := flag.String("otel-spans", "", "with -otel: append finished spans as JSON lines to this file (default stderr)")
 	flag.Parse()
 
 	klog.SetOutput(os.Stderr)
 	klog.SetLevel(klog.LevelError)
 
-	opts := []client.Option{client.WithHostPorts(*addr)}
+	var opts []client.Option
+	if *etcdEndpoints != "" {
+		if *addr != "" {
+			usage("give -addr or -etcd, not both")
+		}
+		r, err := etcd.NewEtcdResolver(strings.Split(*etcdEndpoints, ","))
+		if err != nil {
+			fatal(err)
+		}
+		opts = append(opts, client.WithResolver(r))
+	} else {
+		opts = append(opts, client.WithHostPorts(*addr))
+	}
+	otelEnabled = *otelOn
+	if *otelOn {
+		shutdown, err := obs.Setup("kitex-interop-go-client", *otelSpans)
+		if err != nil {
+			fatal(err)
+		}
+		defer shutdown()
+	}
+	// ttMeta is the TTHeader meta handler; with -otel the suite brings its own.
+	ttMeta := []client.Option{client.WithMetaHandler(transmeta.ClientTTHeaderHandler)}
+	if *otelOn {
+		ttMeta = nil
+	}
 	var cases map[string]caseFn
 	var order []string
 	switch *tp {
 	case "grpc":
 		opts = append(opts, client.WithTransportProtocol(transport.GRPC))
+		if *otelOn {
+			opts = append(opts, client.WithSuite(tracing.NewGRPCClientSuite()))
+		}
 		c, err := pbsvc.NewClient(*service, opts...)
 		if err != nil {
 			fatal(err)
@@ -501,8 +591,12 @@ func main() {
 		// service has streaming methods, and WithTransportProtocol ORs bits
 		// into the config, so it cannot be turned off. Build the client from
 		// the service info instead: Kitex then uses TTHeaderFramed for protobuf.
-		opts = append(opts, client.WithDestService(*service),
-			client.WithTransportProtocol(transport.TTHeaderFramed), client.WithMetaHandler(transmeta.ClientTTHeaderHandler))
+		opts = append(opts, client.WithDestService(*service), client.WithTransportProtocol(transport.TTHeaderFramed))
+		opts = append(opts, ttMeta...)
+		if *otelOn {
+			// NewClientSuite ORs in transport.TTHeader: still TTHeaderFramed.
+			opts = append(opts, client.WithSuite(tracing.NewClientSuite()))
+		}
 		kc, err := client.NewClient(pbsvc.NewServiceInfo(), opts...)
 		if err != nil {
 			fatal(err)
@@ -514,12 +608,22 @@ func main() {
 			// WithTransportProtocol ORs bits into the default (Framed), so
 			// WithTransportProtocol(TTHeader) alone yields TTHeaderFramed on the
 			// wire. PurePayload first clears the default, giving unframed TTHeader.
-			opts = append(opts, client.WithTransportProtocol(transport.PurePayload), client.WithTransportProtocol(transport.TTHeader),
-				client.WithMetaHandler(transmeta.ClientTTHeaderHandler))
+			opts = append(opts, client.WithTransportProtocol(transport.PurePayload), client.WithTransportProtocol(transport.TTHeader))
+			opts = append(opts, ttMeta...)
 		case "ttheader_framed":
-			opts = append(opts, client.WithTransportProtocol(transport.TTHeaderFramed), client.WithMetaHandler(transmeta.ClientTTHeaderHandler))
+			opts = append(opts, client.WithTransportProtocol(transport.TTHeaderFramed))
+			opts = append(opts, ttMeta...)
 		case "framed":
 			opts = append(opts, client.WithTransportProtocol(transport.Framed))
+		}
+		if *otelOn {
+			if *tp == "framed" {
+				opts = append(opts, client.WithSuite(tracing.NewFramedClientSuite()))
+			} else {
+				// NewClientSuite ORs in transport.TTHeader, which keeps the
+				// framing chosen above (TTHeader or TTHeaderFramed).
+				opts = append(opts, client.WithSuite(tracing.NewClientSuite()))
+			}
 		}
 		c, err := thriftsvc.NewClient(*service, opts...)
 		if err != nil {
@@ -535,8 +639,8 @@ func main() {
 		}
 		return
 	}
-	if *addr == "" {
-		usage("-addr is required")
+	if *addr == "" && *etcdEndpoints == "" {
+		usage("-addr (or -etcd) is required")
 	}
 
 	names := order

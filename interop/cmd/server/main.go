@@ -15,6 +15,14 @@
 // once both servers accept connections. Everything else goes to stderr.
 // SIGTERM or SIGINT stops both servers and the process exits 0.
 //
+// Optional:
+//
+//   - -etcd host:port[,host:port...]: the pb server registers itself with
+//     kitex-contrib/registry-etcd under -service-name (Kitex registers about
+//     1s after start and deregisters first thing on stop).
+//   - -otel: both servers get kitex-contrib/obs-opentelemetry's server suite;
+//     finished spans are printed as JSON lines to -otel-spans (or stderr).
+//
 // The handler conventions are described in ../../README.md.
 package main
 
@@ -37,12 +45,16 @@ import (
 	"github.com/bytedance/gopkg/cloud/metainfo"
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/klog"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
+	"github.com/kitex-contrib/obs-opentelemetry/tracing"
+	etcd "github.com/kitex-contrib/registry-etcd"
 
 	// Registers the "gzip" compressor for gRPC (requests and responses).
 	_ "github.com/cloudwego/kitex/pkg/remote/codec/protobuf/encoding/gzip"
 
+	"github.com/kitex-grpc/interop/internal/obs"
 	thriftecho "github.com/kitex-grpc/interop/kitex_gen/echo"
 	thriftsvc "github.com/kitex-grpc/interop/kitex_gen/echo/echo"
 	"github.com/kitex-grpc/interop/kitex_gen/echopb"
@@ -250,10 +262,23 @@ func main() {
 	pbAddr := flag.String("pb-addr", "127.0.0.1:0", "listen address of the protobuf Echo server (gRPC + Kitex Protobuf); port 0 = pick a free port")
 	thriftAddr := flag.String("thrift-addr", "127.0.0.1:0", "listen address of the Thrift Echo server (TTHeader/Framed/Buffered); port 0 = pick a free port")
 	exitWait := flag.Duration("exit-wait", time.Second, "graceful shutdown budget per server")
+	etcdEndpoints := flag.String("etcd", "", "comma-separated etcd endpoints host:port; the pb server registers with kitex-contrib/registry-etcd")
+	serviceName := flag.String("service-name", "echo", "service name the pb server registers under (used with -etcd)")
+	otelOn := flag.Bool("otel", false, "install kitex-contrib/obs-opentelemetry's server suite on both servers")
+	otelSpans := flag.String("otel-spans", "", "with -otel: append finished spans as JSON lines to this file (default stderr)")
 	flag.Parse()
 
 	klog.SetOutput(os.Stderr)
 	klog.SetLevel(klog.LevelWarn)
+
+	otelShutdown := func() {}
+	if *otelOn {
+		var err error
+		if otelShutdown, err = obs.Setup("kitex-interop-go-server", *otelSpans); err != nil {
+			fmt.Fprintln(os.Stderr, "server:", err)
+			os.Exit(1)
+		}
+	}
 
 	pbLn, err := listen(*pbAddr)
 	if err != nil {
@@ -277,10 +302,26 @@ func main() {
 	common := []server.Option{
 		server.WithExitSignal(exitSignal),
 		server.WithExitWaitTime(*exitWait),
-		server.WithMetaHandler(transmeta.ServerTTHeaderHandler),
 		server.WithEnableContextTimeout(true),
 	}
-	pbServer := pbsvc.NewServer(&pbEcho{}, append([]server.Option{server.WithListener(pbLn)}, common...)...)
+	if *otelOn {
+		// The suite adds the server tracer, the span middleware and both
+		// ServerHTTP2Handler and ServerTTHeaderHandler (tracing/suite.go).
+		common = append(common, server.WithSuite(tracing.NewServerSuite()))
+	} else {
+		common = append(common, server.WithMetaHandler(transmeta.ServerTTHeaderHandler))
+	}
+	pbOpts := []server.Option{server.WithListener(pbLn)}
+	if *etcdEndpoints != "" {
+		r, err := etcd.NewEtcdRegistry(strings.Split(*etcdEndpoints, ","))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "server: etcd registry:", err)
+			os.Exit(1)
+		}
+		pbOpts = append(pbOpts, server.WithRegistry(r),
+			server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: *serviceName}))
+	}
+	pbServer := pbsvc.NewServer(&pbEcho{}, append(pbOpts, common...)...)
 	thriftServer := thriftsvc.NewServer(&thriftEcho{}, append([]server.Option{server.WithListener(thriftLn)}, common...)...)
 
 	errs := make(chan error, 2)
@@ -333,5 +374,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		code = 1
 	}
+	otelShutdown()
 	os.Exit(code)
 }
