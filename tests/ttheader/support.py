@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -119,3 +119,34 @@ async def read_frame(reader: asyncio.StreamReader, seconds: float = 5.0) -> byte
     head = await asyncio.wait_for(reader.readexactly(4), seconds)
     (length,) = struct.unpack(">I", head)
     return head + await asyncio.wait_for(reader.readexactly(length), seconds)
+
+
+class WatchedConnections(set[Any]):
+    """A server transport's ``connections`` set that wakes waiters whenever it changes."""
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        super().__init__(items)
+        self.changed = asyncio.Event()
+
+    def add(self, item: Any) -> None:
+        super().add(item)
+        self.changed.set()
+
+    def discard(self, item: Any) -> None:
+        super().discard(item)
+        self.changed.set()
+
+    async def until(self, predicate: Callable[[int], bool], seconds: float = 5.0) -> None:
+        """Wait until ``predicate(number of connections)`` holds (fails the test after ``seconds``)."""
+        async with asyncio.timeout(seconds):
+            while not predicate(len(self)):
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def watch_connections(svr: kitex_grpc.Server) -> WatchedConnections:
+    """Track the connections a started TTHeader server holds (its transport's ``connections``)."""
+    transport: Any = svr._transport
+    watched = WatchedConnections(transport.connections)
+    transport.connections = watched
+    return watched

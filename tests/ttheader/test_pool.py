@@ -45,3 +45,25 @@ def test_discard_and_clear() -> None:
     pool.put("a:1", "y", 0)
     assert pool.discard("a:1", "x") and not pool.discard("a:1", "x")
     assert pool.clear() == ["y"] and pool.global_idle == 0
+
+
+def test_room_respects_per_address_and_global_limits() -> None:
+    pool: IdlePool[str] = IdlePool(IdleConfig(max_idle_per_address=3, max_idle_global=4))
+    assert pool.room("a:1") == 3
+    pool.put("a:1", "a1", 0)
+    pool.put("a:1", "a2", 0)
+    assert pool.room("a:1") == 1
+    pool.put("b:1", "b1", 0)
+    assert pool.room("b:1") == 1  # the global limit binds first: 3 of 4 are idle
+    pool.put("b:1", "b2", 0)
+    assert pool.room("a:1") == 0 and pool.room("c:1") == 0
+
+
+def test_remove_address_returns_only_that_address() -> None:
+    pool: IdlePool[str] = IdlePool(IdleConfig())
+    pool.put("a:1", "a1", 0)
+    pool.put("a:1", "a2", 0)
+    pool.put("b:1", "b1", 0)
+    assert pool.remove_address("a:1") == ["a1", "a2"]
+    assert pool.remove_address("a:1") == []
+    assert pool.idle_count("a:1") == 0 and pool.idle_count("b:1") == 1 and pool.global_idle == 1

@@ -1,20 +1,33 @@
-"""Client transport on grpc.aio: one channel per instance address, one multicallable per method."""
+"""Client transport on grpc.aio: one channel per instance address, one multicallable per method.
+
+The channels per address are reported as the ``kitex.client.connection_pool.size`` gauge
+(:func:`kitex_grpc.observability.metrics.register_pool_size`, attribute ``transport="grpc"``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
 
 from kitex_grpc import metainfo
 from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError
+from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_from_rpc_error
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
+
+
+def _pool_sizes(ref: weakref.ReferenceType[GrpcioClientTransport]) -> Iterator[tuple[Mapping[str, str], int]]:
+    transport = ref()
+    if transport is not None:
+        yield from transport.pool_sizes()
 
 
 class GrpcioClientTransport:
@@ -33,6 +46,13 @@ class GrpcioClientTransport:
             ("grpc.max_receive_message_length", size),
             *options.grpcio_channel_options,
         ]
+        # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
+        ref = weakref.ref(self)
+        self._unregister_gauge = weakref.finalize(self, register_pool_size(lambda: _pool_sizes(ref)))
+
+    def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
+        """``({"address": ..., "transport": "grpc"}, 1)`` per address with a channel (the pool gauge)."""
+        return [({"address": address, "transport": "grpc"}, 1) for address in self._channels]
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -140,6 +160,7 @@ class GrpcioClientTransport:
 
     async def close(self) -> None:
         self._closed = True
+        self._unregister_gauge()
         channels, self._channels = self._channels, {}
         self._unary.clear()
         self._streams.clear()

@@ -12,6 +12,12 @@ Per call (Kitex ``client/client.go``, ``pkg/transmeta/ttheader.go``, ``pkg/remot
    it, release the connection (or close it when the server sent ``crrst``, or anything went wrong);
 5. ``biz-status`` → BizStatusError, every reply str key → the caller's backward values.
 
+Discovery and warm-up (:mod:`kitex_grpc.transport.base`): ``close_address`` closes an address's idle
+connections at once and retires the ones in use, which close when their call releases them;
+``preconnect`` dials connections straight into the idle pool, within its limits. The pool's size per
+address (idle + in use) is reported as the ``kitex.client.connection_pool.size`` gauge
+(:func:`kitex_grpc.observability.metrics.register_pool_size`, attribute ``transport="ttheader"``).
+
 Kitex forces Kitex Protobuf onto TTHeaderFramed (``client/client.go initTransportProtocol``), so a
 protobuf service with ``TTHEADER`` is sent framed too. ``FRAMED`` has no header: no metainfo, no
 timeout key, and a biz status is lost (the reply has an empty result, KITEX-WIRE.md §1.4).
@@ -20,7 +26,10 @@ timeout key, and a biz status is lost (the reply has an empty result, KITEX-WIRE
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kitex_grpc import metainfo, rpcinfo
@@ -32,6 +41,7 @@ from kitex_grpc.errors import (
     InternalError,
     TApplicationType,
 )
+from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.address import parse_address
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.protocol.thrift_message import MessageType
@@ -82,6 +92,14 @@ def _alive(conn: ClientConnection) -> bool:
     return conn.alive
 
 
+def _pool_sizes(
+    ref: weakref.ReferenceType[TTHeaderClientTransport],
+) -> Iterator[tuple[Mapping[str, str], int]]:
+    transport = ref()
+    if transport is not None:
+        yield from transport.pool_sizes()
+
+
 class TTHeaderClientTransport:
     """Calls over TTHeader, TTHeaderFramed or Framed with a Kitex long-connection pool."""
 
@@ -94,10 +112,63 @@ class TTHeaderClientTransport:
         self._evictor: asyncio.TimerHandle | None = None
         self._closed = False
         self._encoders: dict[tuple[object, ...], MessageEncoder] = {}
+        # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
+        ref = weakref.ref(self)
+        self._unregister_gauge = weakref.finalize(self, register_pool_size(lambda: _pool_sizes(ref)))
 
     @property
     def pool(self) -> IdlePool[ClientConnection]:
         return self._pool
+
+    def open_connections(self, address: str) -> int:
+        """Live connections to ``address``: idle in the pool plus in use by a call."""
+        return sum(1 for conn in self._conns if conn.address == address and conn.alive)
+
+    def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
+        """``({"address": ..., "transport": "ttheader"}, idle + in use)`` per address (the pool gauge)."""
+        counts = collections.Counter(conn.address for conn in self._conns if conn.alive)
+        return [({"address": address, "transport": "ttheader"}, n) for address, n in counts.items()]
+
+    # -- discovery and warm-up (the optional methods of kitex_grpc.transport.base) ---------------------------
+
+    async def close_address(self, address: str) -> None:
+        """Close the idle connections to ``address`` now; those in use close when released.
+
+        The discovery bridge calls this when ``address`` leaves the resolver's result (Kitex's long
+        pool cleans removed addresses). Connections dialled afterwards (the address came back, or a
+        call still names it) are pooled as usual.
+        """
+        for conn in self._pool.remove_address(address):
+            self._drop(conn)
+        for conn in self._conns:
+            if conn.address == address:
+                conn.retired = True  # in use: _release closes it
+
+    async def preconnect(self, address: str, connect_timeout: float, conns: int | None = None) -> None:
+        """Warm-up: dial up to ``conns`` connections to ``address`` into the idle pool.
+
+        ``conns`` defaults to the pool's ``min_idle_per_address`` (at least 1). Only as many are dialled
+        as the pool may hold (``max_idle_per_address`` minus those idle, within ``max_idle_global``).
+        The dials run together within one ``connect_timeout``; the connections that opened are pooled
+        even when another failed, and the first failure is raised as GetConnectionError.
+        """
+        if self._closed:
+            raise InternalError("client transport is closed")
+        wanted = max(1, self._pool.config.min_idle_per_address) if conns is None else conns
+        count = min(wanted, self._pool.room(address))
+        if count <= 0:
+            return
+        results = await asyncio.gather(
+            *(self._dial(address, connect_timeout) for _ in range(count)), return_exceptions=True
+        )
+        error: BaseException | None = None
+        for result in results:
+            if isinstance(result, ClientConnection):
+                self._release(result)
+            elif error is None:
+                error = result
+        if error is not None:
+            raise error
 
     # -- the ClientTransport interface --------------------------------------------------------------------
 
@@ -150,6 +221,7 @@ class TTHeaderClientTransport:
         if self._evictor is not None:
             self._evictor.cancel()
             self._evictor = None
+        self._unregister_gauge()
         self._pool.clear()
         conns, self._conns = self._conns, set()
         for conn in conns:
@@ -294,7 +366,7 @@ class TTHeaderClientTransport:
         return conn
 
     def _release(self, conn: ClientConnection) -> None:
-        if self._closed or not conn.alive:
+        if self._closed or not conn.alive or conn.retired:
             self._drop(conn)
             return
         for extra in self._pool.put(conn.address, conn, time.monotonic()):

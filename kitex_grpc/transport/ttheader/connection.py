@@ -22,7 +22,7 @@ logger = logging.getLogger("kitex_grpc.transport.ttheader")
 class ClientConnection(asyncio.Protocol):
     """A TCP connection to one server address."""
 
-    __slots__ = ("_closed", "_decoder", "_error", "_transport", "_waiter", "address")
+    __slots__ = ("_closed", "_decoder", "_error", "_transport", "_waiter", "address", "retired")
 
     def __init__(self, address: str, framing: Framing, max_frame_size: int) -> None:
         self.address = address
@@ -31,6 +31,8 @@ class ClientConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[Message] | None = None
         self._closed = False
         self._error: BaseException | None = None
+        # discovery removed the address: close instead of pooling when the call in flight ends
+        self.retired = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 

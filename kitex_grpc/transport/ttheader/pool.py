@@ -7,6 +7,8 @@ Semantics of Kitex's long pool with an :class:`~kitex_grpc.options.client.IdleCo
 * ``get`` takes the most recently returned connection (LIFO) and discards dead ones on the way;
 * ``put`` keeps a connection only while the address has fewer than ``max_idle_per_address`` idle and
   the process fewer than ``max_idle_global``; otherwise the caller closes it;
+* ``remove_address`` hands back every idle connection to an address that discovery removed;
+* ``room`` says how many connections warm-up may add to an address without breaking a limit;
 * ``evict`` (run periodically) drops, oldest first, connections idle longer than
   ``max_idle_timeout``, but keeps ``min_idle_per_address`` per address.
 
@@ -98,6 +100,22 @@ class IdlePool(Generic[C]):
                 self._global_idle -= 1
                 return True
         return False
+
+    def room(self, address: str) -> int:
+        """How many more idle connections ``address`` may hold now (per-address and global limits)."""
+        cfg = self._config
+        return max(
+            0,
+            min(cfg.max_idle_per_address - self.idle_count(address), cfg.max_idle_global - self._global_idle),
+        )
+
+    def remove_address(self, address: str) -> list[C]:
+        """Forget every idle connection to ``address`` (an instance that went away); returns them."""
+        idle = self._idle.pop(address, None)
+        if not idle:
+            return []
+        self._global_idle -= len(idle)
+        return [conn for conn, _ in idle]
 
     def clear(self) -> list[C]:
         """Empty the pool; returns every idle connection."""

@@ -16,6 +16,12 @@ Error handling follows Kitex ``pkg/remote/trans/default_server_handler.go``:
 
 Replies over TTHeader carry int key 22 MsgType (``"2"`` / ``"3"``), the handler's backward values as
 raw str keys, and ``crrst`` once a graceful stop has begun (``pkg/transmeta/ttheader.go``).
+
+Limits (KITEX-WIRE.md §4.2): with :meth:`TTHeaderServerTransport.limit_connections` every accepted
+connection is counted before a byte is read (Kitex ``OnActive``); one over the limit is closed with
+no reply, logged, and counted as a connection-limit rejection (the limiter's ``rejected`` and
+:func:`~kitex_grpc.observability.metrics.record_rejection`). A connection handed to HTTP/2 stays
+counted until it closes. The QPS limit applies per request, in the server's ``limit`` middleware.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ import importlib
 import logging
 import time
 from collections.abc import Coroutine, Generator
-from typing import Any
+from typing import Any, Protocol
 
 from kitex_grpc import metainfo
 from kitex_grpc.codec.envelope import Envelope
 from kitex_grpc.errors import BizStatusError, ProtocolError, TApplicationType
+from kitex_grpc.observability.metrics import REJECT_CONNECTION_LIMIT, record_rejection
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
@@ -79,6 +86,16 @@ _RPC_TIMEOUT, _FROM_SERVICE, _FROM_METHOD = (
     int(IntKey.FROM_SERVICE),
     int(IntKey.FROM_METHOD),
 )
+
+
+class ConnectionLimiter(Protocol):
+    """What :meth:`TTHeaderServerTransport.limit_connections` takes (governance's ConnectionLimiter)."""
+
+    def acquire(self, conn: object) -> bool: ...
+
+    def release(self, conn: object) -> None: ...
+
+
 SHAPE_CACHE_SIZE = 4096  # (header info, method, envelope) combinations remembered per server
 
 
@@ -186,15 +203,24 @@ class _ServerConnection(asyncio.Protocol):
         self._base_context = contextvars.copy_context()
         self._closing = False  # no more requests: close once the current one is answered
         self._paused = False
+        self._limiter: ConnectionLimiter | None = None  # set while this connection is counted
         self.peer = ""
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = format_address(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
+        limiter = self._server.conn_limiter
+        if limiter is not None:
+            if not limiter.acquire(self):
+                self._closing = True
+                self._server.reject_connection(self.peer, limiter)
+                transport.close()  # nothing was read or written: the client sees a plain close
+                return
+            self._limiter = limiter
+        self._transport = transport
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -235,6 +261,9 @@ class _ServerConnection(asyncio.Protocol):
         self._queue.clear()
         if self._worker is not None and not self._busy:
             self._worker.cancel()  # idle: nothing left to serve
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release(self)
         self._server.forget(self)
 
     def pause_writing(self) -> None:
@@ -266,7 +295,8 @@ class _ServerConnection(asyncio.Protocol):
             self._head = None
             self._server.forget(self)
             assert transport is not None
-            self._server.adopt_http2(transport, bytes(head))
+            limiter, self._limiter = self._limiter, None
+            self._server.adopt_http2(transport, bytes(head), None if limiter is None else (limiter, self))
             self._closing = True
             return None
         framing = _FRAMINGS.get(detected)
@@ -502,6 +532,38 @@ class _ServerConnection(asyncio.Protocol):
             self._transport.abort()
 
 
+class _Counted(asyncio.Protocol):
+    """Wraps an adopted HTTP/2 protocol so the connection limiter is released when it closes."""
+
+    __slots__ = ("_inner", "_key", "_limiter")
+
+    def __init__(self, inner: asyncio.Protocol, limiter: ConnectionLimiter, key: object) -> None:
+        self._inner = inner
+        self._limiter: ConnectionLimiter | None = limiter
+        self._key = key
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release(self._key)
+        self._inner.connection_lost(exc)
+
+
 class TTHeaderServerTransport:
     """Serves every registered service on one asyncio TCP listener (``loop.create_server``)."""
 
@@ -516,10 +578,29 @@ class TTHeaderServerTransport:
         self._idle = asyncio.Event()
         self._h2: Any = None
         self._shapes: dict[tuple[HeaderInfo | None, str, Envelope], _Shape] = {}
+        self.conn_limiter: ConnectionLimiter | None = None
 
     @property
     def address(self) -> str:
         return self._address
+
+    def limit_connections(self, limiter: ConnectionLimiter) -> None:
+        """Count connections at accept with ``limiter``; close the ones over its limit unanswered.
+
+        ``limiter`` (:class:`kitex_grpc.governance.limiter.ConnectionLimiter`) has
+        ``acquire(conn) -> bool`` and ``release(conn)``; each connection acquires once when accepted and
+        releases when it closes.
+        """
+        self.conn_limiter = limiter
+
+    def reject_connection(self, peer: str, limiter: ConnectionLimiter) -> None:
+        """A connection over the limit: log it and count the rejection (Kitex ``ErrConnOverLimit``)."""
+        logger.warning(
+            "ttheader server: connection from %s closed: max connections %s reached (ConnOverLimit)",
+            peer,
+            getattr(limiter, "limit", "?"),
+        )
+        record_rejection(REJECT_CONNECTION_LIMIT)
 
     async def start(self) -> None:
         if self._options.tls is not None:
@@ -551,10 +632,17 @@ class TTHeaderServerTransport:
         if not self.connections:
             self._idle.set()
 
-    def adopt_http2(self, transport: asyncio.Transport, head: bytes) -> None:
+    def adopt_http2(
+        self,
+        transport: asyncio.Transport,
+        head: bytes,
+        counted: tuple[ConnectionLimiter, object] | None = None,
+    ) -> None:
         """Hand an HTTP/2 connection (gRPC) to the h2 transport, with the bytes already read.
 
-        Until ``kitex_grpc.transport.h2`` is installed, the connection is closed with a log line.
+        ``counted``: the connection limiter and the key this connection holds in it; the h2 protocol is
+        then wrapped so the key is released when the connection closes. Until
+        ``kitex_grpc.transport.h2`` is installed, the connection is closed with a log line.
         """
         if self._h2 is None:
             try:
@@ -566,9 +654,13 @@ class TTHeaderServerTransport:
                     transport.get_extra_info("peername"),
                 )
                 transport.close()
+                if counted is not None:
+                    counted[0].release(counted[1])
                 return
             self._h2 = h2_server.H2ServerTransport(self._options, self.dispatcher)
-        proto = self._h2.connection_protocol()
+        proto: asyncio.Protocol = self._h2.connection_protocol()
+        if counted is not None:
+            proto = _Counted(proto, *counted)
         transport.set_protocol(proto)
         proto.connection_made(transport)
         proto.data_received(head)
