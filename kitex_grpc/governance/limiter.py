@@ -114,11 +114,14 @@ class ConcurrencyLimiter:
 class ConnectionLimiter:
     """Open connections by id; a connection counts from its first ``acquire`` to its last ``release``."""
 
-    __slots__ = ("_refs", "limit", "rejected")
+    __slots__ = ("_refs", "limit", "on_reject", "rejected")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_reject: Callable[[], None] | None = None) -> None:
         self.limit = limit
         self.rejected = 0
+        # Called on every rejection, whoever counts the connections (a middleware or a transport),
+        # so the server's stats, reporter and metrics see them all in one place.
+        self.on_reject = on_reject
         self._refs: dict[object, int] = {}
 
     @property
@@ -130,6 +133,8 @@ class ConnectionLimiter:
         if refs is None:
             if len(self._refs) >= self.limit:
                 self.rejected += 1
+                if self.on_reject is not None:
+                    self.on_reject()
                 return False
             refs = 0
         self._refs[conn] = refs + 1
@@ -173,9 +178,17 @@ class ServerLimiter:
         self._reporter = reporter
         self.qps = TokenBucket(option.max_qps, clock) if option.max_qps else None
         self.concurrency = ConcurrencyLimiter(option.max_concurrency) if option.max_concurrency else None
-        self.connections = ConnectionLimiter(option.max_connections) if option.max_connections else None
+        self.connections = (
+            ConnectionLimiter(option.max_connections, self._connection_rejected)
+            if option.max_connections
+            else None
+        )
         # a transport that limits its own connections turns peer counting off
         self.count_peers = count_peers
+
+    def _connection_rejected(self) -> None:
+        self.stats.conn_rejected += 1
+        self._reject("connection")
 
     def _reject(self, kind: str, ri: RPCInfo | None = None) -> None:
         record_rejection(_METRIC_KIND[kind], ri)
@@ -190,9 +203,7 @@ class ServerLimiter:
         async def limit(ri: RPCInfo, request: Any) -> Any:
             peers = self.connections if self.count_peers else None
             peer = ri.caller.address
-            if peers is not None and not peers.acquire(peer):
-                stats.conn_rejected += 1
-                self._reject("connection", ri)
+            if peers is not None and not peers.acquire(peer):  # counted by _connection_rejected
                 raise ConnOverLimitError(f"max connections {peers.limit} reached")
             try:
                 if qps is not None and not qps.acquire():

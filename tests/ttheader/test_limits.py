@@ -22,7 +22,9 @@ async def test_max_connections_closes_exactly_the_excess_connection_unanswered()
     rejections = Rejections()
     previous = metrics.set_default_recorder(rejections)
     try:
-        async with serve(server.with_limit(max_connections=2)) as (svr, handler):
+        reported: list[str] = []
+        opts = (server.with_limit(max_connections=2), server.with_limit_reporter(reported.append))
+        async with serve(*opts) as (svr, handler):
             conns = watch_connections(svr)
             limiter: Any = svr.limiter
             assert limiter is not None and not limiter.count_peers  # the transport counts connections
@@ -38,6 +40,8 @@ async def test_max_connections_closes_exactly_the_excess_connection_unanswered()
                 writer.close()
                 assert limiter.connections.rejected == 1
                 assert rejections.kinds == [metrics.REJECT_CONNECTION_LIMIT]
+                # one rejection, seen by the server's stats and its reporter as well
+                assert limiter.stats.conn_rejected == 1 and reported == ["connection"]
                 assert len(conns) == 2
 
             # both clients closed; once the server has seen both go (a connection releases its slot

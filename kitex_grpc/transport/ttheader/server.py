@@ -38,7 +38,6 @@ from typing import Any, Protocol
 from kitex_grpc import metainfo
 from kitex_grpc.codec.envelope import Envelope
 from kitex_grpc.errors import BizStatusError, ProtocolError, TApplicationType
-from kitex_grpc.observability.metrics import REJECT_CONNECTION_LIMIT, record_rejection
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
@@ -599,8 +598,7 @@ class TTHeaderServerTransport:
             "ttheader server: connection from %s closed: max connections %s reached (ConnOverLimit)",
             peer,
             getattr(limiter, "limit", "?"),
-        )
-        record_rejection(REJECT_CONNECTION_LIMIT)
+        )  # the limiter itself reports the rejection (stats, reporter, metrics)
 
     async def start(self) -> None:
         if self._options.tls is not None:
