@@ -258,6 +258,7 @@ class Client:
                     EndpointInfo(dest, "", "", dict(self._tags)),
                     option.connect,
                     self._options.connect_timeout,
+                    option.conn_num,
                 )
             except Exception as exc:
                 option.handle(exc)

@@ -58,9 +58,7 @@ class Discovery:
         self._close_address: Callable[[str], Awaitable[None]] | None = getattr(
             transport, "close_address", None
         )
-        self._preconnect: Callable[[str, float], Awaitable[None]] | None = getattr(
-            transport, "preconnect", None
-        )
+        self._preconnect: Callable[..., Awaitable[None]] | None = getattr(transport, "preconnect", None)
         self._removal_listeners: list[Callable[[str], None]] = []
         self.cache = (
             DiscoveryCache(resolver, balancer, options, self._removed) if resolver is not None else None
@@ -130,8 +128,11 @@ class Discovery:
 
         return discovery
 
-    async def warm_up(self, callee: EndpointInfo, connect: bool, connect_timeout: float) -> list[str]:
-        """Resolve ``callee``'s target now and, with ``connect``, open a connection to every instance.
+    async def warm_up(
+        self, callee: EndpointInfo, connect: bool, connect_timeout: float, conns: int = 0
+    ) -> list[str]:
+        """Resolve ``callee``'s target now and, with ``connect``, open connections to every instance
+        (``conns`` per instance on pooled transports; 0 = the transport's default).
 
         Returns the addresses it connected to. Errors propagate (the caller decides how to report).
         """
@@ -140,7 +141,10 @@ class Discovery:
         addresses = [ins.address for ins in result.instances if ins.weight > 0]
         if connect and self._preconnect is not None:
             preconnect = self._preconnect
-            await asyncio.gather(*(preconnect(a, connect_timeout) for a in addresses))
+            if conns:
+                await asyncio.gather(*(preconnect(a, connect_timeout, conns) for a in addresses))
+            else:
+                await asyncio.gather(*(preconnect(a, connect_timeout) for a in addresses))
             return addresses
         return []
 

@@ -15,7 +15,10 @@ class WarmUpOption:
     """Kitex ``warmup.ClientOption``.
 
     - ``dests``: extra destination service names to resolve (the client's own always is);
-    - ``connect``: also open a connection to every resolved instance (Kitex ``PoolOption``);
+    - ``connect``: also open connections to every resolved instance (Kitex ``PoolOption``);
+    - ``conn_num``: how many connections per instance (Kitex ``PoolOption.ConnNum``) for pooled
+      transports (TTHeader); 0 keeps the pool's ``min_idle_per_address`` (at least one).
+      Multiplexed transports (gRPC) open one connection whatever the number;
     - ``error_handling``: ``"log"`` (Kitex ``ErrorLog``, default), ``"fail_fast"`` (the warm-up
       raises) or ``"ignore"``.
     """
@@ -23,8 +26,11 @@ class WarmUpOption:
     dests: tuple[str, ...] = ()
     connect: bool = True
     error_handling: str = "log"
+    conn_num: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.conn_num, bool) or not isinstance(self.conn_num, int) or self.conn_num < 0:
+            raise ValueError(f"WarmUpOption: conn_num must be an integer >= 0, got {self.conn_num!r}")
         if self.error_handling not in ERROR_HANDLING:
             raise ValueError(f"WarmUpOption: error_handling must be one of {ERROR_HANDLING}")
 

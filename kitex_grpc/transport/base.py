@@ -45,7 +45,9 @@ class SupportsCloseAddress(Protocol):
 class SupportsPreconnect(Protocol):
     """Optional client-transport method: open the connection to ``address`` now (warm-up)."""
 
-    async def preconnect(self, address: str, connect_timeout: float) -> None: ...
+    async def preconnect(self, address: str, connect_timeout: float, conns: int | None = None) -> None:
+        """Warm-up: connect to ``address`` now (``conns`` connections on a pooled transport)."""
+        ...
 
 
 @runtime_checkable

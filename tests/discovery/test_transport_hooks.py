@@ -157,3 +157,20 @@ async def test_preconnect_to_a_dead_address_fails_within_the_connect_timeout() -
         with pytest.raises(GetConnectionError):
             await asyncio.wait_for(transport.preconnect(dead, 1.0, 2), 5)
         assert transport.pool.idle_count(dead) == 0 and transport.open_connections(dead) == 0
+
+
+async def test_warm_up_conn_num_sets_connections_per_instance() -> None:
+    """WarmUpOption.conn_num is Kitex's PoolOption.ConnNum: that many connections per instance."""
+    async with ttheader_instances(1) as ((a, _, conns_a),):
+        cli = new_client(
+            MutableResolver(a),
+            client.with_long_connection(max_idle_per_address=8),
+            client.with_warming_up(WarmUpOption(error_handling="fail_fast", conn_num=5)),
+        )
+        async with cli:
+            await cli.client.warm_up()
+            transport: Any = cli.client._transport
+            assert transport.pool.idle_count(a) == 5
+            await conns_a.until(lambda n: n == 5)
+    with pytest.raises(ValueError, match="conn_num"):
+        WarmUpOption(conn_num=-1)

@@ -147,8 +147,11 @@ class GrpcioClientTransport:
         if channel is not None:
             await channel.close()
 
-    async def preconnect(self, address: str, connect_timeout: float) -> None:
-        """Open the channel to ``address`` and wait until it is ready (warm-up)."""
+    async def preconnect(self, address: str, connect_timeout: float, conns: int | None = None) -> None:
+        """Open the channel to ``address`` and wait until it is ready (warm-up).
+
+        A channel multiplexes every call, so ``conns`` is not used.
+        """
         channel = self._channel(address)
         try:
             await asyncio.wait_for(channel.channel_ready(), connect_timeout)
