@@ -7,10 +7,12 @@ type's result; then the server gets SIGTERM and drains.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,25 +36,19 @@ def available(protocol: TransportProtocol) -> bool:
     return True
 
 
-async def run_one(protocol: TransportProtocol) -> bool:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    name = protocol.value
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@contextlib.asynccontextmanager
+async def serving(script: Path, *args: str) -> AsyncIterator[str | None]:
+    """Run an example server; yield its address (None if it did not start); SIGTERM it afterwards."""
     server = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "server.py"), "--addr", "127.0.0.1:0", "--transport", name,
-        stdout=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        sys.executable, str(script), "--addr", "127.0.0.1:0", *args, stdout=subprocess.PIPE, env=ENV
+    )
     assert server.stdout is not None
     try:
         line = await asyncio.wait_for(server.stdout.readline(), 30)
-        if not line.startswith(b"LISTENING "):
-            print(f"{protocol.name}: server failed to start", flush=True)
-            return False
-        addr = line.split()[1].decode()
-        print(f"{protocol.name} (server {addr}):", flush=True)
-        client = await asyncio.create_subprocess_exec(
-            sys.executable, str(HERE / "client.py"), "--addr", addr, "--transport", name, env=env
-        )
-        ok = await asyncio.wait_for(client.wait(), 60) == 0
+        yield line.split()[1].decode() if line.startswith(b"LISTENING ") else None
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -60,48 +56,34 @@ async def run_one(protocol: TransportProtocol) -> bool:
         except TimeoutError:
             server.kill()
             await server.wait()
-    return ok
+
+
+async def run_client(script: Path, *args: str) -> bool:
+    client = await asyncio.create_subprocess_exec(sys.executable, str(script), *args, env=ENV)
+    return await asyncio.wait_for(client.wait(), 60) == 0
+
+
+async def run_one(protocol: TransportProtocol) -> bool:
+    name = protocol.value
+    async with serving(HERE / "server.py", "--transport", name) as addr:
+        if addr is None:
+            print(f"{protocol.name}: server failed to start", flush=True)
+            return False
+        print(f"{protocol.name} (server {addr}):", flush=True)
+        return await run_client(HERE / "client.py", "--addr", addr, "--transport", name)
 
 
 async def run_thrift() -> bool:
     """examples/thrift_echo: one Thrift server port, called over TTHeader, TTHeaderFramed and Framed."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     thrift_dir = ROOT / "examples" / "thrift_echo"
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(thrift_dir / "thrift_server.py"),
-        "--addr",
-        "127.0.0.1:0",
-        stdout=subprocess.PIPE,
-        env=env,
-    )
-    assert server.stdout is not None
     ok = True
-    try:
-        line = await asyncio.wait_for(server.stdout.readline(), 30)
-        if not line.startswith(b"LISTENING "):
+    async with serving(thrift_dir / "thrift_server.py") as addr:
+        if addr is None:
             print("THRIFT: server failed to start", flush=True)
             return False
-        addr = line.split()[1].decode()
         for name in ("ttheader", "ttheader_framed", "framed"):
             print(f"THRIFT over {name.upper()} (server {addr}):", flush=True)
-            client = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(thrift_dir / "thrift_client.py"),
-                "--addr",
-                addr,
-                "--transport",
-                name,
-                env=env,
-            )
-            ok = await asyncio.wait_for(client.wait(), 60) == 0 and ok
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(server.wait(), 15)
-        except TimeoutError:
-            server.kill()
-            await server.wait()
+            ok = await run_client(thrift_dir / "thrift_client.py", "--addr", addr, "--transport", name) and ok
     return ok
 
 

@@ -40,7 +40,7 @@ from kitex_grpc.errors import InternalError
 from kitex_grpc.governance.acl import acl_middleware
 from kitex_grpc.governance.fallback import CALL_FALLBACK_KEY
 from kitex_grpc.governance.retry import CALL_POLICY_KEY, RetryContainer
-from kitex_grpc.observability.tracer import compose
+from kitex_grpc.observability.tracer import compose, run_traced
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.rpcinfo import EndpointInfo, RPCConfig, RPCInfo
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
@@ -159,22 +159,8 @@ class Client:
         ri = self._new_rpcinfo(mi, opts, self._unary_config)
         if mi.pack_request is not None:
             request = mi.pack_request(request)
-        tracer = self._tracer
-        if tracer is not None:
-            tracer.start(ri)
-        try:
-            if self._plain and not ri.extra:
-                reply = await self._unary(ri, request)
-            else:
-                reply = await self._governed(ri, request)
-        except BaseException as exc:
-            ri.stats.finish(exc)
-            if tracer is not None:
-                tracer.finish(ri)
-            raise
-        ri.stats.finish(None)
-        if tracer is not None:
-            tracer.finish(ri)
+        endpoint = self._unary if self._plain and not ri.extra else self._governed
+        reply = await run_traced(endpoint, ri, request, self._tracer)
         if mi.unpack_response is not None and not mi.oneway:
             return mi.unpack_response(reply)
         return reply

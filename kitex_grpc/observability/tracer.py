@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from kitex_grpc.endpoint import Endpoint
     from kitex_grpc.rpcinfo import RPCInfo
     from kitex_grpc.streaming import RecvEndpoint, RecvMiddleware, SendEndpoint, SendMiddleware
 
@@ -147,3 +148,21 @@ def _safe(fn: Callable[[RPCInfo, bool, Any], None], ri: RPCInfo, sent: bool, mes
         fn(ri, sent, message)
     except Exception:
         logger.exception("message observer %r failed", fn)
+
+
+async def run_traced(endpoint: Endpoint, ri: RPCInfo, request: Any, tracer: Tracer | None) -> Any:
+    """Run ``endpoint`` for one call: the tracer starts before it and finishes after it, and the
+    call's stats end with its outcome. Client calls and served calls both go through here."""
+    if tracer is not None:
+        tracer.start(ri)
+    try:
+        reply = await endpoint(ri, request)
+    except BaseException as exc:
+        ri.stats.finish(exc)
+        if tracer is not None:
+            tracer.finish(ri)
+        raise
+    ri.stats.finish(None)
+    if tracer is not None:
+        tracer.finish(ri)
+    return reply

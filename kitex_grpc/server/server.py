@@ -36,7 +36,7 @@ from kitex_grpc.errors import StatusError
 from kitex_grpc.governance.acl import acl_middleware
 from kitex_grpc.governance.limiter import ServerLimiter
 from kitex_grpc.metainfo import BackwardValues
-from kitex_grpc.observability.tracer import compose
+from kitex_grpc.observability.tracer import compose, run_traced
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import EndpointInfo, Metadata, RPCConfig, RPCInfo, set_current
 from kitex_grpc.server.middlewares import handler_error_middleware, server_timeout_middleware
@@ -164,38 +164,13 @@ class Server:
 
     async def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Any:
         set_current(ri)
-        tracer = self._tracer
-        if tracer is not None:
-            tracer.start(ri)
-        try:
-            reply = await self._endpoint(ri, request)
-        except BaseException as exc:
-            ri.stats.finish(exc)
-            if tracer is not None:
-                tracer.finish(ri)
-            raise
-        ri.stats.finish(None)
-        if tracer is not None:
-            tracer.finish(ri)
-        return reply
+        return await run_traced(self._endpoint, ri, request, self._tracer)
 
     async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
         set_current(ri)
         opts = self._options
         stream: Stream[Any, Any] = Stream(ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares)
-        tracer = self._tracer
-        if tracer is not None:
-            tracer.start(ri)
-        try:
-            await self._endpoint(ri, stream)
-        except BaseException as exc:
-            ri.stats.finish(exc)
-            if tracer is not None:
-                tracer.finish(ri)
-            raise
-        ri.stats.finish(None)
-        if tracer is not None:
-            tracer.finish(ri)
+        await run_traced(self._endpoint, ri, stream, self._tracer)
 
     async def _invoke(self, ri: RPCInfo, request: Any) -> Any:
         return await self._invokers[ri.method](ri, request)

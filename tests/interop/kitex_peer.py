@@ -12,7 +12,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +49,33 @@ def build_binaries() -> Path:
     return BIN
 
 
-@dataclass(frozen=True)
 class GoServer:
-    pb: str
-    thrift: str
+    """The Go server binary: its pb (gRPC + Kitex Protobuf) and Thrift addresses.
+
+    ``stop()`` sends SIGTERM (Kitex deregisters and drains) and returns the exit status.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], pb: str, thrift: str) -> None:
+        self.proc = proc
+        self.pb = pb
+        self.thrift = thrift
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
 
 @contextmanager
-def go_server(bin_dir: Path) -> Iterator[GoServer]:
+def go_server(bin_dir: Path, *args: str) -> Iterator[GoServer]:
+    """Start the Go server on free loopback ports (extra flags in ``args``); stop it on exit."""
     proc = subprocess.Popen(
-        [str(bin_dir / "server"), "-pb-addr", "127.0.0.1:0", "-thrift-addr", "127.0.0.1:0"],
+        [str(bin_dir / "server"), "-pb-addr", "127.0.0.1:0", "-thrift-addr", "127.0.0.1:0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -72,28 +88,32 @@ def go_server(bin_dir: Path) -> Iterator[GoServer]:
         line = proc.stdout.readline().decode()
         assert line.startswith("READY "), line
         fields = dict(part.split("=", 1) for part in line.split()[1:])
-        yield GoServer(fields["pb"], fields["thrift"])
+        server = GoServer(proc, fields["pb"], fields["thrift"])
+        yield server
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            GoServer(proc, "", "").stop()
+
+
+async def run_go_client_args(
+    bin_dir: Path, *args: str, limit_s: float = 120
+) -> tuple[int | None, dict[str, dict[str, Any]]]:
+    """Run the Go Kitex client with ``args``; returns its exit status and its JSON lines by case."""
+    proc = await asyncio.create_subprocess_exec(
+        str(bin_dir / "client"), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert lines, f"Go client printed nothing (exit {proc.returncode}): {err.decode()[-2000:]}"
+    return proc.returncode, {line["case"]: line for line in lines}
 
 
 async def run_go_client(
     bin_dir: Path, address: str, transport: str, case: str = "all"
 ) -> dict[str, dict[str, Any]]:
     """Run the Go Kitex client against ``address``; returns its JSON lines by case name."""
-    proc = await asyncio.create_subprocess_exec(
-        str(bin_dir / "client"), "-addr", address, "-transport", transport, "-case", case,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-    assert lines, f"Go client printed nothing (exit {proc.returncode}): {err.decode()[-2000:]}"
-    return {line["case"]: line for line in lines}
+    _, results = await run_go_client_args(bin_dir, "-addr", address, "-transport", transport, "-case", case)
+    return results
 
 
 class KitexConventionEcho(echo_kitex.EchoHandler):

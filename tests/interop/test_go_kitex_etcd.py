@@ -8,14 +8,8 @@ The key and the JSON value written by Go and by kitex_grpc's EtcdRegistry are co
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import selectors
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,7 +19,7 @@ from kitex_grpc.discovery import WeightedRoundRobinBalancer
 from kitex_grpc.discovery.etcd import EtcdClient, EtcdRegistry, EtcdResolver
 from kitex_grpc.errors import ServiceDiscoveryError
 from tests.discovery.helpers import run_etcd
-from tests.interop.kitex_peer import KitexConventionEcho
+from tests.interop.kitex_peer import KitexConventionEcho, go_server, run_go_client_args
 
 pytestmark = [pytest.mark.interop, pytest.mark.etcd]
 
@@ -46,56 +40,6 @@ def registry_etcd_value(address: str) -> str:
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with run_etcd(tmp_path_factory.mktemp("etcd")) as endpoint:
         yield endpoint
-
-
-class GoEtcdServer:
-    """The Go server binary started with extra flags; ``stop()`` sends SIGTERM and waits."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], pb: str) -> None:
-        self.proc = proc
-        self.pb = pb
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-
-@contextlib.contextmanager
-def go_server(bin_dir: Path, *args: str) -> Iterator[GoEtcdServer]:
-    proc = subprocess.Popen(
-        [str(bin_dir / "server"), "-pb-addr", "127.0.0.1:0", "-thrift-addr", "127.0.0.1:0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    svr = GoEtcdServer(proc, "")
-    try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=30):
-                raise RuntimeError("Go Kitex server did not become ready within 30 s")
-        line = proc.stdout.readline().decode()
-        assert line.startswith("READY "), line
-        svr.pb = dict(part.split("=", 1) for part in line.split()[1:])["pb"]
-        yield svr
-    finally:
-        svr.stop()
-
-
-async def run_go_client(bin_dir: Path, *args: str) -> tuple[int | None, dict[str, dict[str, Any]]]:
-    proc = await asyncio.create_subprocess_exec(
-        str(bin_dir / "client"), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-    assert lines, f"Go client printed nothing (exit {proc.returncode}): {err.decode()[-2000:]}"
-    return proc.returncode, {line["case"]: line for line in lines}
 
 
 async def wait_for_key(etcd_client: EtcdClient, key: str, seconds: float = 10.0) -> bytes:
@@ -179,7 +123,7 @@ async def test_go_client_finds_python_server_via_registry_etcd(kitex_bin: Path, 
     try:
         value = await etcd_client.get(f"{PREFIX}/echo-py/{svr.address}")
         assert value is not None and value.decode() == registry_etcd_value(svr.address)
-        code, results = await run_go_client(
+        code, results = await run_go_client_args(
             kitex_bin, "-etcd", etcd, "-service", "echo-py", "-transport", "grpc", "-case", "all"
         )
     finally:
@@ -194,7 +138,7 @@ async def test_go_client_finds_python_server_via_registry_etcd(kitex_bin: Path, 
 
 
 async def test_go_client_without_registered_instances_fails(kitex_bin: Path, etcd: str) -> None:
-    code, results = await run_go_client(
+    code, results = await run_go_client_args(
         kitex_bin, "-etcd", etcd, "-service", "nobody", "-transport", "grpc", "-case", "unary"
     )
     assert code == 1 and not results["unary"]["ok"]

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import selectors
-import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +29,7 @@ from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import TransportProtocol, client, rpcinfo, server
 from kitex_grpc.endpoint import Endpoint
 from kitex_grpc.rpcinfo import RPCInfo
-from tests.interop.kitex_peer import KitexConventionEcho
+from tests.interop.kitex_peer import KitexConventionEcho, go_server, run_go_client_args
 from tests.observability.otel_support import OTel, named, parent_id, span_id, trace_id
 from tests.ttheader import support as tt
 
@@ -91,48 +88,21 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def go_otel_server(kitex_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GoOtelServer]:
     spans_file = tmp_path_factory.mktemp("go-otel") / "server-spans.jsonl"
-    proc = subprocess.Popen(
-        [
-            str(kitex_bin / "server"), "-pb-addr", "127.0.0.1:0", "-thrift-addr", "127.0.0.1:0",
-            "-otel", "-otel-spans", str(spans_file),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=30):
-                raise RuntimeError("Go Kitex server did not become ready within 30 s")
-        line = proc.stdout.readline().decode()
-        assert line.startswith("READY "), line
-        fields = dict(part.split("=", 1) for part in line.split()[1:])
-        yield GoOtelServer(fields["pb"], fields["thrift"], spans_file)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with go_server(kitex_bin, "-otel", "-otel-spans", str(spans_file)) as go:
+        yield GoOtelServer(go.pb, go.thrift, spans_file)
 
 
 async def run_go_trace_client(
     bin_dir: Path, address: str, transport: str, spans_file: Path
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the Go client's ``trace`` case with ``-otel``; returns its result and its spans."""
-    proc = await asyncio.create_subprocess_exec(
-        str(bin_dir / "client"), "-addr", address, "-transport", transport, "-case", "trace",
-        "-otel", "-otel-spans", str(spans_file),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    code, results = await run_go_client_args(
+        bin_dir, "-addr", address, "-transport", transport, "-case", "trace", "-otel", "-otel-spans",
+        str(spans_file), limit_s=60,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-    assert len(lines) == 1, f"exit {proc.returncode}: {out.decode()} {err.decode()[-2000:]}"
-    (result,) = lines
+    (result,) = results.values()
     assert result["ok"], result["error"]
-    assert proc.returncode == 0
+    assert code == 0
     # spans are exported synchronously when they end, all before the process exits
     return result["result"], read_spans(spans_file)
 
