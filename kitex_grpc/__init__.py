@@ -13,7 +13,7 @@ The names exported here are the public API; a test locks the list.
 
 from __future__ import annotations
 
-from kitex_grpc import callopt, client, errors, metainfo, rpcinfo, server
+from kitex_grpc import callopt, client, errors, metainfo, protobuf, rpcinfo, server
 from kitex_grpc._version import __version__
 from kitex_grpc.client import Client, new_client
 from kitex_grpc.endpoint import Endpoint, Middleware

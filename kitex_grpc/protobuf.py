@@ -20,7 +20,6 @@ from typing import Any
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 
-from kitex_grpc.codegen.generator import STREAMING_MODE_NAMES
 from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
 
 __all__ = ["ProtoModule", "load"]
@@ -69,7 +68,7 @@ class ProtoModule:
     def _service_info(svc: Any) -> ServiceInfo:
         methods = []
         for m in svc.methods:
-            mode = StreamingMode[STREAMING_MODE_NAMES[(m.client_streaming, m.server_streaming)]]
+            mode = StreamingMode.from_flags(m.client_streaming, m.server_streaming)
             request = message_factory.GetMessageClass(m.input_type)
             response = message_factory.GetMessageClass(m.output_type)
             methods.append(MethodInfo(m.name, mode, request, response))

@@ -19,6 +19,13 @@ class StreamingMode(enum.Enum):
     SERVER = "server"
     BIDIRECTIONAL = "bidirectional"
 
+    @classmethod
+    def from_flags(cls, client_streaming: bool, server_streaming: bool) -> StreamingMode:
+        """The mode of a .proto method from its ``stream`` keywords."""
+        if client_streaming:
+            return cls.BIDIRECTIONAL if server_streaming else cls.CLIENT
+        return cls.SERVER if server_streaming else cls.UNARY
+
     @property
     def is_streaming(self) -> bool:
         return self in (StreamingMode.CLIENT, StreamingMode.SERVER, StreamingMode.BIDIRECTIONAL)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
+from kitex_grpc.serviceinfo import StreamingMode
+
 _PACKAGE_RE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)\s*;", re.MULTILINE)
 
 
@@ -189,14 +191,6 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-STREAMING_MODE_NAMES = {
-    (False, False): "UNARY",
-    (False, True): "SERVER",
-    (True, False): "CLIENT",
-    (True, True): "BIDIRECTIONAL",
-}
-
-
 def render_module(
     fd: descriptor_pb2.FileDescriptorProto, files: dict[str, descriptor_pb2.FileDescriptorProto]
 ) -> str:
@@ -271,7 +265,7 @@ def _render_service(
     ]
     for m in svc.method:
         req, resp = types.expr(m.input_type), types.expr(m.output_type)
-        mode = STREAMING_MODE_NAMES[(m.client_streaming, m.server_streaming)]
+        mode = StreamingMode.from_flags(m.client_streaming, m.server_streaming).name
         methods.append(f'        MethodInfo("{m.name}", StreamingMode.{mode}, {req}, {resp}),')
         unimpl = f'        raise StatusError(StatusCode.UNIMPLEMENTED, "method {m.name} is not implemented")'
         if mode == "UNARY":

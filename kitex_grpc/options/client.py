@@ -87,6 +87,12 @@ class ClientOptions:
     acl_rules: tuple[RejectFunc, ...] = ()
     fallback: FallbackPolicy | None = None
     warming_up: WarmUpOption | None = None
+    # HTTP/2 knobs (Kitex WithGRPC*); None: the transport's default (KITEX-WIRE.md §3).
+    grpc_initial_window_size: int | None = None
+    grpc_initial_conn_window_size: int | None = None
+    grpc_keepalive_time: float | None = None
+    grpc_keepalive_timeout: float | None = None
+    grpc_max_header_list_size: int | None = None
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -162,6 +168,73 @@ def with_max_message_size(size: int) -> ClientOption:
     """Largest message, in bytes, the client sends or accepts (default 4 MiB)."""
     check_positive_int("with_max_message_size", size)
     return setter("with_max_message_size", "max_message_size", size)
+
+
+# -- HTTP/2 knobs (Kitex WithGRPC*), shared with the server options ----------------------------------
+
+MIN_WINDOW_SIZE = 65_535  # RFC 9113 default; grpc-go/Kitex ignore smaller windows, we refuse them
+MAX_WINDOW_SIZE = 2**31 - 1  # RFC 9113 §6.9.1
+MAX_SETTING_VALUE = 2**32 - 1  # a SETTINGS value is 32 bits
+DEFAULT_KEEPALIVE_TIMEOUT = 20.0  # Kitex / grpc-go
+
+
+def check_window_size(option: str, size: int) -> None:
+    """An HTTP/2 flow-control window: an int within [64 KiB - 1, 2^31 - 1] bytes."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"{option}: expected a window size in bytes (int), got {size!r}")
+    if not MIN_WINDOW_SIZE <= size <= MAX_WINDOW_SIZE:
+        raise ValueError(
+            f"{option}: window size must be between {MIN_WINDOW_SIZE} and {MAX_WINDOW_SIZE} bytes,"
+            f" got {size!r}"
+        )
+
+
+def check_setting(option: str, value: int) -> None:
+    """A positive HTTP/2 SETTINGS value (32 bits)."""
+    check_positive_int(option, value)
+    if value > MAX_SETTING_VALUE:
+        raise ValueError(f"{option}: must be at most {MAX_SETTING_VALUE}, got {value!r}")
+
+
+def keepalive_option(option: str, time: float, timeout: float) -> Option[Any]:
+    """``(time, timeout)`` seconds: PING after ``time`` seconds, close if unanswered after ``timeout``."""
+    check_duration(f"{option} time", time, allow_zero=False)
+    check_duration(f"{option} timeout", timeout, allow_zero=False)
+    keepalive_time, keepalive_timeout = float(time), float(timeout)
+
+    def apply(fields: dict[str, Any]) -> None:
+        fields["grpc_keepalive_time"] = keepalive_time
+        fields["grpc_keepalive_timeout"] = keepalive_timeout
+
+    return Option(option, (keepalive_time, keepalive_timeout), apply)
+
+
+def with_grpc_initial_window_size(size: int) -> ClientOption:
+    """The HTTP/2 receive window of each stream, in bytes (Kitex ``WithGRPCInitialWindowSize``;
+    default 64 KiB). GRPC_H2 only: grpcio has no exact equivalent."""
+    check_window_size("with_grpc_initial_window_size", size)
+    return setter("with_grpc_initial_window_size", "grpc_initial_window_size", size)
+
+
+def with_grpc_initial_conn_window_size(size: int) -> ClientOption:
+    """The HTTP/2 receive window of each connection, in bytes (Kitex ``WithGRPCInitialConnWindowSize``).
+    GRPC_H2 only: grpcio has no exact equivalent."""
+    check_window_size("with_grpc_initial_conn_window_size", size)
+    return setter("with_grpc_initial_conn_window_size", "grpc_initial_conn_window_size", size)
+
+
+def with_grpc_keepalive(time: float, timeout: float = DEFAULT_KEEPALIVE_TIMEOUT) -> ClientOption:
+    """Send a keepalive PING after ``time`` seconds; close the connection (its calls fail UNAVAILABLE)
+    if the ACK does not come within ``timeout`` seconds (Kitex ``WithGRPCKeepaliveParams``; the client
+    default is no keepalive). On grpcio: ``grpc.keepalive_time_ms`` / ``grpc.keepalive_timeout_ms``."""
+    return keepalive_option("with_grpc_keepalive", time, timeout)
+
+
+def with_grpc_max_header_list_size(size: int) -> ClientOption:
+    """The largest header list (metadata) accepted, in bytes, advertised in SETTINGS (Kitex
+    ``WithGRPCMaxHeaderListSize``). On grpcio: ``grpc.max_metadata_size``."""
+    check_setting("with_grpc_max_header_list_size", size)
+    return setter("with_grpc_max_header_list_size", "grpc_max_header_list_size", size)
 
 
 def with_tls(

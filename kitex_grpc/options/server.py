@@ -20,7 +20,14 @@ from kitex_grpc.options._base import (
     setter,
 )
 from kitex_grpc.options.address import parse_address
-from kitex_grpc.options.client import DEFAULT_MAX_MESSAGE_SIZE, _SuiteValue
+from kitex_grpc.options.client import (
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    _SuiteValue,
+    check_setting,
+    check_window_size,
+    keepalive_option,
+)
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
 from kitex_grpc.transport_protocol import TransportProtocol
@@ -61,6 +68,13 @@ class ServerOptions:
     limit: LimitOption | None = None
     limit_reporter: Callable[[str], None] | None = None
     acl_rules: tuple[RejectFunc, ...] = ()
+    # HTTP/2 knobs (Kitex WithGRPC*); None: the transport's default (KITEX-WIRE.md §3).
+    grpc_initial_window_size: int | None = None
+    grpc_initial_conn_window_size: int | None = None
+    grpc_keepalive_time: float | None = None
+    grpc_keepalive_timeout: float | None = None
+    grpc_max_header_list_size: int | None = None
+    grpc_max_concurrent_streams: int | None = None
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -112,6 +126,42 @@ def with_exit_wait_time(seconds: float) -> ServerOption:
     """How long ``stop()`` lets in-flight calls finish before closing (Kitex default 5 s)."""
     check_duration("with_exit_wait_time", seconds)
     return setter("with_exit_wait_time", "exit_wait_time", float(seconds))
+
+
+def with_grpc_initial_window_size(size: int) -> ServerOption:
+    """The HTTP/2 receive window of each stream, in bytes (Kitex ``WithGRPCInitialWindowSize``;
+    default 64 KiB). GRPC_H2 only: grpcio has no exact equivalent."""
+    check_window_size("with_grpc_initial_window_size", size)
+    return setter("with_grpc_initial_window_size", "grpc_initial_window_size", size)
+
+
+def with_grpc_initial_conn_window_size(size: int) -> ServerOption:
+    """The HTTP/2 receive window of each connection, in bytes (Kitex ``WithGRPCInitialConnWindowSize``).
+    GRPC_H2 only: grpcio has no exact equivalent."""
+    check_window_size("with_grpc_initial_conn_window_size", size)
+    return setter("with_grpc_initial_conn_window_size", "grpc_initial_conn_window_size", size)
+
+
+def with_grpc_keepalive(time: float, timeout: float = DEFAULT_KEEPALIVE_TIMEOUT) -> ServerOption:
+    """Send a keepalive PING after ``time`` seconds; close the connection if the ACK does not come
+    within ``timeout`` seconds (Kitex ``WithGRPCKeepaliveParams``; server default 2 h / 20 s). On
+    grpcio: ``grpc.keepalive_time_ms`` / ``grpc.keepalive_timeout_ms``."""
+    return keepalive_option("with_grpc_keepalive", time, timeout)
+
+
+def with_grpc_max_header_list_size(size: int) -> ServerOption:
+    """The largest header list (metadata) accepted, in bytes, advertised in SETTINGS (Kitex
+    ``WithGRPCMaxHeaderListSize``). On grpcio: ``grpc.max_metadata_size``."""
+    check_setting("with_grpc_max_header_list_size", size)
+    return setter("with_grpc_max_header_list_size", "grpc_max_header_list_size", size)
+
+
+def with_grpc_max_concurrent_streams(limit: int) -> ServerOption:
+    """The most streams a client may open at once on one connection, advertised in SETTINGS (Kitex
+    ``WithGRPCMaxConcurrentStreams``; default unlimited); clients queue calls beyond it. On grpcio:
+    ``grpc.max_concurrent_streams``."""
+    check_setting("with_grpc_max_concurrent_streams", limit)
+    return setter("with_grpc_max_concurrent_streams", "grpc_max_concurrent_streams", limit)
 
 
 def with_max_message_size(size: int) -> ServerOption:

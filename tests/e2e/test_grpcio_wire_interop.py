@@ -1,4 +1,7 @@
-"""Wire interop with plain grpcio peers that run in their own process and know nothing of kitex_grpc."""
+"""Wire interop with plain grpcio peers that run in their own process and know nothing of kitex_grpc.
+
+Both directions, on both gRPC transports: a plain grpc.aio client calls our server (grpcio's or our
+own HTTP/2, GRPC_H2), and our client on either transport calls a plain grpc.aio server."""
 
 from __future__ import annotations
 
@@ -13,16 +16,21 @@ from typing import Any
 import pytest
 
 from gen.echo.v1 import echo_kitex
-from kitex_grpc import callopt, client, metainfo
-from kitex_grpc.errors import BizStatusError, RemoteOrNetworkError
+from kitex_grpc import TransportProtocol, callopt, client, metainfo, server
+from kitex_grpc.errors import BizStatusError, RemoteOrNetworkError, RPCTimeoutError
 from kitex_grpc.status import StatusCode
 from tests.support import Req, serve
 
 PEER = Path(__file__).with_name("plain_grpc_peer.py")
 
+TRANSPORTS = pytest.mark.parametrize(
+    "protocol", [TransportProtocol.GRPC, TransportProtocol.GRPC_H2], ids=["grpcio", "grpc_h2"]
+)
 
-async def test_plain_grpcio_client_calls_our_server() -> None:
-    async with serve() as (svr, _):
+
+@TRANSPORTS
+async def test_plain_grpcio_client_calls_our_server(protocol: TransportProtocol) -> None:
+    async with serve(server.with_transport_protocol(protocol)) as (svr, _):
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(PEER), "client", svr.address, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -65,8 +73,11 @@ async def plain_server() -> AsyncIterator[str]:
             await proc.wait()
 
 
-async def test_our_client_calls_a_plain_grpcio_server(plain_server: str) -> None:
-    cli = echo_kitex.new_client("echo", client.with_host_ports(plain_server))
+@TRANSPORTS
+async def test_our_client_calls_a_plain_grpcio_server(plain_server: str, protocol: TransportProtocol) -> None:
+    cli = echo_kitex.new_client(
+        "echo", client.with_host_ports(plain_server), client.with_transport_protocol(protocol)
+    )
     try:
         assert (await cli.Unary(Req(message="hi", seq=3))).seq == 3
         assert [r.seq async for r in cli.ServerStream(Req(seq=3))] == [0, 1, 2]
@@ -95,5 +106,15 @@ async def test_our_client_calls_a_plain_grpcio_server(plain_server: str) -> None
         md = info_json["metadata"]
         assert md["rpc-transit-temp"] == "t1" and md["rpc-persist-persist-key"] == "p" and md["x-k"] == "v"
         assert info_json["has_deadline"] is True
+        if protocol is TransportProtocol.GRPC_H2:
+            assert md["user-agent"].startswith("kitex-grpc/")  # grpcio sends its own user-agent
+
+        # grpc-timeout reaches the peer: a stream whose deadline passes ends DEADLINE_EXCEEDED.
+        stream = await cli.Bidi(callopt.with_rpc_timeout(0.2))
+        with pytest.raises(RPCTimeoutError):
+            await stream.recv()
+        # gzip both ways with a grpc.aio server.
+        big = await cli.Unary(Req(payload=b"z" * 50_000), callopt.with_compression("gzip"))
+        assert big.payload == b"z" * 50_000
     finally:
         await cli.close()

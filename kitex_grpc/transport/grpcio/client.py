@@ -17,11 +17,28 @@ from kitex_grpc import metainfo
 from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
+from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_from_rpc_error
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
+
+
+def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]]:
+    """The ``with_grpc_*`` options that have an exact grpcio channel/server argument (the windows have
+    none: they apply to GRPC_H2 only)."""
+    args: list[tuple[str, int]] = []
+    if options.grpc_keepalive_time is not None:
+        args.append(("grpc.keepalive_time_ms", round(options.grpc_keepalive_time * 1000)))
+    if options.grpc_keepalive_timeout is not None:
+        args.append(("grpc.keepalive_timeout_ms", round(options.grpc_keepalive_timeout * 1000)))
+    if options.grpc_max_header_list_size is not None:
+        args.append(("grpc.max_metadata_size", options.grpc_max_header_list_size))
+    streams = getattr(options, "grpc_max_concurrent_streams", None)
+    if streams is not None:
+        args.append(("grpc.max_concurrent_streams", streams))
+    return args
 
 
 def _pool_sizes(ref: weakref.ReferenceType[GrpcioClientTransport]) -> Iterator[tuple[Mapping[str, str], int]]:
@@ -44,7 +61,8 @@ class GrpcioClientTransport:
         self._channel_args: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", size),
             ("grpc.max_receive_message_length", size),
-            *options.grpcio_channel_options,
+            *grpc_h2_args(options),
+            *options.grpcio_channel_options,  # last: the user's raw channel args win
         ]
         # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
         ref = weakref.ref(self)

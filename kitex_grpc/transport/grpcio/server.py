@@ -13,6 +13,7 @@ from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import Metadata
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
+from kitex_grpc.transport.grpcio.client import grpc_h2_args
 from kitex_grpc.transport.grpcio.status import to_grpc_code
 
 _Context = Any  # grpc.aio.ServicerContext
@@ -157,7 +158,8 @@ class GrpcioServerTransport:
                 ("grpc.max_send_message_length", size),
                 ("grpc.max_receive_message_length", size),
                 ("grpc.so_reuseport", 0),
-                *opts.grpcio_server_options,
+                *grpc_h2_args(opts),
+                *opts.grpcio_server_options,  # last: the user's raw server args win
             ],
         )
         server.add_generic_rpc_handlers([_Dispatch(self)])

@@ -13,12 +13,19 @@
   ``None`` once it was handed to the socket. The server runs the handler and answers as for a unary
   call; the client keeps the stream open until those trailers arrive and discards them (an error
   status is not reported), so the server never sees the call cancelled.
+- Discovery hooks: :meth:`H2ClientTransport.close_address` retires an address's connection (no new
+  call on it; the calls in flight finish, then it closes; the next call dials again) and
+  :meth:`H2ClientTransport.preconnect` dials it ahead of the first call (warm-up).
+- The connections per address are reported as the ``kitex.client.connection_pool.size`` gauge
+  (:func:`kitex_grpc.observability.metrics.register_pool_size`, attribute ``transport="grpc_h2"``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kitex_grpc import metainfo
@@ -31,6 +38,7 @@ from kitex_grpc.errors import (
     ProtocolError,
     RPCTimeoutError,
 )
+from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.address import parse_address
 from kitex_grpc.protocol.h2_call import GrpcClientConnection, StreamClosedError
 from kitex_grpc.serviceinfo import PayloadCodec
@@ -49,16 +57,23 @@ if TYPE_CHECKING:
 _START_ATTEMPTS = 3  # a call whose connection went away (GOAWAY) before its stream opened retries
 
 
+def _pool_sizes(ref: weakref.ReferenceType[H2ClientTransport]) -> Iterator[tuple[Mapping[str, str], int]]:
+    transport = ref()
+    if transport is not None:
+        yield from transport.pool_sizes()
+
+
 class H2ClientTransport:
     """A :class:`~kitex_grpc.transport.base.ClientTransport` over our own HTTP/2 connections.
 
-    ``tuning`` holds the knobs that have no ``with_*`` option yet (windows, keepalive PING interval
-    and timeout, send high-water mark); see :class:`~kitex_grpc.transport.h2.config.H2Tuning`.
+    ``tuning`` holds the transport's knobs (:class:`~kitex_grpc.transport.h2.config.H2Tuning`); the
+    ``client.with_grpc_*`` options (windows, keepalive, max header list size) are applied on top.
     """
 
     def __init__(self, options: ClientOptions, tuning: H2Tuning | None = None) -> None:
         self._options = options
-        self._tuning = tuning = tuning if tuning is not None else _config.CLIENT_TUNING
+        base = tuning if tuning is not None else _config.CLIENT_TUNING
+        self._tuning = tuning = base.with_options(options)  # the with_grpc_* options win
         self._max_message_size = options.max_message_size
         self._ssl: ssl.SSLContext | None = None
         self._server_hostname: str | None = None
@@ -69,8 +84,22 @@ class H2ClientTransport:
             max_message_size=options.max_message_size, scheme="http" if self._ssl is None else "https"
         )
         self.connections: dict[str, ClientConnection] = {}
+        # Connections close_address took out of use: they close once their last call ended.
+        self.retiring: set[ClientConnection] = set()
         self._dialing: dict[str, asyncio.Task[ClientConnection]] = {}
         self._closed = False
+        # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
+        ref = weakref.ref(self)
+        self._unregister_gauge = weakref.finalize(self, register_pool_size(lambda: _pool_sizes(ref)))
+
+    def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
+        """``({"address": ..., "transport": "grpc_h2"}, n)``: the open connections per address (the
+        one in use, plus retired ones still finishing their calls)."""
+        counts: dict[str, int] = {}
+        for conn in (*self.connections.values(), *self.retiring):
+            if not conn.closed:
+                counts[conn.address] = counts.get(conn.address, 0) + 1
+        return [({"address": address, "transport": "grpc_h2"}, n) for address, n in counts.items()]
 
     # -- connections --------------------------------------------------------------------------------
 
@@ -79,11 +108,15 @@ class H2ClientTransport:
         conn = self.connections.get(address)
         if conn is not None and conn.usable:
             return conn
+        return await self._shared_dial(address, ri.config.connect_timeout)
+
+    async def _shared_dial(self, address: str, connect_timeout: float) -> ClientConnection:
+        """Dial ``address``, or join the dial already in progress (concurrent callers share one)."""
         if self._closed:
             raise InternalError("client transport is closed")
         task = self._dialing.get(address)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._dial(address, ri.config.connect_timeout))
+            task = asyncio.get_running_loop().create_task(self._dial(address, connect_timeout))
             self._dialing[address] = task
             task.add_done_callback(self._dial_done)
         return await asyncio.shield(task)
@@ -209,12 +242,40 @@ class H2ClientTransport:
             )
         return H2ClientStream(self, ri, call)
 
+    async def close_address(self, address: str) -> None:
+        """Retire the connection to ``address`` (an instance discovery removed).
+
+        It takes no new call; the calls in flight on it finish, then it closes (at once when idle).
+        The next call to ``address`` dials a new connection. A dial in progress is left alone.
+        """
+        self.retiring = {c for c in self.retiring if not c.closed}
+        conn = self.connections.pop(address, None)
+        if conn is None or conn.closed:
+            return
+        if not conn.calls:
+            conn.close()
+            return
+        conn.closing = True  # ClientConnection closes itself once its last call ended
+        self.retiring.add(conn)
+        conn._release_streams()  # calls queued for a stream slot dial again instead
+
+    async def preconnect(self, address: str, connect_timeout: float, conns: int | None = None) -> None:
+        """Dial ``address`` now (warm-up); ``conns`` is not used: one connection multiplexes all calls.
+
+        Raises :class:`~kitex_grpc.errors.GetConnectionError` when the dial fails.
+        """
+        conn = self.connections.get(address)
+        if conn is None or not conn.usable:
+            await self._shared_dial(address, connect_timeout)
+
     async def close(self) -> None:
         self._closed = True
+        self._unregister_gauge()
         for task in list(self._dialing.values()):
             task.cancel()
         connections, self.connections = self.connections, {}
-        for conn in connections.values():
+        retiring, self.retiring = self.retiring, set()
+        for conn in (*connections.values(), *retiring):
             conn.close()
 
     @property

@@ -7,10 +7,16 @@ throttled by one shared 64 KiB window (grpc-go grows it with BDP estimation; we 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from kitex_grpc._version import __version__
 from kitex_grpc.protocol.h2_call import GrpcConnectionConfig
+
+if TYPE_CHECKING:
+    from kitex_grpc.options.client import ClientOptions
+    from kitex_grpc.options.server import ServerOptions
 
 USER_AGENT = f"kitex-grpc/{__version__}"
 
@@ -30,7 +36,8 @@ KEEPALIVE_TIMEOUT = 20.0
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class H2Tuning:
-    """Transport knobs that have no ``with_*`` option yet (constructor arguments of the transports).
+    """Transport knobs (constructor arguments of the transports; see :meth:`with_options` for the ones
+    the ``with_grpc_*`` options set).
 
     ``keepalive_time``: seconds between PINGs (``None``: off); ``keepalive_timeout``: how long an
     unanswered PING may stay out before the connection is closed and its calls fail UNAVAILABLE.
@@ -44,6 +51,26 @@ class H2Tuning:
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
     max_concurrent_streams: int | None = None
     max_header_list_size: int = 16 * 1024 * 1024
+
+    def with_options(self, options: ClientOptions | ServerOptions) -> H2Tuning:
+        """These knobs with what the ``with_grpc_*`` options set applied on top (Kitex ``WithGRPC*``):
+        stream and connection windows, keepalive time and timeout, max header list size and (server)
+        max concurrent streams."""
+        changes: dict[str, Any] = {}
+        if options.grpc_initial_window_size is not None:
+            changes["stream_window"] = options.grpc_initial_window_size
+        if options.grpc_initial_conn_window_size is not None:
+            changes["connection_window"] = options.grpc_initial_conn_window_size
+        if options.grpc_keepalive_time is not None:
+            changes["keepalive_time"] = options.grpc_keepalive_time
+        if options.grpc_keepalive_timeout is not None:
+            changes["keepalive_timeout"] = options.grpc_keepalive_timeout
+        if options.grpc_max_header_list_size is not None:
+            changes["max_header_list_size"] = options.grpc_max_header_list_size
+        streams = getattr(options, "grpc_max_concurrent_streams", None)
+        if streams is not None:
+            changes["max_concurrent_streams"] = streams
+        return dataclasses.replace(self, **changes) if changes else self
 
     def core_config(self, *, max_message_size: int, scheme: str) -> GrpcConnectionConfig:
         return GrpcConnectionConfig(

@@ -1,10 +1,17 @@
-"""The h2 server transport: asyncio ``create_server`` with one :class:`ServerConnection` per socket."""
+"""The h2 server transport: asyncio ``create_server`` with one :class:`ServerConnection` per socket.
+
+Limits (KITEX-WIRE.md §4.2): with :meth:`H2ServerTransport.limit_connections` every connection,
+accepted or adopted, is counted before a byte is read (Kitex ``OnActive``); one over the limit is
+closed without a reply and logged (the limiter itself counts and reports the rejection); a counted
+connection is released when it closes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Protocol
 
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.protocol.h2_call import GrpcServerConnection
@@ -18,8 +25,59 @@ if TYPE_CHECKING:
     from kitex_grpc.options.server import ServerOptions
     from kitex_grpc.transport.base import CallDispatcher
 
+logger = logging.getLogger("kitex_grpc.transport.h2")
+
 # After the exit wait time, cancelled handlers get this long to unwind before stop() returns.
 _CANCEL_GRACE = 1.0
+
+
+class ConnectionLimiter(Protocol):
+    """What :meth:`H2ServerTransport.limit_connections` takes (governance's ConnectionLimiter)."""
+
+    def acquire(self, conn: object) -> bool: ...
+
+    def release(self, conn: object) -> None: ...
+
+
+class _LimitedConnection(ServerConnection):
+    """A :class:`ServerConnection` counted by a connection limiter from accept to close."""
+
+    _limiter: ConnectionLimiter | None = None
+    _refused = False
+
+    def bind_limiter(self, limiter: ConnectionLimiter) -> _LimitedConnection:
+        self._limiter = limiter
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limiter = self._limiter
+        if limiter is not None and not limiter.acquire(self):
+            self._limiter = None
+            self._refused = True
+            self.closed = True
+            peer = transport.get_extra_info("peername")
+            logger.warning(
+                "h2 server: connection from %s closed: max connections %s reached (ConnOverLimit)",
+                peer,
+                getattr(limiter, "limit", "?"),
+            )  # the limiter itself reports the rejection (stats, reporter, metrics)
+            transport.close()  # nothing was read or written: the client sees a plain close
+            return
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release(self)
+        if self._refused:
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        super().connection_lost(exc)
 
 
 class H2ServerTransport:
@@ -40,8 +98,9 @@ class H2ServerTransport:
     or accepted) gets GOAWAY, in-flight calls may finish within ``grace`` seconds, then the
     connections close. :meth:`stop` does the same after closing its own listener.
 
-    ``tuning`` holds the knobs that have no ``with_*`` option yet (windows, keepalive PING interval
-    and timeout, MAX_CONCURRENT_STREAMS, max header list size).
+    ``tuning`` holds the transport's knobs (:class:`~kitex_grpc.transport.h2.config.H2Tuning`); the
+    ``server.with_grpc_*`` options (windows, keepalive, max header list size, MAX_CONCURRENT_STREAMS)
+    are applied on top.
     """
 
     def __init__(
@@ -49,7 +108,8 @@ class H2ServerTransport:
     ) -> None:
         self._options = options
         self.dispatcher = dispatcher
-        self._tuning = tuning = tuning if tuning is not None else _config.SERVER_TUNING
+        base = tuning if tuning is not None else _config.SERVER_TUNING
+        self._tuning = tuning = base.with_options(options)  # the with_grpc_* options win
         self._ssl: ssl.SSLContext | None = None
         if options.tls is not None:
             self._ssl = options.tls.server_ssl_context(["h2"])
@@ -59,16 +119,34 @@ class H2ServerTransport:
         self._server: asyncio.Server | None = None
         self._address = ""
         self.connections: set[ServerConnection] = set()
+        self.conn_limiter: ConnectionLimiter | None = None
 
     @property
     def address(self) -> str:
         return self._address
 
+    def limit_connections(self, limiter: ConnectionLimiter) -> None:
+        """Count connections at accept with ``limiter``; close the ones over its limit unanswered.
+
+        ``limiter`` (:class:`kitex_grpc.governance.limiter.ConnectionLimiter`) has
+        ``acquire(conn) -> bool`` and ``release(conn)``; each connection (accepted, or adopted through
+        :meth:`connection_protocol`) acquires once when it is made and releases when it closes.
+        """
+        self.conn_limiter = limiter
+
     def connection_protocol(self) -> ServerConnection:
         """A fresh protocol for one connection (what ``create_server`` calls, and what adopters use)."""
-        return ServerConnection(
-            GrpcServerConnection(self._config), self._tuning, self.dispatcher, self._address, self.connections
+        args = (
+            GrpcServerConnection(self._config),
+            self._tuning,
+            self.dispatcher,
+            self._address,
+            self.connections,
         )
+        limiter = self.conn_limiter
+        if limiter is None:
+            return ServerConnection(*args)
+        return _LimitedConnection(*args).bind_limiter(limiter)
 
     async def start(self) -> None:
         host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)
