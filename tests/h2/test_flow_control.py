@@ -95,3 +95,37 @@ async def test_slow_server_reader_stalls_the_client_writer() -> None:
             assert (reply.seq, reply.message) == (COUNT, str(TOTAL))
         finally:
             await cli.close()
+
+
+async def _pipelined_bidi(address: str, count: int, inflight: int = 64) -> list[int]:
+    """One stream: ``count`` 4 KiB messages, at most ``inflight`` unanswered; returns the echoed seqs."""
+    cli = h2_client(address)
+    try:
+        stream = await cli.Bidi()
+        credit = asyncio.Semaphore(inflight)
+        got: list[int] = []
+
+        async def send_all() -> None:
+            for i in range(count):
+                await credit.acquire()
+                await stream.send(Req(payload=b"p" * 4096, seq=i))
+            await stream.close_send()
+
+        async def receive_all() -> None:
+            async for reply in stream:
+                got.append(reply.seq)
+                credit.release()
+
+        await asyncio.gather(send_all(), receive_all())
+        return got
+    finally:
+        await cli.close()
+
+
+async def test_pipelined_bidi_of_4k_messages_completes() -> None:
+    # 64 x 4 KiB messages in flight on one stream, both directions at once: the shape of the reported
+    # "pipelined bidi stall". Each run streams 4 MiB each way and must finish within its time bound.
+    async with h2_server() as (svr, _, _t):
+        for _run in range(3):
+            got = await asyncio.wait_for(_pipelined_bidi(svr.address, 1000), 60)
+            assert got == list(range(1000))

@@ -109,13 +109,13 @@ class ClientCall:
 
     async def wait_recv(self) -> None:
         waiter = self.recv_waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: a cancelled wait left its future behind
             waiter = self.recv_waiter = self.conn.loop.create_future()
         await waiter
 
     async def wait_send(self) -> None:
         waiter = self.send_waiter
-        if waiter is None:
+        if waiter is None or waiter.done():
             waiter = self.send_waiter = self.conn.loop.create_future()
         self.conn.backpressure.set()
         await waiter

@@ -273,13 +273,13 @@ class ServerConnection(H2Protocol):
 
     async def wait_recv(self, call: ServerCall) -> None:
         waiter = call.recv_waiter
-        if waiter is None:
+        if waiter is None or waiter.done():  # done: a cancelled wait left its future behind
             waiter = call.recv_waiter = self._loop.create_future()
         await waiter
 
     async def wait_send(self, call: ServerCall) -> None:
         waiter = call.send_waiter
-        if waiter is None:
+        if waiter is None or waiter.done():
             waiter = call.send_waiter = self._loop.create_future()
         self.backpressure.set()
         await waiter
