@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from kitex_grpc.endpoint import Endpoint, Middleware
-from kitex_grpc.errors import KitexError, RemoteOrNetworkError, RPCTimeoutError, ServiceDiscoveryError
+from kitex_grpc.endpoint import Endpoint
+from kitex_grpc.errors import KitexError, RemoteOrNetworkError, RPCTimeoutError
 from kitex_grpc.rpcinfo import RPCInfo, inherited_deadline
 
 
@@ -49,34 +47,6 @@ def rpc_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
 
 def _timeout_detail(ri: RPCInfo, what: str) -> str:
     return f"{what}, to={ri.callee.service_name}, method={ri.method.name}, addr={ri.callee.address or '?'}"
-
-
-def static_discovery_middleware(host_ports: Sequence[str]) -> Middleware:
-    """Pick an instance from fixed addresses, round robin (equal weights make smooth WRR plain RR).
-
-    A call option ``with_host_port`` has already set ``ri.callee.address`` and wins.
-    """
-    addresses = tuple(host_ports)
-    counter = itertools.count()
-    only = addresses[0] if len(addresses) == 1 else ""
-
-    def middleware(next_endpoint: Endpoint) -> Endpoint:
-        async def discovery(ri: RPCInfo, request: Any) -> Any:
-            if not ri.callee.address:
-                if only:
-                    ri.callee.address = only
-                    return await next_endpoint(ri, request)
-                if not addresses:
-                    raise ServiceDiscoveryError(
-                        f"no resolver and no host ports for service {ri.callee.service_name!r}:"
-                        " use client.with_host_ports(...) or callopt.with_host_port(...)"
-                    )
-                ri.callee.address = addresses[next(counter) % len(addresses)]
-            return await next_endpoint(ri, request)
-
-        return discovery
-
-    return middleware
 
 
 def error_mapping_middleware(next_endpoint: Endpoint) -> Endpoint:

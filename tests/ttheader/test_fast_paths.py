@@ -41,6 +41,7 @@ class ProbingEcho(ThriftEcho):
         super().__init__()
         self.seen: list[tuple[str, str, bool]] = []
         self.cancelled = asyncio.Event()
+        self.hanging = asyncio.Event()
 
     async def echo(self, req: Any) -> Any:
         msg = req.message or ""
@@ -63,8 +64,9 @@ class ProbingEcho(ThriftEcho):
                 child = group.create_task(asyncio.sleep(0, "child"))
             return Reply(message=child.result())
         elif msg == "hang":
+            self.hanging.set()
             try:
-                await asyncio.sleep(30)
+                await asyncio.Event().wait()  # until the server cancels it
             except asyncio.CancelledError:
                 self.cancelled.set()
                 raise
@@ -123,8 +125,8 @@ async def test_a_suspended_request_is_cancelled_when_the_server_gives_up() -> No
     async with serve(server.with_exit_wait_time(0.2), handler=handler) as (svr, _):
         _, writer = await open_raw(svr.address)
         writer.write(_request("hang", 7))
-        await asyncio.sleep(0.05)
-        assert handler.seen and handler.seen[-1][0] == "hang"
+        await asyncio.wait_for(handler.hanging.wait(), 5)
+        assert handler.seen[-1][0] == "hang"
         await svr.stop()
         await asyncio.wait_for(handler.cancelled.wait(), 5)
         writer.close()

@@ -36,6 +36,7 @@ from kitex_grpc.status import StatusCode
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.protocol import H2Protocol
 from kitex_grpc.transport.h2.status import connection_error, error_from_reset, error_from_trailers
+from kitex_grpc.transport.h2.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -63,8 +64,8 @@ class ClientCall:
         "error",
         "headers",
         "messages",
-        "recv_waiter",
-        "send_waiter",
+        "recv_wakeup",
+        "send_wakeup",
         "stream_id",
         "trailers",
     )
@@ -78,23 +79,15 @@ class ClientCall:
         self.error: KitexError | None = None
         self.headers: MetadataTuple = ()
         self.trailers: MetadataTuple = ()
-        self.recv_waiter: asyncio.Future[None] | None = None
-        self.send_waiter: asyncio.Future[None] | None = None
+        self.recv_wakeup = Wakeup()
+        self.send_wakeup = Wakeup()
         self.deadline_timer: asyncio.TimerHandle | None = None
 
     def wake_recv(self) -> None:
-        waiter = self.recv_waiter
-        if waiter is not None:
-            self.recv_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.recv_wakeup.wake()
 
     def wake_send(self) -> None:
-        waiter = self.send_waiter
-        if waiter is not None:
-            self.send_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.send_wakeup.wake()
 
     def finish(self, error: KitexError | None) -> None:
         if self.ended:
@@ -108,17 +101,11 @@ class ClientCall:
         self.wake_send()
 
     async def wait_recv(self) -> None:
-        waiter = self.recv_waiter
-        if waiter is None or waiter.done():  # done: a cancelled wait left its future behind
-            waiter = self.recv_waiter = self.conn.loop.create_future()
-        await waiter
+        await self.recv_wakeup.wait(self.conn.loop)
 
     async def wait_send(self) -> None:
-        waiter = self.send_waiter
-        if waiter is None or waiter.done():
-            waiter = self.send_waiter = self.conn.loop.create_future()
         self.conn.backpressure.set()
-        await waiter
+        await self.send_wakeup.wait(self.conn.loop)
 
     @property
     def buffered(self) -> int:

@@ -54,6 +54,7 @@ from kitex_grpc.status import StatusCode
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.protocol import H2Protocol
 from kitex_grpc.transport.h2.status import connection_error
+from kitex_grpc.transport.h2.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -76,8 +77,8 @@ class ServerCall:
         "eof",
         "headers_sent",
         "messages",
-        "recv_waiter",
-        "send_waiter",
+        "recv_wakeup",
+        "send_wakeup",
         "stream_id",
         "task",
     )
@@ -89,23 +90,15 @@ class ServerCall:
         self.eof = False  # the client half-closed
         self.ended = False  # reset, rejected, or the connection went away: nothing more to send
         self.headers_sent = False
-        self.recv_waiter: asyncio.Future[None] | None = None
-        self.send_waiter: asyncio.Future[None] | None = None
+        self.recv_wakeup = Wakeup()
+        self.send_wakeup = Wakeup()
         self.task: asyncio.Task[None] | None = None
 
     def wake_recv(self) -> None:
-        waiter = self.recv_waiter
-        if waiter is not None:
-            self.recv_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.recv_wakeup.wake()
 
     def wake_send(self) -> None:
-        waiter = self.send_waiter
-        if waiter is not None:
-            self.send_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self.send_wakeup.wake()
 
     def end(self) -> None:
         """The stream is gone: cancel the handler and release its waiters."""
@@ -272,17 +265,11 @@ class ServerConnection(H2Protocol):
             raise StatusError(StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}") from exc
 
     async def wait_recv(self, call: ServerCall) -> None:
-        waiter = call.recv_waiter
-        if waiter is None or waiter.done():  # done: a cancelled wait left its future behind
-            waiter = call.recv_waiter = self._loop.create_future()
-        await waiter
+        await call.recv_wakeup.wait(self._loop)
 
     async def wait_send(self, call: ServerCall) -> None:
-        waiter = call.send_waiter
-        if waiter is None or waiter.done():
-            waiter = call.send_waiter = self._loop.create_future()
         self.backpressure.set()
-        await waiter
+        await call.send_wakeup.wait(self._loop)
 
     def acknowledge(self, call: ServerCall, n: int) -> None:
         if n:
