@@ -17,7 +17,10 @@ the writer. Bytes of a message still being received are charged the same way whi
 behind, and handed back at once while it is caught up (nothing unacknowledged on the stream): a
 message larger than the window cannot deadlock, and a stream never buffers more than one
 ``max_message_size`` message plus one window. DATA padding is handed back at once. Reset and rejected
-calls release what they held.
+calls release what they held. Acknowledgements of a live call reach h2 in batches (h2 sends a
+WINDOW_UPDATE only once half a window was consumed anyway): at most a quarter of the stream window
+(32 KiB at most) per stream and a quarter of the connection window in all are kept back, and only
+while the peer can still send a whole batch; a call's remainder is handed over when the call ends.
 
 The receive side of each call follows a transition table (:data:`CLIENT_RECV_TRANSITIONS`,
 :data:`SERVER_RECV_TRANSITIONS`); a pair not in the table is a gRPC violation by the peer, which ends
@@ -40,14 +43,16 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
+import h2.stream
 import hpack
 from h2.connection import AllowedStreamIDs
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from h2.stream import StreamInputs
 from h2.utilities import authority_from_headers, extract_method_header
-from hyperframe.frame import GoAwayFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame
 
 from kitex_grpc.errors import KitexError, ProtocolError
 from kitex_grpc.protocol import grpc_headers as gh
@@ -192,6 +197,43 @@ SERVER_RECV_TRANSITIONS: dict[tuple[CallState, CallInput], CallState] = {
 }
 
 
+class _DataFrame:
+    """An unpadded DATA frame as :class:`_FrameBuffer` yields it; hyperframe's ``DataFrame`` (with
+    its flag set) is built only when h2's own path needs one."""
+
+    __slots__ = ("data", "end_stream", "stream_id")
+
+    def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.end_stream = end_stream
+
+    def to_hyperframe(self) -> DataFrame:
+        return DataFrame(self.stream_id, self.data, flags=("END_STREAM",) if self.end_stream else ())
+
+
+class _FrameBuffer(h2.frame_buffer.FrameBuffer):
+    """h2's frame buffer, but an unpadded DATA frame on a stream (RFC 9113 §6.1) is cut out here as
+    a :class:`_DataFrame`, without hyperframe's header and flag objects; every other frame, and any
+    DATA inside a header block (a protocol error h2 reports), goes through h2's parser."""
+
+    def __next__(self) -> Any:
+        buf = self._data
+        if len(buf) >= 9 and buf[3] == _DATA and not buf[4] & _PADDED and not self._headers_buffer:
+            length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
+            if len(buf) < length + 9:
+                raise StopIteration
+            self._validate_frame_length(length)
+            stream_id = _STREAM_ID.unpack_from(buf, 5)[0] & 0x7FFFFFFF
+            if stream_id:  # DATA on stream 0 is a connection error: h2's parser says so
+                end_stream = bool(buf[4] & _END_STREAM)
+                with memoryview(buf) as view:
+                    data = view[9 : 9 + length].tobytes()
+                del buf[: 9 + length]
+                return _DataFrame(stream_id, data, end_stream)
+        return super().__next__()
+
+
 class _GrpcH2Connection(h2.connection.H2Connection):
     """h2's connection with a graceful GOAWAY that does not close it, and lean send paths.
 
@@ -215,6 +257,8 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         max_list = self.decoder.max_header_list_size
         self.decoder = CachingDecoder(max_list)
         self._sweep_at = 64
+        self.incoming_buffer = _FrameBuffer(server=not config.client_side)
+        self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[h2.events.Event]]:
         machine = self.state_machine
@@ -257,6 +301,35 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             if frames:
                 self._prepare_for_sending(frames)
         return events  # type: ignore[no-any-return]
+
+    def _receive_fast_data_frame(self, frame: _DataFrame) -> tuple[list[Any], list[h2.events.Event]]:
+        # h2's _receive_data_frame without its state-machine look-ups for the common case: DATA without
+        # END_STREAM on an open connection, for a stream that is open for receiving and has seen its
+        # headers, with no content-length to check: the same window accounting, the same event.
+        # Anything else gets a hyperframe DataFrame and h2's own path.
+        stream = self.streams.get(frame.stream_id)
+        state = self.state_machine.state
+        if (
+            stream is None
+            or frame.end_stream
+            or (state is not _CLIENT_OPEN and state is not _SERVER_OPEN)
+            or stream._expected_content_length is not None
+        ):
+            return super()._receive_data_frame(frame.to_hyperframe())
+        machine = stream.state_machine
+        if (
+            machine.state is not _STREAM_OPEN and machine.state is not _STREAM_HALF_CLOSED_LOCAL
+        ) or not machine.headers_received:
+            return super()._receive_data_frame(frame.to_hyperframe())
+        data = frame.data
+        size = len(data)
+        self._inbound_flow_control_window_manager.window_consumed(size)
+        stream._inbound_window_manager.window_consumed(size)
+        stream._actual_content_length += size
+        event = h2.events.DataReceived(stream_id=frame.stream_id)
+        event.data = data
+        event.flow_controlled_length = size
+        return [], [event]
 
     def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         # h2's, except that the inbound stream limit is counted (an O(n) scan) only when it is near.
@@ -370,9 +443,15 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             or size > stream.outbound_flow_control_window
         ):
             return super().send_data(stream_id, data, end_stream, pad_length)
-        self.state_machine.process_input(_SEND_DATA)
         machine = stream.state_machine
-        machine.process_input(StreamInputs.SEND_DATA)
+        state = self.state_machine.state
+        # SEND_DATA leaves an open connection and a stream we may send on as they are, with no side
+        # effect (h2's transition tables): skip the two table look-ups then.
+        if (state is not _CLIENT_OPEN and state is not _SERVER_OPEN) or (
+            machine.state is not _STREAM_OPEN and machine.state is not _STREAM_HALF_CLOSED_REMOTE
+        ):
+            self.state_machine.process_input(_SEND_DATA)
+            machine.process_input(StreamInputs.SEND_DATA)
         flags = 0
         if end_stream:
             machine.process_input(StreamInputs.SEND_END_STREAM)
@@ -391,12 +470,20 @@ _HEADERS = 0x1
 _CONTINUATION = 0x9
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
+_PADDED = 0x8
+_STREAM_ID = struct.Struct(">L")
+_ACK_BATCH_MAX = 32 * 1024  # acknowledged bytes of one stream handed to h2 at once, at most
 _FAR = 1 << 20  # a peer limit this far above the streams we know cannot be reached by one more
 _SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
 _SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
 
 
-_OPEN_STATES = (h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN)
+_CLIENT_OPEN = h2.connection.ConnectionState.CLIENT_OPEN
+_SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN
+_OPEN_STATES = (_CLIENT_OPEN, _SERVER_OPEN)
+_STREAM_OPEN = h2.stream.StreamState.OPEN
+_STREAM_HALF_CLOSED_LOCAL = h2.stream.StreamState.HALF_CLOSED_LOCAL
+_STREAM_HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
 
 
 class _CallError(Exception):
@@ -486,6 +573,11 @@ class _GrpcConnection:
             conn.increment_flow_control_window(config.initial_connection_window_size - 65_535)
         self._calls: dict[int, _Call] = {}
         self._blocked: dict[int, _Call] = {}  # calls with pending outbound data, in arrival order
+        # Acknowledged bytes not yet handed to h2, by stream (see the module docstring).
+        self._deferred_acks: dict[int, int] = {}
+        self._deferred_total = 0
+        self._ack_batch = min(_ACK_BATCH_MAX, config.initial_window_size // 4)
+        self._ack_total_limit = config.initial_connection_window_size // 4
         self._out = bytearray()  # frames written around h2 (graceful GOAWAY), ahead of h2's buffer
         self._goaway_sent = False
         self._goaway_received = False
@@ -554,16 +646,19 @@ class _GrpcConnection:
 
     def reset(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> None:
         """Send RST_STREAM and forget the call; a no-op for a call that is already over."""
-        call = self._calls.pop(stream_id, None)
+        call = self._forget(stream_id)
         if call is None:
             return
         self._drop(call)
         self._safe_reset(stream_id, error_code)
 
-    def acknowledge_received(self, stream_id: int, n: int) -> None:
-        """The shell consumed ``n`` flow-controlled bytes (``MessageReceived.flow_controlled_length``)."""
+    def acknowledge_received(self, stream_id: int, n: int) -> bool:
+        """The shell consumed ``n`` flow-controlled bytes (``MessageReceived.flow_controlled_length``).
+
+        Returns whether h2 was told, so that a WINDOW_UPDATE may be waiting in ``data_to_send``.
+        """
         if n <= 0:
-            return
+            return False
         call = self._calls.get(stream_id)
         if call is not None:
             call.held -= min(n, call.held)
@@ -571,9 +666,52 @@ class _GrpcConnection:
                 # The reader caught up: release the message in progress so it can complete.
                 n += call.partial_held
                 call.partial_held = 0
+            deferred = self._deferred_acks
+            previous = deferred.get(stream_id, 0)
+            if previous + n < self._ack_batch:
+                if (
+                    self._deferred_total + n < self._ack_total_limit
+                    and self._peer_window(stream_id) >= self._ack_batch
+                ):
+                    deferred[stream_id] = previous + n
+                    self._deferred_total += n
+                    return False
+                # The peer is running out of window (or we hold too much): hand everything back, so
+                # h2 can send its WINDOW_UPDATEs (it does at once for an exhausted window).
+                self._hand_back_deferred()
+                previous = 0
+            elif previous:
+                del deferred[stream_id]
+                self._deferred_total -= previous
+            n += previous
+        self._hand_back(stream_id, n)
+        return True
+
+    def _peer_window(self, stream_id: int) -> int:
+        """What the peer may still send on ``stream_id`` (stream and connection window)."""
+        try:
+            return int(self._conn.remote_flow_control_window(stream_id))
+        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
+            return 0
+
+    def _hand_back_deferred(self) -> None:
+        for sid, owed in self._deferred_acks.items():
+            self._hand_back(sid, owed)
+        self._deferred_acks.clear()
+        self._deferred_total = 0
+
+    def _hand_back(self, stream_id: int, n: int) -> None:
         # h2 credits the connection window even for a closed stream, and caps both at their maximum.
         with contextlib.suppress(h2.exceptions.NoSuchStreamError):
             self._conn.acknowledge_received_data(n, stream_id)
+
+    def _forget(self, stream_id: int) -> _Call | None:
+        """Remove a call from the table, handing its deferred acknowledgements to h2."""
+        owed = self._deferred_acks.pop(stream_id, 0)
+        if owed:
+            self._deferred_total -= owed
+            self._hand_back(stream_id, owed)
+        return self._calls.pop(stream_id, None)
 
     def pending_bytes(self, stream_id: int) -> int:
         """Outbound bytes of ``stream_id`` waiting for the peer's window (0 for unknown streams)."""
@@ -798,7 +936,7 @@ class _GrpcConnection:
             self._reject(call, events, exc.status, exc.message, exc.http_status)
 
     def _on_stream_reset(self, ev: h2.events.StreamReset, events: list[Event]) -> None:
-        call = self._calls.pop(ev.stream_id, None)
+        call = self._forget(ev.stream_id)
         if call is None:
             return
         self._drop(call)
@@ -832,11 +970,14 @@ class _GrpcConnection:
             # Calls up to last_stream_id go on (see _GrpcH2Connection). Calls the peer never processed
             # are gone; the shell may retry them elsewhere.
             for sid in [sid for sid in self._calls if sid > last and self._is_local_stream(sid)]:
-                self._drop(self._calls.pop(sid))
+                gone = self._forget(sid)
+                if gone is not None:
+                    self._drop(gone)
         else:
             for call in self._calls.values():
                 self._drop(call)
             self._calls.clear()
+            self._hand_back_deferred()
         events.append(
             ConnectionTerminated(
                 error_code=code,
@@ -1061,7 +1202,7 @@ class GrpcClientConnection(_GrpcConnection):
 
     def _finish(self, call: _Call) -> None:
         """The server ended the call; stop sending if we had not (grpc-go resets with NO_ERROR)."""
-        self._calls.pop(call.stream_id, None)
+        self._forget(call.stream_id)
         # Messages already delivered stay the shell's to acknowledge (acknowledge_received works on
         # closed streams too); a partial message will never complete.
         if call.partial_held:
@@ -1087,7 +1228,7 @@ class GrpcClientConnection(_GrpcConnection):
     def _reject(
         self, call: _Call, events: list[Event], status: StatusCode, message: str, http_status: int = 200
     ) -> None:
-        self._calls.pop(call.stream_id, None)
+        self._forget(call.stream_id)
         self._drop(call)
         self._safe_reset(call.stream_id, ErrorCodes.CANCEL)
         events.append(
@@ -1181,7 +1322,7 @@ class GrpcServerConnection(_GrpcConnection):
         # The call is over for us. If the client is still sending, tell it to stop (as grpc-go does).
         if call.state is CallState.OPEN:
             self._safe_reset(sid, ErrorCodes.NO_ERROR)
-        self._calls.pop(sid, None)
+        self._forget(sid)
         self._blocked.pop(sid, None)
         call.state = CallState.CLOSED
 
@@ -1287,7 +1428,7 @@ class GrpcServerConnection(_GrpcConnection):
     ) -> None:
         sid = call.stream_id
         recv_open = call.state is CallState.OPEN
-        self._calls.pop(sid, None)
+        self._forget(sid)
         self._drop(call)
         if call.headers_sent and http_status != 200:
             http_status = 200

@@ -619,6 +619,48 @@ def test_unacknowledged_messages_are_bounded_by_the_window() -> None:
     assert server.pending_bytes(sid) >= 200 * 1000 - 65_535
 
 
+def _stream_acked(client: GrpcClientConnection, server: GrpcServerConnection, sid: int, count: int) -> int:
+    """The server sends ``count`` 100-byte messages on ``sid``; the client takes (acks) each one.
+
+    Returns how many arrived; pumps at most ``4 * count`` rounds."""
+    for _ in range(count):
+        server.send_message(sid, b"s" * 95)
+    got = 0
+    for _ in range(4 * count):
+        c_ev, _s = pump(client, server)
+        received = only(c_ev, MessageReceived)
+        if not received and not server.pending_bytes(sid):
+            break
+        ack_all(client, received)  # type: ignore[arg-type]
+        got += len(received)
+    return got
+
+
+def test_batched_acknowledgements_keep_a_long_stream_flowing() -> None:
+    # 5,000 x 100 B = 500 KB through 64 KiB windows: acknowledgements handed to h2 in batches must
+    # still reopen both windows in time, whatever the batch boundaries.
+    client, server = connected()
+    sid = client.start_call("/a.B/C", "svc")
+    pump(client, server)
+    assert _stream_acked(client, server, sid, 5_000) == 5_000
+    assert server.pending_bytes(sid) == 0
+
+
+def test_a_call_that_ends_hands_back_its_deferred_acknowledgements() -> None:
+    # Each call leaves fewer bytes than one batch deferred when it ends. Were they kept, 40 calls of
+    # 2 KB would hold more than the 64 KiB connection window and the last calls would stall.
+    client, server = connected()
+    for _ in range(40):
+        sid = client.start_call("/a.B/C", "svc")
+        client.send_message(sid, b"q", end=True)
+        pump(client, server)
+        assert _stream_acked(client, server, sid, 20) == 20
+        server.send_trailers(sid, StatusCode.OK)
+        c_ev, _ = pump(client, server)
+        assert one(c_ev, TrailersReceived).status is StatusCode.OK
+        assert client.open_calls == 0 and not client._deferred_acks  # nothing is kept for a call that ended
+
+
 def test_message_larger_than_the_window_still_arrives_without_acks() -> None:
     # Bytes of an incomplete message are returned at once (bounded by max_message_size), so a
     # message larger than the window cannot deadlock the call.
@@ -1140,3 +1182,117 @@ def test_pipelined_bidi_4k_messages_with_split_reads_completes_and_windows_agree
     server.send_trailers(sid, StatusCode.OK)
     c_ev, _ = pump(client, server)
     assert one(c_ev, TrailersReceived).status is StatusCode.OK
+
+
+# --- the lean receive path (unpadded DATA cut out without hyperframe) ----------------------------
+
+
+def _client_bytes() -> bytes:
+    """Frames from a plain h2 client: preface, requests, DATA plain, padded, split, with END_STREAM."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    request = gh.build_request_headers("/a.B/C", "svc")
+    for sid in (1, 3, 5):
+        conn.send_headers(sid, request)
+    conn.send_data(1, encode_message(b"a" * 100))
+    conn.send_data(3, encode_message(b"b" * 50), pad_length=20)
+    conn.send_data(1, encode_message(b"c" * 20_000)[:16_384])  # one max-size frame ...
+    conn.send_data(1, encode_message(b"c" * 20_000)[16_384:])  # ... and the rest of the message
+    conn.send_data(5, b"", end_stream=True)
+    conn.send_data(3, encode_message(b"d"), end_stream=True, pad_length=3)
+    conn.send_data(1, encode_message(b"e"), end_stream=True)
+    return conn.data_to_send()
+
+
+def _summary(events: list[h2.events.Event]) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for ev in events:
+        if isinstance(ev, h2.events.DataReceived):
+            out.append(
+                ("data", ev.stream_id, bytes(ev.data or b""), ev.flow_controlled_length, ev.stream_ended)
+            )
+        else:
+            out.append((type(ev).__name__, getattr(ev, "stream_id", None)))
+    return out
+
+
+def _servers() -> tuple[h2.connection.H2Connection, _GrpcH2Connection]:
+    plain = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    lean = _GrpcH2Connection(h2.config.H2Configuration(client_side=False))
+    for conn in (plain, lean):
+        conn.initiate_connection()
+        conn.data_to_send()
+    return plain, lean
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 9, 100, 1 << 20])
+def test_lean_receive_path_sees_what_h2_sees(chunk: int) -> None:
+    wire = _client_bytes()
+    plain, lean = _servers()
+    got: dict[str, list[h2.events.Event]] = {"plain": [], "lean": []}
+    for start in range(0, len(wire), chunk):
+        piece = wire[start : start + chunk]
+        got["plain"] += plain.receive_data(piece)
+        got["lean"] += lean.receive_data(piece)
+    assert _summary(got["lean"]) == _summary(got["plain"])
+    assert [e for e in _summary(got["lean"]) if e[0] == "data"]  # DATA was seen at all
+    assert lean.data_to_send() == plain.data_to_send()
+    assert lean.inbound_flow_control_window == plain.inbound_flow_control_window
+    for sid in (1, 3, 5):
+        assert lean.streams[sid].state_machine.state == plain.streams[sid].state_machine.state
+
+
+def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    n = len(payload)
+    return bytes([n >> 16, (n >> 8) & 0xFF, n & 0xFF, kind, flags]) + stream_id.to_bytes(4, "big") + payload
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(0x4, 0, 0, b"")
+
+
+def _opened(sid: int = 1) -> bytes:
+    import hpack
+
+    block = hpack.Encoder().encode(gh.build_request_headers("/a.B/C", "svc"))
+    return _PREFACE + _frame(0x1, 0x4, sid, block)
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        pytest.param(_PREFACE + _frame(0x0, 0, 0, b"x"), "ProtocolError", id="data-on-stream-0"),
+        pytest.param(_PREFACE + _frame(0x0, 0, 9, b"x"), "ProtocolError", id="data-on-idle-stream"),
+        pytest.param(
+            _opened() + _frame(0x0, 0, 1, b"x" * 16_385), "FrameTooLargeError", id="data-over-max-frame-size"
+        ),
+        pytest.param(
+            _opened() + _frame(0x0, 0, 1, b"x" * 16_384) * 4 + _frame(0x0, 0, 1, b"x"),
+            "FlowControlError",
+            id="data-over-the-window",
+        ),
+        pytest.param(
+            _PREFACE + _frame(0x1, 0, 1, b"") + _frame(0x0, 0, 1, b"x"),
+            "ProtocolError",
+            id="data-inside-a-header-block",
+        ),
+        # Not a connection error: the stream is reset (RST_STREAM STREAM_CLOSED) and the rest goes on.
+        pytest.param(
+            _opened() + _frame(0x0, 0x1, 1, b"x") + _frame(0x0, 0, 1, b"y"),
+            "events",
+            id="data-after-end-stream",
+        ),
+    ],
+)
+def test_lean_receive_path_fails_as_h2_fails(wire: bytes, expected: str) -> None:
+    plain, lean = _servers()
+    outcome: dict[str, tuple[object, ...]] = {}
+    for name, conn in (("plain", plain), ("lean", lean)):
+        try:
+            events = conn.receive_data(wire)
+        except h2.exceptions.ProtocolError as exc:
+            outcome[name] = (type(exc).__name__, int(getattr(exc, "error_code", 0)))
+        else:
+            outcome[name] = ("events", tuple(_summary(events)))
+        outcome[name] += (conn.data_to_send(),)  # the GOAWAY or RST_STREAM h2 queued
+    assert outcome["lean"] == outcome["plain"]
+    assert outcome["lean"][0] == expected

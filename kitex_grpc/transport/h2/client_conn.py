@@ -104,8 +104,7 @@ class ClientCall:
         await self.recv_wakeup.wait(self.conn.loop)
 
     async def wait_send(self) -> None:
-        self.conn.backpressure.set()
-        await self.send_wakeup.wait(self.conn.loop)
+        await self.conn.park_writer(self.send_wakeup)
 
     @property
     def buffered(self) -> int:
@@ -209,8 +208,8 @@ class ClientConnection(H2Protocol):
             self._call_ended()
 
     def acknowledge(self, call: ClientCall, n: int) -> None:
-        self.core.acknowledge_received(call.stream_id, n)
-        self.flush_soon()
+        if self.core.acknowledge_received(call.stream_id, n):
+            self.flush_soon()
 
     # -- events -------------------------------------------------------------------------------------
 

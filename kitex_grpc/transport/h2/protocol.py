@@ -23,6 +23,7 @@ from kitex_grpc.protocol.h2_call import GrpcClientConnection, GrpcServerConnecti
 from kitex_grpc.protocol.h2_events import Event, PingAcked
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.status import connection_error
+from kitex_grpc.transport.h2.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,8 +49,21 @@ class H2Protocol(asyncio.Protocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_count = 0
         self._ping_data = b""
-        # Set each time a writer on this connection waits for the peer's window: backpressure engaged.
+        # Set while at least one writer on this connection waits for the peer's window (backpressure
+        # engaged), clear otherwise: a level, so a waiter cannot miss a writer that parked earlier.
         self.backpressure = asyncio.Event()
+        self._parked_writers = 0
+
+    async def park_writer(self, wakeup: Wakeup) -> None:
+        """Wait on ``wakeup`` as a writer that the peer's flow-control window holds back."""
+        self._parked_writers += 1
+        self.backpressure.set()
+        try:
+            await wakeup.wait(self._loop)
+        finally:
+            self._parked_writers -= 1
+            if not self._parked_writers:
+                self.backpressure.clear()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 

@@ -268,12 +268,10 @@ class ServerConnection(H2Protocol):
         await call.recv_wakeup.wait(self._loop)
 
     async def wait_send(self, call: ServerCall) -> None:
-        self.backpressure.set()
-        await call.send_wakeup.wait(self._loop)
+        await self.park_writer(call.send_wakeup)
 
     def acknowledge(self, call: ServerCall, n: int) -> None:
-        if n:
-            self.core.acknowledge_received(call.stream_id, n)
+        if n and self.core.acknowledge_received(call.stream_id, n):
             self.flush_soon()
 
     def ensure_headers(self, call: ServerCall) -> None:
