@@ -255,8 +255,12 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         super().__init__(config)
         self.encoder = CachingEncoder()
         max_list = self.decoder.max_header_list_size
-        self.decoder = CachingDecoder(max_list)
+        self.decoder: CachingDecoder = CachingDecoder(max_list)
         self._sweep_at = 64
+        # Header blocks over header_list_limit end their stream; the decoder's own (higher) limit
+        # ends the connection (see set_header_list_limit).
+        self.header_list_limit = max_list
+        self.oversized_streams: set[int] = set()
         self.incoming_buffer = _FrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
@@ -331,6 +335,12 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         event.flow_controlled_length = size
         return [], [event]
 
+    def set_header_list_limit(self, limit: int) -> None:
+        """Refuse header lists over ``limit`` per stream; only one over twice that (plus 64 KiB), which
+        must not be held in memory at all, fails the whole connection."""
+        self.header_list_limit = limit
+        self.decoder.max_header_list_size = 2 * limit + _HEADER_LIST_SLACK
+
     def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         # h2's, except that the inbound stream limit is counted (an O(n) scan) only when it is near.
         if frame.stream_id not in self.streams:
@@ -342,7 +352,7 @@ class _GrpcH2Connection(h2.connection.H2Connection):
                 if value + 1 > limit:
                     raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {limit}, {value} open")
         try:
-            headers = self.decoder.decode(frame.data, raw=True)
+            headers, size = self.decoder.decode_sized(frame.data)
         except hpack.OversizedHeaderListError as e:
             raise h2.exceptions.DenialOfServiceError(f"Oversized header block: {e}") from e
         except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
@@ -356,6 +366,11 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             _, p_events = self._receive_priority_frame(frame)
             stream_events[0].priority_updated = p_events[0]  # type: ignore[attr-defined]
             stream_events.extend(p_events)
+        if size > self.header_list_limit:
+            # Over our SETTINGS_MAX_HEADER_LIST_SIZE but decoded whole (HPACK state stays in step): the
+            # core ends this stream only, as grpc-go does for a truncated header block. Every headers
+            # event the core handles takes its stream id out again.
+            self.oversized_streams.add(frame.stream_id)
         return frames, events + stream_events
 
     def outbound_streams_available(self) -> int:
@@ -472,6 +487,8 @@ _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _PADDED = 0x8
 _STREAM_ID = struct.Struct(">L")
+_HEADER_LIST_SLACK = 64 * 1024
+_OVERSIZED_HEADERS = "peer header list size exceeded limit"  # grpc-go's words
 _ACK_BATCH_MAX = 32 * 1024  # acknowledged bytes of one stream handed to h2 at once, at most
 _FAR = 1 << 20  # a peer limit this far above the streams we know cannot be reached by one more
 _SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
@@ -567,7 +584,7 @@ class _GrpcConnection:
         # SETTINGS frame (grpclib does the same); the few derived fields are set by hand.
         conn.local_settings = h2.settings.Settings(client=self._client_side, initial_values=settings)
         conn.max_inbound_frame_size = config.max_frame_size
-        conn.decoder.max_header_list_size = config.max_header_list_size
+        conn.set_header_list_limit(config.max_header_list_size)
         conn.initiate_connection()
         if config.initial_connection_window_size > 65_535:
             conn.increment_flow_control_window(config.initial_connection_window_size - 65_535)
@@ -1108,6 +1125,19 @@ class GrpcClientConnection(_GrpcConnection):
     # -- receiving ---------------------------------------------------------------------------------
 
     def _on_other(self, ev: h2.events.Event, events: list[Event]) -> None:
+        oversized = self._conn.oversized_streams
+        if (
+            oversized
+            and isinstance(ev, h2.events.ResponseReceived | h2.events.TrailersReceived)
+            and ev.stream_id in oversized
+        ):
+            oversized.discard(ev.stream_id)
+            call = self._calls.get(ev.stream_id)
+            if call is not None:  # grpc-go's client: INTERNAL, and RST_STREAM FRAME_SIZE_ERROR
+                self._reject(
+                    call, events, StatusCode.INTERNAL, _OVERSIZED_HEADERS, reset=ErrorCodes.FRAME_SIZE_ERROR
+                )
+            return
         if isinstance(ev, h2.events.ResponseReceived):
             call = self._calls.get(ev.stream_id)
             if call is None:
@@ -1127,6 +1157,8 @@ class GrpcClientConnection(_GrpcConnection):
                 self._on_trailers(call, ev.headers, events, trailers_only=False)
             except _CallError as exc:
                 self._reject(call, events, exc.status, exc.message, exc.http_status)
+        elif isinstance(ev, h2.events.InformationalResponseReceived):
+            oversized.discard(ev.stream_id)
         # InformationalResponseReceived, SettingsAcknowledged, PriorityUpdated, unknown frames: ignored.
 
     def _on_response_headers(self, call: _Call, headers: Iterable[gh.Header], events: list[Event]) -> None:
@@ -1226,11 +1258,18 @@ class GrpcClientConnection(_GrpcConnection):
             self._reject(call, events, StatusCode.INTERNAL, message)
 
     def _reject(
-        self, call: _Call, events: list[Event], status: StatusCode, message: str, http_status: int = 200
+        self,
+        call: _Call,
+        events: list[Event],
+        status: StatusCode,
+        message: str,
+        http_status: int = 200,
+        *,
+        reset: ErrorCodes = ErrorCodes.CANCEL,
     ) -> None:
         self._forget(call.stream_id)
         self._drop(call)
-        self._safe_reset(call.stream_id, ErrorCodes.CANCEL)
+        self._safe_reset(call.stream_id, reset)
         events.append(
             CallRejected(stream_id=call.stream_id, status=status, message=message, http_status=http_status)
         )
@@ -1333,11 +1372,20 @@ class GrpcServerConnection(_GrpcConnection):
             self._on_request(ev.stream_id, ev.headers, events)
         elif isinstance(ev, h2.events.TrailersReceived):
             # gRPC requests carry no trailers.
+            self._conn.oversized_streams.discard(ev.stream_id)
             call = self._calls.get(ev.stream_id)
             if call is not None:
                 self._reject(call, events, StatusCode.INTERNAL, "unexpected trailers in request")
 
     def _on_request(self, stream_id: int, headers: Iterable[gh.Header], events: list[Event]) -> None:
+        if stream_id in self._conn.oversized_streams:
+            # grpc-go: "peer header list size exceeded limit", the stream reset with FRAME_SIZE_ERROR.
+            self._conn.oversized_streams.discard(stream_id)
+            self._safe_reset(stream_id, ErrorCodes.FRAME_SIZE_ERROR)
+            events.append(
+                CallRejected(stream_id=stream_id, status=StatusCode.INTERNAL, message=_OVERSIZED_HEADERS)
+            )
+            return
         call = _Call(stream_id, CallState.OPEN, self.config.max_message_size)
         self._calls[stream_id] = call
         if self._goaway_sent and stream_id > self._local_last_stream_id:

@@ -123,7 +123,9 @@ class CallRejected(Event):
     """The core ended a call because the peer broke gRPC on it; the connection lives on.
 
     It has already answered: a server sent trailers (``http_status`` and ``status``) and, if the
-    client was still sending, RST_STREAM(NO_ERROR); a client sent RST_STREAM(CANCEL). The shell fails
+    client was still sending, RST_STREAM(NO_ERROR) (for request headers over the header list limit:
+    only RST_STREAM(FRAME_SIZE_ERROR), as grpc-go); a client sent RST_STREAM(CANCEL) (FRAME_SIZE_ERROR
+    for response headers or trailers over the limit). The shell fails
     the call locally with ``status`` / ``message`` (a server shell that never saw :class:`CallStarted`
     for the stream only records it).
     """

@@ -114,22 +114,34 @@ class CachingDecoder(Decoder):
         self._memo_generation = -1
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
+        if raw:
+            return self.decode_sized(data)[0]
+        self._sync_memo()
+        return list(super().decode(data, raw))
+
+    def decode_sized(self, data: bytes) -> tuple[list[HeaderTuple], int]:
+        """Decode ``data`` (raw bytes) and return the fields with the header list size they make
+        (RFC 9113 §6.5.2: name + value + 32 octets per field)."""
         table = self.header_table
         memo = self._memo
-        if self._memo_generation != table.generation:
-            memo.clear()
-            self._memo_generation = table.generation
-        if raw:
-            hit = memo.get(data)
-            if (
-                hit is not None
-                and hit[1] <= self.max_header_list_size
-                and table.maxsize <= self.max_allowed_table_size
-            ):
-                return list(hit[0])
-        headers = list(super().decode(data, raw))
-        if raw and self._memo_generation == table.generation:
+        self._sync_memo()
+        hit = memo.get(data)
+        if (
+            hit is not None
+            and hit[1] <= self.max_header_list_size
+            and table.maxsize <= self.max_allowed_table_size
+        ):
+            return list(hit[0]), hit[1]
+        headers = list(super().decode(data, True))
+        size = sum(len(n) + len(v) + 32 for n, v in headers)
+        if self._memo_generation == table.generation:
             if len(memo) >= _MAX_MEMO:
                 memo.clear()
-            memo[bytes(data)] = (headers, sum(len(n) + len(v) + 32 for n, v in headers))
-        return list(headers)
+            memo[bytes(data)] = (headers, size)
+        return list(headers), size
+
+    def _sync_memo(self) -> None:
+        table = self.header_table
+        if self._memo_generation != table.generation:
+            self._memo.clear()
+            self._memo_generation = table.generation

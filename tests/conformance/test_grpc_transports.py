@@ -19,6 +19,7 @@ from kitex_grpc import TransportProtocol, callopt, client, metainfo, server
 from kitex_grpc.errors import (
     BizStatusError,
     CanceledError,
+    KitexError,
     OverLimitError,
     RemoteOrNetworkError,
     RPCTimeoutError,
@@ -295,3 +296,30 @@ async def test_unknown_method_is_unimplemented(pair: Pair) -> None:
             finally:
                 await c.close()
         assert (await cli.Unary(Req(message="ok"))).message == "ok"
+
+
+@pytest.mark.parametrize("server_tp", [H2, GRPC], ids=lambda tp: f"H2->{tp.name}")
+async def test_reply_headers_over_the_client_limit_fail_that_call_only(server_tp: TransportProtocol) -> None:
+    # The handler adds 20 KB of trailers; our client advertised 8 KiB (SETTINGS_MAX_HEADER_LIST_SIZE).
+    # Our h2 server, as grpc-go's, will not send them and answers INTERNAL instead; grpc.aio sends
+    # them, and our client, as grpc-go's, fails that call INTERNAL and resets the stream. Either way
+    # the connection serves the next call.
+    def big_trailer(next_ep):  # type: ignore[no-untyped-def]
+        async def ep(ri, req):  # type: ignore[no-untyped-def]
+            if req.message == "big":
+                ri.response_metadata.append(("x-big", "v" * 20_000))
+            return await next_ep(ri, req)
+
+        return ep
+
+    pair = Pair(H2, server_tp)
+    limit = client.with_grpc_max_header_list_size(8192)
+    async with pair.run((server.with_middleware(big_trailer),), (limit,)) as (cli, _):
+        with pytest.raises(KitexError) as info:
+            await cli.Unary(Req(message="big"))
+        assert info.value.grpc_status is StatusCode.INTERNAL
+        expected = (
+            "violates the peer's maximum" if server_tp is H2 else "peer header list size exceeded limit"
+        )
+        assert expected in str(info.value)
+        assert (await cli.Unary(Req(message="small"))).message == "small"

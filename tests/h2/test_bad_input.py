@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import h2.errors
 import h2.events
 import pytest
 
@@ -99,19 +100,33 @@ async def test_unknown_service_or_method_is_unimplemented(echo: tuple[str, EchoS
     raw.close()
 
 
-async def test_headers_too_large_is_a_connection_error() -> None:
+async def test_headers_over_the_limit_reset_only_their_stream() -> None:
+    # 20 KB of headers against an 8 KiB SETTINGS_MAX_HEADER_LIST_SIZE: that stream is reset with
+    # FRAME_SIZE_ERROR (grpc-go's answer), and the same connection serves the next call.
     async with h2_server(tuning=H2Tuning(max_header_list_size=8192)) as (svr, _, _t):
         raw = await RawH2.open(svr.address)
         sid = raw.request(x_big=b"v" * 20_000)
         raw.conn.send_data(sid, GOOD, end_stream=True)
         await raw.flush()
-        events = await raw.until(
-            lambda evs: any(
-                isinstance(e, h2.events.ConnectionTerminated | h2.events.StreamReset) for e in evs
-            )
-        )
-        ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated | h2.events.StreamReset)]
-        assert ended and not any(isinstance(e, h2.events.ResponseReceived) for e in events)
+        await raw.until(lambda _: raw.ended(sid))
+        resets = [e for e in raw.events if isinstance(e, h2.events.StreamReset) and e.stream_id == sid]
+        assert [r.error_code for r in resets] == [h2.errors.ErrorCodes.FRAME_SIZE_ERROR]
+        assert not raw.headers(sid) and not raw.closed
+        await assert_still_serving(svr.address, raw)
+        raw.close()
+
+
+async def test_headers_far_over_the_limit_end_the_connection() -> None:
+    # Past twice the limit plus 64 KiB a header list is not held in memory at all: GOAWAY.
+    async with h2_server(tuning=H2Tuning(max_header_list_size=8192)) as (svr, _, _t):
+        raw = await RawH2.open(svr.address)
+        sid = raw.request(**{f"x_big_{i}": b"v" * 16_000 for i in range(6)})
+        raw.conn.send_data(sid, GOOD, end_stream=True)
+        await raw.flush()
+        events = await raw.until(lambda evs: any(isinstance(e, h2.events.ConnectionTerminated) for e in evs))
+        goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        assert goaway and goaway[0].error_code != h2.errors.ErrorCodes.NO_ERROR
+        assert not any(isinstance(e, h2.events.ResponseReceived) for e in events)
         raw.close()
         await assert_still_serving(svr.address)
 

@@ -181,6 +181,10 @@ class ServerConnection(H2Protocol):
                 if call is not None:
                     call.end()
                     self._maybe_drained()
+                elif isinstance(ev, CallRejected):  # refused before it started: say so once, here
+                    logger.warning(
+                        "h2 server: refused stream %d from %s: %s", ev.stream_id, self.peer, ev.message
+                    )
             elif kind is PingAcked:
                 assert isinstance(ev, PingAcked)
                 if ev.data == _DRAIN_PING:
