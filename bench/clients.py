@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     proc.pin_cpu(args.cpu)
     try:
-        result = asyncio.run(run_case(args))
+        result = proc.run(run_case(args))
     except UnavailableError as exc:
         proc.emit(proc.UNAVAILABLE, str(exc))
         return proc.EXIT_UNAVAILABLE

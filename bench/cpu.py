@@ -206,7 +206,7 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        asyncio.run(_serve(argv[1]))
+        proc.run(_serve(argv[1]))
         return 0
     if argv[:1] == ["client"]:
         p = argparse.ArgumentParser(prog="bench.cpu client")
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--warmup", type=float, default=1.0)
         p.add_argument("--inflight", type=int, default=64)
         cargs = p.parse_args(argv[1:])
-        proc.emit(proc.RESULT, json.dumps(asyncio.run(_client(cargs))))
+        proc.emit(proc.RESULT, json.dumps(proc.run(_client(cargs))))
         return 0
     p = argparse.ArgumentParser(
         prog="bench/cpu.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

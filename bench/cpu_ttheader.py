@@ -65,7 +65,7 @@ def _serve(impl_name: str, cpu: int | None) -> None:
         await done.wait()
         await server.stop()
 
-    asyncio.run(main())
+    proc.run(main())
 
 
 class _ServerProcess:
@@ -144,7 +144,7 @@ def run(impl_name: str, payload: int, calls: int, inflight: int) -> dict[str, fl
     server = _ServerProcess(impl_name, server_cpu)
     try:
         proc.pin_cpu(client_cpu)
-        return asyncio.run(_measure(impl_name, server, payload, calls, inflight))
+        return proc.run(_measure(impl_name, server, payload, calls, inflight))
     finally:
         server.close()
 

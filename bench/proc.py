@@ -8,16 +8,40 @@ Line protocol (one line, then nothing else on stdout):
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 LISTENING = "LISTENING"
 UNAVAILABLE = "UNAVAILABLE"
 RESULT = "RESULT"
 EXIT_UNAVAILABLE = 3
+# The event loop every benchmark process runs on, the same for kitex-grpc and its baselines:
+# "asyncio" (the standard library's, the default) or "uvloop" (bench/run.py --loop sets it).
+LOOP_ENV = "KITEX_BENCH_LOOP"
+LOOPS = ("asyncio", "uvloop")
+
+
+def loop_name() -> str:
+    name = os.environ.get(LOOP_ENV, "asyncio")
+    if name not in LOOPS:
+        raise SystemExit(f"{LOOP_ENV}={name!r}: expected one of {', '.join(LOOPS)}")
+    return name
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the loop :func:`loop_name` names."""
+    if loop_name() == "uvloop":
+        import uvloop  # an optional dependency: pip install 'kitex-grpc[uvloop]'
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def pin_cpu(cpu: int | None) -> None:

@@ -36,10 +36,11 @@ class CaseFailedError(Exception):
     pass
 
 
-def _child_env(stub_dir: Path) -> dict[str, str]:
+def _child_env(stub_dir: Path, loop: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env[stubs.ENV_VAR] = str(stub_dir)
+    env[proc.LOOP_ENV] = loop
     env.setdefault("PYTHONHASHSEED", "0")
     return env
 
@@ -202,13 +203,14 @@ async def main_async(args: argparse.Namespace) -> int:
         "server_cpu": server_cpu,
         "client_cpu": client_cpu,
         "profile": args.profile,
+        "loop": args.loop,
     }
     run = report.Run(settings)
     stub_dir = Path(tempfile.mkdtemp(prefix="bench-stubs-"))
     try:
         for flavour, err in stubs.generate(stub_dir).items():
             print(f"note: {flavour} stubs not generated: {err.splitlines()[0]}")
-        env = _child_env(stub_dir)
+        env = _child_env(stub_dir, args.loop)
         probes = await asyncio.gather(*(probe(i, env) for i in impls))
         available: list[Impl] = []
         broken = False
@@ -312,6 +314,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("client", "server"),
         default=None,
         help="cProfile one side of the kitex-grpc unary case into bench/results/*.prof",
+    )
+    p.add_argument(
+        "--loop",
+        choices=proc.LOOPS,
+        default="asyncio",
+        help="event loop of every server and client process, baselines included (default asyncio)",
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate CPUs")
     p.add_argument("--json", default=str(RESULTS / "latest.json"), help="where to write the results")

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     proc.pin_cpu(args.cpu)
     try:
-        asyncio.run(serve(args))
+        proc.run(serve(args))
     except UnavailableError as exc:
         proc.emit(proc.UNAVAILABLE, str(exc))
         return proc.EXIT_UNAVAILABLE

@@ -6,10 +6,9 @@ Makes one call of each type and prints what came back.
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from gen.echo.v1 import echo_kitex, echo_pb2
-from kitex_grpc import BizStatusError, callopt, client, metainfo
+from kitex_grpc import BizStatusError, callopt, client, eventloop, metainfo
 
 
 async def main(addr: str, transport: str) -> None:
@@ -60,4 +59,4 @@ if __name__ == "__main__":
     parser.add_argument("--addr", default="127.0.0.1:8888")
     parser.add_argument("--transport", default="grpc")
     args = parser.parse_args()
-    asyncio.run(main(args.addr, args.transport))
+    eventloop.run(main(args.addr, args.transport))

@@ -6,11 +6,10 @@ Prints ``LISTENING <addr>`` once serving; SIGINT/SIGTERM drain in-flight calls a
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import AsyncIterator
 
 from gen.echo.v1 import echo_kitex, echo_pb2
-from kitex_grpc import BizStatusError, metainfo, server
+from kitex_grpc import BizStatusError, eventloop, metainfo, server
 
 
 class Echo(echo_kitex.EchoHandler):
@@ -51,4 +50,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    eventloop.run(main())

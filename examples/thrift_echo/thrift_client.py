@@ -6,11 +6,10 @@ Calls echo, the one-way notify, the IDL exception and a biz error, with metainfo
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from kitex_grpc import BizStatusError, callopt, client, metainfo, thrift
+from kitex_grpc import BizStatusError, callopt, client, eventloop, metainfo, thrift
 
 IDL = Path(__file__).resolve().parents[2] / "idl" / "echo.thrift"
 echo_thrift: Any = thrift.load(IDL)
@@ -49,4 +48,4 @@ if __name__ == "__main__":
     parser.add_argument("--addr", default="127.0.0.1:8888")
     parser.add_argument("--transport", default="ttheader", choices=["ttheader", "ttheader_framed", "framed"])
     args = parser.parse_args()
-    asyncio.run(main(args.addr, args.transport))
+    eventloop.run(main(args.addr, args.transport))

@@ -8,12 +8,11 @@ and Buffered Thrift, so Go Kitex clients of any Thrift transport can call it. Pr
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import kitex_grpc
-from kitex_grpc import BizStatusError, metainfo, server, thrift
+from kitex_grpc import BizStatusError, eventloop, metainfo, server, thrift
 
 IDL = Path(__file__).resolve().parents[2] / "idl" / "echo.thrift"
 echo_thrift: Any = thrift.load(IDL)
@@ -52,4 +51,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    eventloop.run(main())

@@ -22,6 +22,7 @@ import inspect
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import CoroutineType
 from typing import Any
 
 import thriftpy2
@@ -143,11 +144,16 @@ def method_info(service: Any, name: str) -> MethodInfo:
             raise MissingResultError(f"{name} failed: unknown result", remote=True)
         return value
 
+    single_arg = arg_names[0] if len(arg_names) == 1 else None
+
     def adapt_handler(fn: Callable[..., Any]) -> Callable[[Any], Awaitable[Any]]:
         async def invoke(args: Any) -> Any:
             try:
-                value = fn(*(getattr(args, n) for n in arg_names))
-                if inspect.isawaitable(value):
+                if single_arg is not None:
+                    value = fn(getattr(args, single_arg))
+                else:
+                    value = fn(*[getattr(args, n) for n in arg_names])
+                if type(value) is CoroutineType or inspect.isawaitable(value):
                     value = await value
             except exception_types as exc:
                 result = result_type()

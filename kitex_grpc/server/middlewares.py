@@ -5,36 +5,50 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from kitex_grpc.endpoint import Endpoint
 from kitex_grpc.errors import BizError, KitexError, RPCTimeoutError
 from kitex_grpc.rpcinfo import RPCInfo
+from kitex_grpc.suspension import Resumption
 
 logger = logging.getLogger("kitex_grpc.server")
 
 
 def server_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
-    """Cancel the handler when the deadline from grpc-timeout (or TTHeader RPCTimeout) passes."""
+    """Cancel the handler when the deadline from grpc-timeout (or TTHeader RPCTimeout) passes.
+
+    The rest of the chain is stepped by hand first: a call that completes without ever waiting
+    cannot be cancelled, so it needs no timer; the deadline is armed when the call first suspends.
+    """
 
     async def server_timeout(ri: RPCInfo, request: Any) -> Any:
         deadline = ri.deadline
         if deadline is None:
             return await next_endpoint(ri, request)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline <= time.monotonic():
             raise RPCTimeoutError(f"deadline passed before {ri.method.name} started")
+        awaitable = next_endpoint(ri, request)
+        if not isinstance(awaitable, Coroutine):
+            return await _within(deadline, ri, awaitable)
         try:
-            async with asyncio.timeout(remaining):
-                return await next_endpoint(ri, request)
-        except TimeoutError as exc:
-            if isinstance(exc, KitexError):
-                raise
-            raise RPCTimeoutError(f"handler of {ri.method.name} exceeded its deadline").with_cause(
-                exc
-            ) from exc
+            yielded = awaitable.send(None)
+        except StopIteration as done:
+            return done.value
+        return await _within(deadline, ri, Resumption(awaitable, yielded))
 
     return server_timeout
+
+
+async def _within(deadline: float, ri: RPCInfo, awaitable: Awaitable[Any]) -> Any:
+    try:
+        async with asyncio.timeout(deadline - time.monotonic()):
+            return await awaitable
+    except TimeoutError as exc:
+        if isinstance(exc, KitexError):
+            raise
+        raise RPCTimeoutError(f"handler of {ri.method.name} exceeded its deadline").with_cause(exc) from exc
 
 
 def handler_error_middleware(next_endpoint: Endpoint) -> Endpoint:

@@ -26,7 +26,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from kitex_grpc import metainfo
@@ -69,7 +69,7 @@ class Server:
     def __init__(self, options: ServerOptions) -> None:
         self._options = options
         self._methods: dict[tuple[str, str], RegisteredMethod] = {}
-        self._invokers: dict[MethodInfo, Callable[[RPCInfo, Any], Any]] = {}
+        self._invokers: dict[MethodInfo, Callable[[RPCInfo, Any], Awaitable[Any]]] = {}
         self._services: dict[str, ServiceInfo] = {}
         self._transport: ServerTransport | None = None
         self._config = RPCConfig(None, 0.0, options.transport_protocol)
@@ -159,12 +159,14 @@ class Server:
         )
         return RPCInfo(caller, callee, entry.service, entry.method, self._config, metadata, deadline)
 
-    def begin_call(self, transient: dict[str, str], persistent: dict[str, str]) -> BackwardValues:
+    def begin_call(self, transient: Mapping[str, str], persistent: Mapping[str, str]) -> BackwardValues:
         return metainfo.begin_server_call(transient, persistent)
 
-    async def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Any:
+    def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Awaitable[Any]:
+        # Plain functions returning the next awaitable (here and in _invoke and the handler adapters):
+        # one coroutine frame fewer per layer on every call. Each runs when its caller awaits it.
         set_current(ri)
-        return await run_traced(self._endpoint, ri, request, self._tracer)
+        return run_traced(self._endpoint, ri, request, self._tracer)
 
     async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
         set_current(ri)
@@ -172,8 +174,8 @@ class Server:
         stream: Stream[Any, Any] = Stream(ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares)
         await run_traced(self._endpoint, ri, stream, self._tracer)
 
-    async def _invoke(self, ri: RPCInfo, request: Any) -> Any:
-        return await self._invokers[ri.method](ri, request)
+    def _invoke(self, ri: RPCInfo, request: Any) -> Awaitable[Any]:
+        return self._invokers[ri.method](ri, request)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -293,13 +295,13 @@ def _adapter(method: MethodInfo, fn: Callable[..., Any]) -> Callable[[RPCInfo, A
         if method.adapt_handler is not None:
             adapted = method.adapt_handler(fn)
 
-            async def unary_adapted(ri: RPCInfo, request: Any) -> Any:
-                return await adapted(request)
+            def unary_adapted(ri: RPCInfo, request: Any) -> Awaitable[Any]:
+                return adapted(request)  # type: ignore[no-any-return]
 
             return unary_adapted
 
-        async def unary(ri: RPCInfo, request: Any) -> Any:
-            return await fn(request)
+        def unary(ri: RPCInfo, request: Any) -> Awaitable[Any]:
+            return fn(request)  # type: ignore[no-any-return]
 
         return unary
     if mode is StreamingMode.SERVER:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Mapping
+
     from kitex_grpc.metainfo import BackwardValues
     from kitex_grpc.rpcinfo import Metadata, RPCInfo
     from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo
@@ -80,11 +82,11 @@ class CallDispatcher(Protocol):
         self, entry: MethodEntry, peer: str, local: str, metadata: Metadata, deadline: float | None
     ) -> RPCInfo: ...
 
-    async def handle_unary(self, entry: MethodEntry, ri: RPCInfo, request: Any) -> Any: ...
+    def handle_unary(self, entry: MethodEntry, ri: RPCInfo, request: Any) -> Awaitable[Any]: ...
 
     async def handle_stream(self, entry: MethodEntry, ri: RPCInfo, io: StreamIO) -> None: ...
 
-    def begin_call(self, transient: dict[str, str], persistent: dict[str, str]) -> BackwardValues:
+    def begin_call(self, transient: Mapping[str, str], persistent: Mapping[str, str]) -> BackwardValues:
         """Install received metainfo for the current task; returns the backward-values holder."""
         ...
 

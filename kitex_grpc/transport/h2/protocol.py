@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from kitex_grpc.errors import KitexError
 from kitex_grpc.protocol.h2_call import GrpcClientConnection, GrpcServerConnection, H2ConnectionError
@@ -68,7 +68,8 @@ class H2Protocol(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not an isinstance check: uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast("asyncio.Transport", transport)
         self.transport = transport
         transport.write(self._core.data_to_send())  # connection preface and our SETTINGS
         if self._tuning.keepalive_time is not None:

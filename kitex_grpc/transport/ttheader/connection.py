@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError
 from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageDecoder
@@ -37,7 +38,8 @@ class ClientConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not an isinstance check: uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast("asyncio.Transport", transport)
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:

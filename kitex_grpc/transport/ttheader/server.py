@@ -32,8 +32,7 @@ import contextvars
 import importlib
 import logging
 import time
-from collections.abc import Coroutine, Generator
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from kitex_grpc import metainfo
 from kitex_grpc.codec.envelope import Envelope
@@ -43,6 +42,7 @@ from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
 from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
+from kitex_grpc.suspension import NOT_STARTED, Resumption
 from kitex_grpc.transport.base import CallDispatcher
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
@@ -143,49 +143,6 @@ class _Shape:
         self.reply = MessageEncoder(message.framing, message.envelope, message.method, _REPLY, _REPLY_INFO)
 
 
-class _Pending:
-    """A request coroutine to step in its own context: ``await`` it from the worker task.
-
-    ``started``: it has run up to ``yielded`` (what it waits on, passed on to the worker's task as
-    a ``yield from`` would); otherwise it starts here. ``throw``: an exception (the worker's
-    cancellation) to deliver to it first.
-    """
-
-    __slots__ = ("context", "coro", "started", "throw", "yielded")
-
-    def __init__(
-        self, coro: Coroutine[Any, Any, None], context: contextvars.Context, yielded: Any, started: bool
-    ):
-        self.coro = coro
-        self.context = context
-        self.yielded = yielded
-        self.started = started
-        self.throw: BaseException | None = None
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, run = self.coro, self.context.run
-        send, throw = coro.send, coro.throw
-        try:
-            if self.throw is not None:
-                yielded = run(throw, self.throw) if self.started else run(coro.throw, self.throw)
-            elif self.started:
-                yielded = self.yielded
-            else:
-                yielded = run(send, None)
-            while True:
-                try:
-                    value = yield yielded
-                except GeneratorExit:
-                    coro.close()
-                    raise
-                except BaseException as exc:
-                    yielded = run(throw, exc)
-                else:
-                    yielded = run(send, value)
-        except StopIteration:
-            return
-
-
 class _ServerConnection(asyncio.Protocol):
     """One accepted connection: detection, decoding, and serving its requests in order."""
 
@@ -197,7 +154,7 @@ class _ServerConnection(asyncio.Protocol):
         self._queue: collections.deque[Message] = collections.deque()
         self._worker: asyncio.Task[None] | None = None  # created with the first request
         self._wake: asyncio.Future[None] | None = None  # what the idle worker waits on
-        self._pending: _Pending | None = None  # a request suspended in data_received, for the worker
+        self._pending: Resumption | None = None  # a request suspended in data_received, for the worker
         self._busy = False  # a request is being served (eagerly or by the worker)
         self._base_context = contextvars.copy_context()
         self._closing = False  # no more requests: close once the current one is answered
@@ -208,7 +165,8 @@ class _ServerConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not an isinstance check: uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast("asyncio.Transport", transport)
         peer = transport.get_extra_info("peername")
         self.peer = format_address(peer[0], peer[1]) if isinstance(peer, tuple) else str(peer)
         limiter = self._server.conn_limiter
@@ -326,7 +284,7 @@ class _ServerConnection(asyncio.Protocol):
             context = self._base_context.copy()
             coro = self._serve(message)
             if not eager:
-                self._hand_over(_Pending(coro, context, None, False))
+                self._hand_over(Resumption(coro, NOT_STARTED, context))
                 return
             worker = self._worker
             if worker is None:
@@ -341,13 +299,13 @@ class _ServerConnection(asyncio.Protocol):
                 continue
             finally:
                 _leave_task(loop, worker)
-            self._hand_over(_Pending(coro, context, yielded, True))
+            self._hand_over(Resumption(coro, yielded, context))
             return
         self._busy = False
         if self._server.draining and self._transport is not None:
             self._transport.close()
 
-    def _hand_over(self, pending: _Pending) -> None:
+    def _hand_over(self, pending: Resumption) -> None:
         self._pending = pending
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -363,7 +321,7 @@ class _ServerConnection(asyncio.Protocol):
             pending, self._pending = self._pending, None
             if pending is None:
                 if queue and not self._closing:
-                    pending = _Pending(self._serve(queue.popleft()), self._base_context.copy(), None, False)
+                    pending = Resumption(self._serve(queue.popleft()), NOT_STARTED, self._base_context.copy())
                 else:
                     self._busy = False
                     if self._closing:
@@ -416,7 +374,7 @@ class _ServerConnection(asyncio.Protocol):
         timeout = shape.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         dispatcher = server.dispatcher
-        backward = dispatcher.begin_call(dict(shape.transient), dict(shape.persistent))
+        backward = dispatcher.begin_call(shape.transient, shape.persistent)  # read, never kept
         ri = dispatcher.new_rpcinfo(shape.entry, self.peer, server.address, list(shape.metadata), deadline)
         ri.seq_id = message.seq_id
         if shape.has_int_info:
