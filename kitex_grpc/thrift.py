@@ -66,11 +66,13 @@ class ThriftClient:
             raise AttributeError(name)
         call = self.client.call
 
-        async def method(*args: Any) -> Any:
+        def method(*args: Any) -> Awaitable[Any]:
+            if len(args) == 1 and not isinstance(args[0], CallOption):
+                return call(name, args[0])
             opts = tuple(a for a in args if isinstance(a, CallOption))
             values = tuple(a for a in args if not isinstance(a, CallOption))
             request = values[0] if len(values) == 1 else values
-            return await call(name, request, *opts)
+            return call(name, request, *opts)
 
         method.__name__ = name
         self.__dict__[name] = method

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from kitex_grpc.endpoint import Endpoint
@@ -18,11 +19,13 @@ def rpc_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
     deadline bounds its whole life and is enforced by the transport (grpc-timeout).
     """
 
-    async def rpc_timeout(ri: RPCInfo, request: Any) -> Any:
+    # A plain function: without a deadline to enforce it hands back the next awaitable as it is,
+    # one coroutine frame fewer per call; with one, the timed coroutine below.
+    def rpc_timeout(ri: RPCInfo, request: Any) -> Awaitable[Any]:
         timeout = ri.config.rpc_timeout
         inherited = inherited_deadline()
         if timeout is None and inherited is None:
-            return await next_endpoint(ri, request)
+            return next_endpoint(ri, request)
         now = time.monotonic()
         deadline = now + timeout if timeout is not None else inherited
         if inherited is not None and deadline is not None and inherited < deadline:
@@ -30,19 +33,22 @@ def rpc_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
         assert deadline is not None
         ri.deadline = deadline
         if ri.method.mode.is_streaming:
-            return await next_endpoint(ri, request)
-        remaining = deadline - now
-        if remaining <= 0:
-            raise RPCTimeoutError(_timeout_detail(ri, "deadline already passed"))
-        try:
-            async with asyncio.timeout(remaining):
-                return await next_endpoint(ri, request)
-        except TimeoutError as exc:
-            if isinstance(exc, KitexError):
-                raise
-            raise RPCTimeoutError(_timeout_detail(ri, f"timeout={remaining:.3f}s")) from exc
+            return next_endpoint(ri, request)
+        return _timed(next_endpoint, ri, request, deadline - now)
 
     return rpc_timeout
+
+
+async def _timed(next_endpoint: Endpoint, ri: RPCInfo, request: Any, remaining: float) -> Any:
+    if remaining <= 0:
+        raise RPCTimeoutError(_timeout_detail(ri, "deadline already passed"))
+    try:
+        async with asyncio.timeout(remaining):
+            return await next_endpoint(ri, request)
+    except TimeoutError as exc:
+        if isinstance(exc, KitexError):
+            raise
+        raise RPCTimeoutError(_timeout_detail(ri, f"timeout={remaining:.3f}s")) from exc
 
 
 def _timeout_detail(ri: RPCInfo, what: str) -> str:

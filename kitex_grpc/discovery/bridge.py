@@ -86,9 +86,12 @@ class Discovery:
         return self.cache.entry(self.cache.resolver.target(callee))
 
     def middleware(self, next_endpoint: Endpoint) -> Endpoint:
-        async def discovery(ri: RPCInfo, request: Any) -> Any:
-            if ri.callee.address:
-                return await next_endpoint(ri, request)
+        def discovery(ri: RPCInfo, request: Any) -> Awaitable[Any]:
+            if ri.callee.address:  # picked already (callopt.with_host_port): the next awaitable as is
+                return next_endpoint(ri, request)
+            return pick_and_call(ri, request)
+
+        async def pick_and_call(ri: RPCInfo, request: Any) -> Any:
             entry = self._entry(ri.callee)
             result = await entry.get()
             picker = entry.balancer.get_picker(result)
