@@ -1,7 +1,7 @@
 """CPU per request of the TTHeader server's own code, without sockets: ``python -m bench.path_ttheader``.
 
 Throughput and even process CPU time on a shared two-core VM swing by tens of per cent between runs;
-this does not. It feeds pre-encoded requests (idl/echo.thrift ``echo``, the benchmark's payloads)
+this swings less (a machine-wide slow spell still shows; alternate the versions you compare). It feeds pre-encoded requests (idl/echo.thrift ``echo``, the benchmark's payloads)
 straight into one server connection's ``data_received`` with a transport that only counts writes,
 on a real event loop, and reports the mean microseconds per request over ``--calls`` requests (best
 of ``--repeat``): detection aside, everything between the socket and the handler and back runs.
