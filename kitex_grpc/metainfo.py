@@ -253,8 +253,11 @@ def from_http2_headers(
 
 def to_ttheader_strinfo() -> dict[str, str]:
     """Outgoing TTHeader string keys: only this hop's transient values (``TransferForward`` first)."""
-    info = {PREFIX_TRANSIENT + k: v for k, v in _transient.get().items()}
-    info.update((PREFIX_PERSISTENT + k, v) for k, v in _persistent.get().items())
+    transient, persistent = _transient.get(), _persistent.get()
+    if not transient and not persistent:
+        return {}
+    info = {PREFIX_TRANSIENT + k: v for k, v in transient.items()}
+    info.update((PREFIX_PERSISTENT + k, v) for k, v in persistent.items())
     return info
 
 

@@ -236,7 +236,8 @@ class TTHeaderClientTransport:
         name = ri.method.name
         config = ri.config
         timeout = config.rpc_timeout if config.rpc_timeout_set and config.rpc_timeout else None
-        if not str_info and not any(isinstance(value, str) for _, value in ri.metadata):
+        metadata = ri.metadata
+        if not str_info and not (metadata and any(isinstance(value, str) for _, value in metadata)):
             # The common header (only isn, int keys fixed per method and caller): its info area and
             # the message head are encoded once; each call packs its lengths and seq id around them.
             served = rpcinfo.current()
