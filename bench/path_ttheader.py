@@ -1,13 +1,13 @@
 """CPU per request of the TTHeader server's own code, without sockets: ``python -m bench.path_ttheader``.
 
 Throughput and even process CPU time on a shared two-core VM swing by tens of per cent between runs;
-this swings less (a machine-wide slow spell still shows; alternate the versions you compare). It feeds pre-encoded requests (idl/echo.thrift ``echo``, the benchmark's payloads)
-straight into one server connection's ``data_received`` with a transport that only counts writes,
-on a real event loop, and reports the mean microseconds per request over ``--calls`` requests (best
-of ``--repeat``): detection aside, everything between the socket and the handler and back runs.
-Framings: TTHeader (what a Kitex client sends, with the meta handler's int keys and ``isn``) and
-Framed (what thriftpy2's and Kitex's default Thrift clients send). ``--profile FILE`` writes cProfile
-stats of one measured round.
+this swings less (a machine-wide slow spell still shows; alternate the versions you compare). It feeds
+pre-encoded requests (idl/echo.thrift ``echo``, the benchmark's payloads) straight into one server
+connection's ``data_received`` with a transport that only counts writes, on a real event loop, and
+reports the mean microseconds per request over ``--calls`` requests (best of ``--repeat``): detection
+aside, everything between the socket and the handler and back runs. Framings: TTHeader (what a Kitex
+client sends, with the meta handler's int keys and ``isn``) and Framed (what thriftpy2's and Kitex's
+default Thrift clients send). ``--profile FILE`` writes cProfile stats of one measured round.
 
     PYTHONPATH=. python -m bench.path_ttheader [--calls 20000] [--repeat 5] [--loop asyncio|uvloop]
 """

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVICE_ADDR = ":8888"
 DEFAULT_EXIT_WAIT_TIME = 5.0
+# Kitex server defaults (KITEX-WIRE.md §4.2): WithMaxConnIdleTime 10 min, WithReadWriteTimeout 5 s.
+DEFAULT_MAX_CONN_IDLE_TIME = 600.0
+DEFAULT_READ_WRITE_TIMEOUT = 5.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ class ServerOptions:
     stream_send_middlewares: tuple[SendMiddleware, ...] = ()
     stream_recv_middlewares: tuple[RecvMiddleware, ...] = ()
     exit_wait_time: float = DEFAULT_EXIT_WAIT_TIME
+    max_conn_idle_time: float = DEFAULT_MAX_CONN_IDLE_TIME
+    read_write_timeout: float = DEFAULT_READ_WRITE_TIMEOUT
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     tls: TLSConfig | None = None
     grpcio_interceptors: tuple[Any, ...] = ()
@@ -126,6 +131,22 @@ def with_exit_wait_time(seconds: float) -> ServerOption:
     """How long ``stop()`` lets in-flight calls finish before closing (Kitex default 5 s)."""
     check_duration("with_exit_wait_time", seconds)
     return setter("with_exit_wait_time", "exit_wait_time", float(seconds))
+
+
+def with_max_conn_idle_time(seconds: float) -> ServerOption:
+    """Close a connection that has had no request for this long (Kitex ``WithMaxConnIdleTime``,
+    default 10 min). TTHeader, Framed and Buffered connections; HTTP/2 connections follow
+    ``with_grpc_keepalive``."""
+    check_duration("with_max_conn_idle_time", seconds, allow_zero=False)
+    return setter("with_max_conn_idle_time", "max_conn_idle_time", float(seconds))
+
+
+def with_read_write_timeout(seconds: float) -> ServerOption:
+    """How long the rest of a request may take to arrive once its first bytes have (Kitex
+    ``WithReadWriteTimeout``, default 5 s); past it the connection is closed with a log line, as a
+    stalled peer cannot be answered. TTHeader, Framed and Buffered connections."""
+    check_duration("with_read_write_timeout", seconds, allow_zero=False)
+    return setter("with_read_write_timeout", "read_write_timeout", float(seconds))
 
 
 def with_grpc_initial_window_size(size: int) -> ServerOption:

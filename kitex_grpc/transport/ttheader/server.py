@@ -14,6 +14,11 @@ Error handling follows Kitex ``pkg/remote/trans/default_server_handler.go``:
 * a handler error: an EXCEPTION reply (type 6 "biz error: ..."), the connection stays;
 * a BizStatusError: a REPLY with an empty result and ``biz-status`` / ``biz-message`` / ``biz-extra``.
 
+Timeouts (``with_read_write_timeout``, ``with_max_conn_idle_time``; Kitex's 5 s and 10 min): a request
+whose first byte is older than the read timeout and which is still incomplete ends its connection
+(logged, nothing answered: the stalled peer cannot be); a connection with nothing read and nothing in
+progress for the idle time is closed. One timer for the whole server sweeps the connections.
+
 Replies over TTHeader carry int key 22 MsgType (``"2"`` / ``"3"``), the handler's backward values as
 raw str keys, and ``crrst`` once a graceful stop has begun (``pkg/transmeta/ttheader.go``).
 
@@ -161,6 +166,9 @@ class _ServerConnection(asyncio.Protocol):
         self._paused = False
         self._limiter: ConnectionLimiter | None = None  # set while this connection is counted
         self.peer = ""
+        self._clock = asyncio.get_running_loop().time
+        self.last_active = self._clock()  # last bytes read or request answered: the idle clock
+        self.partial_since: float | None = None  # when the unfinished request's bytes began arriving
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
@@ -183,10 +191,13 @@ class _ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        now = self.last_active = self._clock()
         decoder = self._decoder
         if decoder is None:
             decoder = self._detect(data)
             if decoder is None:
+                if self.partial_since is None:
+                    self.partial_since = now
                 return
             head, self._head = self._head, None
             assert head is not None
@@ -196,6 +207,9 @@ class _ServerConnection(asyncio.Protocol):
         except ProtocolError as exc:
             self._abandon(f"undecodable {decoder.framing.value} bytes: {exc.detail}")
             return
+        # The read timeout runs from the first byte of an unfinished request until it completes.
+        if messages or self.partial_since is None:
+            self.partial_since = now if decoder.buffered else None
         if not messages:
             return
         self._queue.extend(messages)
@@ -222,6 +236,19 @@ class _ServerConnection(asyncio.Protocol):
         if limiter is not None:
             limiter.release(self)
         self._server.forget(self)
+
+    def check_timeouts(self, now: float, idle_time: float, read_timeout: float) -> None:
+        """Close this connection if a request stalled half-read past ``read_timeout``, or if it has
+        been idle (nothing read, nothing in progress) for ``idle_time`` (Kitex WithReadWriteTimeout,
+        WithMaxConnIdleTime)."""
+        if self._closing or self._transport is None:
+            return
+        if self.partial_since is not None and now - self.partial_since > read_timeout:
+            pending = self._decoder.buffered if self._decoder is not None else len(self._head or b"")
+            self._abandon(f"read timeout: {pending} bytes of a request waited {read_timeout:g}s for the rest")
+        elif not self._busy and not self._queue and now - self.last_active > idle_time:
+            logger.info("ttheader server: closing the connection from %s: idle for %gs", self.peer, idle_time)
+            self._close_after_write()
 
     def pause_writing(self) -> None:
         # A slow reader: stop reading its requests until its replies drain (others are unaffected).
@@ -302,6 +329,7 @@ class _ServerConnection(asyncio.Protocol):
             self._hand_over(Resumption(coro, yielded, context))
             return
         self._busy = False
+        self.last_active = self._clock()
         if self._server.draining and self._transport is not None:
             self._transport.close()
 
@@ -324,6 +352,7 @@ class _ServerConnection(asyncio.Protocol):
                     pending = Resumption(self._serve(queue.popleft()), NOT_STARTED, self._base_context.copy())
                 else:
                     self._busy = False
+                    self.last_active = self._clock()
                     if self._closing:
                         return
                     if self._server.draining and self._transport is not None:
@@ -536,6 +565,7 @@ class TTHeaderServerTransport:
         self._h2: Any = None
         self._shapes: dict[tuple[HeaderInfo | None, str, Envelope], _Shape] = {}
         self.conn_limiter: ConnectionLimiter | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def address(self) -> str:
@@ -569,6 +599,24 @@ class TTHeaderServerTransport:
         self._server = server
         sock = server.sockets[0].getsockname()
         self._address = format_address(host or "0.0.0.0", sock[1])
+        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+
+    def _sweep_interval(self) -> float:
+        # One timer for all connections: a stalled read is closed within a quarter of its timeout
+        # after the limit (at most 1 s after), instead of a timer per request.
+        opts = self._options
+        return min(1.0, max(0.01, min(opts.max_conn_idle_time, opts.read_write_timeout) / 4))
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        if self._server is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        opts = self._options
+        for conn in list(self.connections):
+            conn.check_timeouts(now, opts.max_conn_idle_time, opts.read_write_timeout)
+        self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
 
     def shape(self, message: Message) -> _Shape:
         """The :class:`_Shape` of a request (cached), or :class:`RouteError` when no method serves it."""
@@ -629,6 +677,9 @@ class TTHeaderServerTransport:
         server, self._server = self._server, None
         if server is None:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self.draining = True
         server.close()
         drains = [self._drain(grace)]
