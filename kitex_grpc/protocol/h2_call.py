@@ -235,7 +235,7 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
 
 
 class _GrpcH2Connection(h2.connection.H2Connection):
-    """h2's connection with a graceful GOAWAY that does not close it, and lean send paths.
+    """h2's connection with a graceful GOAWAY that does not close it, and lean send and receive paths.
 
     GOAWAY: gRPC servers drain with GOAWAY(NO_ERROR) and keep serving the calls below its last stream
     id; grpc-go follows the first GOAWAY with a PING, often in the same read. h2 closes its state
@@ -249,6 +249,11 @@ class _GrpcH2Connection(h2.connection.H2Connection):
     an unknown stream) takes h2's own path. h2 counts open streams by scanning every stream (and
     sweeps closed ones) each time one opens; with an unlimited peer limit this core sweeps only when
     the table doubled. Pinned to h2 4.x by tests/protocol/test_h2_call.py.
+
+    Receiving: unpadded DATA frames are cut from the read buffer as :class:`_DataFrame` and, on a
+    stream plainly open for them, counted against both windows without h2's state-machine look-ups
+    (the same checks and event otherwise). Header blocks over ``header_list_limit`` end their stream
+    (``oversized_streams``), not the connection (see :meth:`set_header_list_limit`).
     """
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
@@ -1158,8 +1163,8 @@ class GrpcClientConnection(_GrpcConnection):
             except _CallError as exc:
                 self._reject(call, events, exc.status, exc.message, exc.http_status)
         elif isinstance(ev, h2.events.InformationalResponseReceived):
-            oversized.discard(ev.stream_id)
-        # InformationalResponseReceived, SettingsAcknowledged, PriorityUpdated, unknown frames: ignored.
+            oversized.discard(ev.stream_id)  # otherwise ignored, as SettingsAcknowledged, PriorityUpdated
+        # and unknown frames are
 
     def _on_response_headers(self, call: _Call, headers: Iterable[gh.Header], events: list[Event]) -> None:
         http_status = b""
