@@ -661,6 +661,22 @@ def test_a_call_that_ends_hands_back_its_deferred_acknowledgements() -> None:
         assert client.open_calls == 0 and not client._deferred_acks  # nothing is kept for a call that ended
 
 
+def test_deferred_acknowledgements_of_many_open_calls_never_starve_the_connection() -> None:
+    # 200 calls stay open, each taking (acknowledging) 4 x 100 B: every call keeps a remainder below
+    # its batch, so only the connection-wide cap (a quarter of the 64 KiB connection window) makes
+    # the core hand them back. 80 KB in all must flow through the 64 KiB connection window.
+    client, server = connected()
+    sids = []
+    for _ in range(200):
+        sid = client.start_call("/a.B/C", "svc")
+        sids.append(sid)
+    pump(client, server)
+    for sid in sids:
+        assert _stream_acked(client, server, sid, 4) == 4
+    assert client._deferred_total < client._ack_total_limit
+    assert all(server.pending_bytes(sid) == 0 for sid in sids)
+
+
 def test_message_larger_than_the_window_still_arrives_without_acks() -> None:
     # Bytes of an incomplete message are returned at once (bounded by max_message_size), so a
     # message larger than the window cannot deadlock the call.
