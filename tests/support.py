@@ -15,6 +15,11 @@ from kitex_grpc.errors import BizStatusError
 Req = echo_pb2.EchoRequest
 Reply = echo_pb2.EchoReply
 
+# For clients in tests that are not about dialing: a loaded CI machine can starve the event loop past
+# Kitex's 50 ms default connect timeout (for h2, until the server's SETTINGS arrive; for grpcio, until
+# the channel is ready) before the dial itself is slow. Tests of the connect timeout set their own.
+NOT_ABOUT_DIALING = client.with_connect_timeout(5)
+
 
 class EchoService(echo_kitex.EchoHandler):
     """Behaviour keyed on ``request.message`` (the same conventions as the Go server in interop/):
@@ -115,11 +120,7 @@ async def serve(
 
 @asynccontextmanager
 async def connect(svr: kitex_grpc.Server, *opts: client.ClientOption) -> AsyncIterator[echo_kitex.EchoClient]:
-    # A generous connect timeout: these tests are not about dialing, and a loaded CI machine can
-    # starve the event loop past Kitex's 50 ms default before grpcio reports the channel ready.
-    cli = echo_kitex.new_client(
-        "echo", client.with_host_ports(svr.address), client.with_connect_timeout(5), *opts
-    )
+    cli = echo_kitex.new_client("echo", client.with_host_ports(svr.address), NOT_ABOUT_DIALING, *opts)
     try:
         yield cli
     finally:

@@ -20,7 +20,7 @@ from kitex_grpc.transport.h2 import config as h2_config
 from kitex_grpc.transport.h2.client import H2ClientTransport
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.server import H2ServerTransport
-from tests.support import EchoService
+from tests.support import NOT_ABOUT_DIALING, EchoService
 
 H2 = TransportProtocol.GRPC_H2
 
@@ -57,7 +57,11 @@ def h2_client(
         h2_config.CLIENT_TUNING = tuning  # the transport reads its default when it is built
     try:
         return echo_kitex.new_client(
-            "echo", client.with_host_ports(address), client.with_transport_protocol(H2), *opts
+            "echo",
+            client.with_host_ports(address),
+            client.with_transport_protocol(H2),
+            NOT_ABOUT_DIALING,
+            *opts,
         )
     finally:
         h2_config.CLIENT_TUNING = saved

@@ -16,6 +16,7 @@ from kitex_grpc.errors import BizStatusError, CanceledError, RemoteOrNetworkErro
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
 from kitex_grpc.status import StatusCode
 from tests.interop.kitex_peer import GoServer, KitexConventionEcho, elapsed_ms, run_go_client
+from tests.support import NOT_ABOUT_DIALING
 
 pytestmark = pytest.mark.interop
 
@@ -25,7 +26,7 @@ GRPC_TRANSPORTS = [TransportProtocol.GRPC, TransportProtocol.GRPC_H2]
 
 def go_client(server: GoServer, protocol: TransportProtocol) -> echo_kitex.EchoClient:
     return echo_kitex.new_client(
-        "echo", client.with_host_ports(server.pb), client.with_transport_protocol(protocol)
+        "echo", client.with_host_ports(server.pb), client.with_transport_protocol(protocol), NOT_ABOUT_DIALING
     )
 
 
@@ -111,7 +112,7 @@ async def test_kitex_nonstandard_status_for_unknown_method_and_service(
     methods = [MethodInfo("Nope", StreamingMode.UNARY, *types)]
     known = ServiceInfo("Echo", methods, package_name="echo.v1")
     unknown = ServiceInfo("Nope", methods, package_name="echo.v1")
-    opts = (client.with_host_ports(kitex_server.pb), client.with_transport_protocol(protocol))
+    opts = (client.with_host_ports(kitex_server.pb), client.with_transport_protocol(protocol), NOT_ABOUT_DIALING)
     async with kitex_grpc.new_client(known, "echo", *opts) as cli:
         # unknown method: grpc-status 1 (Kitex's TransError UnknownMethod), not 12
         with pytest.raises(CanceledError) as info:

@@ -14,6 +14,7 @@ from typing import Any
 import kitex_grpc
 from kitex_grpc import client, metainfo, rpcinfo, server, thrift
 from kitex_grpc.errors import BizStatusError
+from tests.support import NOT_ABOUT_DIALING
 
 ROOT = Path(__file__).resolve().parents[2]
 echo_thrift: Any = thrift.load(ROOT / "idl" / "echo.thrift")
@@ -96,6 +97,7 @@ async def connect(
         "echo",
         client.with_host_ports(address),
         client.with_transport_protocol(transport),
+        NOT_ABOUT_DIALING,
         *opts,
     )
     try:
