@@ -38,8 +38,13 @@ def loop_name() -> str:
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on the loop :func:`loop_name` names."""
     if loop_name() == "uvloop":
-        import uvloop  # an optional dependency: pip install 'kitex-grpc[uvloop]'
-
+        try:
+            import uvloop  # an optional dependency: pip install 'kitex-grpc[uvloop]'
+        except ImportError:
+            main.close()
+            raise SystemExit(
+                "--loop uvloop: uvloop is not installed (pip install 'kitex-grpc[uvloop]')"
+            ) from None
         return uvloop.run(main)
     return asyncio.run(main)
 

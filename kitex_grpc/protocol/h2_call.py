@@ -616,7 +616,7 @@ class _GrpcConnection:
             self._out.clear()
         return data
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | memoryview) -> list[Event]:
         """Feed bytes read from the socket; returns what happened, in order.
 
         Raises :class:`H2ConnectionError` when the peer broke HTTP/2: a GOAWAY is queued, flush

@@ -24,6 +24,7 @@ from kitex_grpc.protocol.h2_events import Event, PingAcked
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.status import connection_error
 from kitex_grpc.transport.h2.wakeup import Wakeup
+from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,7 +34,7 @@ logger = logging.getLogger("kitex_grpc.transport.h2")
 _KEEPALIVE_PING_PREFIX = b"\x00\x00\x00\x00"
 
 
-class H2Protocol(asyncio.Protocol):
+class H2Protocol(ReceiveBufferProtocol):
     """Base of the client and server connection protocols (one instance per socket)."""
 
     def __init__(self, core: GrpcClientConnection | GrpcServerConnection, tuning: H2Tuning) -> None:
@@ -75,7 +76,7 @@ class H2Protocol(asyncio.Protocol):
         if self._tuning.keepalive_time is not None:
             self._keepalive_timer = self._loop.call_later(self._tuning.keepalive_time, self._send_keepalive)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         try:
             events = self._core.receive_data(data)
         except H2ConnectionError as exc:

@@ -65,7 +65,7 @@ class _LimitedConnection(ServerConnection):
             return
         super().connection_made(transport)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if not self._refused:
             super().data_received(data)
 

@@ -13,6 +13,7 @@ import logging
 from typing import cast
 
 from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError
+from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
 from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageDecoder
 
 __all__ = ["ClientConnection"]
@@ -20,10 +21,18 @@ __all__ = ["ClientConnection"]
 logger = logging.getLogger("kitex_grpc.transport.ttheader")
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(ReceiveBufferProtocol):
     """A TCP connection to one server address."""
 
-    __slots__ = ("_closed", "_decoder", "_error", "_transport", "_waiter", "address", "retired")
+    __slots__ = (
+        "_closed",
+        "_decoder",
+        "_error",
+        "_transport",
+        "_waiter",
+        "address",
+        "retired",
+    )
 
     def __init__(self, address: str, framing: Framing, max_frame_size: int) -> None:
         self.address = address
@@ -42,7 +51,7 @@ class ClientConnection(asyncio.Protocol):
         transport = cast("asyncio.Transport", transport)
         self._transport = transport
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: memoryview) -> None:
         try:
             messages = self._decoder.receive_data(data)
         except ProtocolError as exc:

@@ -49,6 +49,7 @@ from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
 from kitex_grpc.suspension import NOT_STARTED, Resumption
 from kitex_grpc.transport.base import CallDispatcher
+from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
 from kitex_grpc.transport.ttheader.routing import RouteError, route
@@ -148,7 +149,7 @@ class _Shape:
         self.reply = MessageEncoder(message.framing, message.envelope, message.method, _REPLY, _REPLY_INFO)
 
 
-class _ServerConnection(asyncio.Protocol):
+class _ServerConnection(ReceiveBufferProtocol):
     """One accepted connection: detection, decoding, and serving its requests in order."""
 
     def __init__(self, server: TTHeaderServerTransport) -> None:
@@ -188,7 +189,7 @@ class _ServerConnection(asyncio.Protocol):
         self._transport = transport
         self._server.connections.add(self)
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: memoryview) -> None:
         if self._closing:
             return
         now = self.last_active = self._clock()
@@ -201,7 +202,7 @@ class _ServerConnection(asyncio.Protocol):
                 return
             head, self._head = self._head, None
             assert head is not None
-            data = bytes(head)
+            data = memoryview(head)
         try:
             messages = decoder.receive_data(data)
         except ProtocolError as exc:
@@ -263,7 +264,7 @@ class _ServerConnection(asyncio.Protocol):
 
     # -- detection --------------------------------------------------------------------------------------
 
-    def _detect(self, data: bytes) -> MessageDecoder | None:
+    def _detect(self, data: memoryview) -> MessageDecoder | None:
         head = self._head
         assert head is not None
         head += data

@@ -30,6 +30,7 @@ from kitex_grpc.protocol.ttheader import (
     MAGIC,
     MAX_FRAME_SIZE,
     PREFIX_SIZE,
+    BytesLike,
     HeaderInfo,
     TTHeader,
     TTHeaderFrameDecoder,
@@ -278,7 +279,7 @@ class _BufferedSplitter:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def receive_data(self, data: bytes) -> list[bytes]:
+    def receive_data(self, data: BytesLike) -> list[bytes]:
         buf = self._buffer
         buf += data
         out: list[bytes] = []
@@ -329,7 +330,7 @@ class MessageDecoder:
         assert part is not None
         return part.buffered
 
-    def receive_data(self, data: bytes) -> list[Message]:
+    def receive_data(self, data: BytesLike) -> list[Message]:
         if self._ttheader is not None:
             return [
                 _ttheader_message(flags, seq_id, info, payload)
