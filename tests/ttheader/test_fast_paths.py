@@ -63,6 +63,9 @@ class ProbingEcho(ThriftEcho):
             async with asyncio.TaskGroup() as group:
                 child = group.create_task(asyncio.sleep(0, "child"))
             return Reply(message=child.result())
+        elif msg == "gate":
+            self.entered.set()
+            await self.release.wait()
         elif msg == "hang":
             self.hanging.set()
             try:
@@ -93,7 +96,7 @@ async def _replies(reader: asyncio.StreamReader, count: int, framing: Framing) -
     return out
 
 
-@pytest.mark.parametrize("framing", [Framing.TTHEADER, Framing.FRAMED])
+@pytest.mark.parametrize("framing", [Framing.FRAMED])
 async def test_pipelined_requests_mixing_eager_and_suspended_stay_in_order(framing: Framing) -> None:
     handler = ProbingEcho()
     async with serve(handler=handler) as (svr, _):
@@ -108,6 +111,39 @@ async def test_pipelined_requests_mixing_eager_and_suspended_stay_in_order(frami
     assert replies == [(i + 1, m) for i, m in enumerate(expect)]
     # every request saw a fresh context (nothing set by the one before) and had a current task
     assert [(n, before, has_task) for n, before, has_task in handler.seen] == [(n, "", True) for n in names]
+
+
+async def test_pipelined_ttheader_requests_run_concurrently_and_are_matched_by_seq_id() -> None:
+    # Over TTHeader (Kitex's mux server) a suspended request does not hold up those behind it.
+    handler = ProbingEcho()
+    async with serve(handler=handler) as (svr, _):
+        reader, writer = await open_raw(svr.address)
+        names = ["gate", "a", "wait:1", "b", "timeout", "group", "d"]
+        writer.write(b"".join(_request(n, i + 1) for i, n in enumerate(names)))
+        replies = await _replies(reader, len(names) - 1, Framing.TTHEADER)  # all but the gated one
+        assert handler.entered.is_set()
+        handler.release.set()
+        replies += await _replies(reader, 1, Framing.TTHEADER)
+        writer.close()
+    expect = {"timeout": "timed-out", "group": "child"}
+    assert sorted(replies[:-1]) == [(i + 1, expect.get(n, n)) for i, n in enumerate(names) if n != "gate"]
+    assert replies[-1] == (1, "gate")
+    assert sorted(handler.seen) == sorted((n, "", True) for n in names)
+
+
+async def test_a_suspended_ttheader_request_keeps_its_own_task_and_context() -> None:
+    # Two suspended requests on one connection at once: each is resumed by a task of its own, and
+    # the eager request after them reuses neither's context.
+    handler = ProbingEcho()
+    async with serve(handler=handler) as (svr, _):
+        reader, writer = await open_raw(svr.address)
+        names = ["wait:30", "wait:10", "x"]
+        writer.write(b"".join(_request(n, i + 1) for i, n in enumerate(names)))
+        replies = await _replies(reader, 3, Framing.TTHEADER)
+        writer.close()
+    assert sorted(replies) == [(1, "wait:30"), (2, "wait:10"), (3, "x")]
+    assert replies[0] == (3, "x")
+    assert sorted(handler.seen) == sorted((n, "", True) for n in names)
 
 
 async def test_eager_requests_on_many_connections_do_not_share_contexts() -> None:

@@ -149,6 +149,27 @@ class _Shape:
         self.reply = MessageEncoder(message.framing, message.envelope, message.method, _REPLY, _REPLY_INFO)
 
 
+_IDLE_WORKERS = 4  # finished workers a connection keeps for its next suspended requests
+
+
+class _Worker:
+    """A task that resumes a request which suspended during its eager step (see _serve_eagerly)."""
+
+    __slots__ = ("pending", "task", "wake")
+
+    task: asyncio.Task[None]
+
+    def __init__(self) -> None:
+        self.pending: Resumption | None = None
+        self.wake: asyncio.Future[None] | None = None
+
+    def assign(self, pending: Resumption) -> None:
+        self.pending = pending
+        wake = self.wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+
 class _ServerConnection(ReceiveBufferProtocol):
     """One accepted connection: detection, decoding, and serving its requests in order."""
 
@@ -158,10 +179,11 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._head: bytearray | None = bytearray()
         self._decoder: MessageDecoder | None = None
         self._queue: collections.deque[Message] = collections.deque()
-        self._worker: asyncio.Task[None] | None = None  # created with the first request
-        self._wake: asyncio.Future[None] | None = None  # what the idle worker waits on
-        self._pending: Resumption | None = None  # a request suspended in data_received, for the worker
-        self._busy = False  # a request is being served (eagerly or by the worker)
+        self._workers: set[_Worker] = set()  # created as requests suspend (see _serve_eagerly)
+        self._idle_workers: list[_Worker] = []
+        self._active = 0  # requests started and not ended (eagerly or by a worker)
+        self._in_order = True  # serve one request at a time (not over TTHeader: see _serve_eagerly)
+        self._out: list[bytes] | None = None  # replies of the current eager pass, written together
         self._base_context = contextvars.copy_context()
         self._closing = False  # no more requests: close once the current one is answered
         self._paused = False
@@ -214,7 +236,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         if not messages:
             return
         self._queue.extend(messages)
-        if not self._busy:
+        if not (self._in_order and self._active):
             self._serve_eagerly()
 
     def eof_received(self) -> bool | None:
@@ -231,8 +253,9 @@ class _ServerConnection(ReceiveBufferProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._queue.clear()
-        if self._worker is not None and not self._busy:
-            self._worker.cancel()  # idle: nothing left to serve
+        for worker in self._idle_workers:
+            worker.task.cancel()  # idle: nothing left to serve (busy ones end after their request)
+        self._idle_workers.clear()
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
             limiter.release(self)
@@ -247,7 +270,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         if self.partial_since is not None and now - self.partial_since > read_timeout:
             pending = self._decoder.buffered if self._decoder is not None else len(self._head or b"")
             self._abandon(f"read timeout: {pending} bytes of a request waited {read_timeout:g}s for the rest")
-        elif not self._busy and not self._queue and now - self.last_active > idle_time:
+        elif not self._active and not self._queue and now - self.last_active > idle_time:
             logger.info("ttheader server: closing the connection from %s: idle for %gs", self.peer, idle_time)
             self._close_after_write()
 
@@ -289,6 +312,7 @@ class _ServerConnection(ReceiveBufferProtocol):
             self._abandon(f"unsupported protocol {detected.value}")
             return None
         self._decoder = MessageDecoder(framing, self._server.max_frame)
+        self._in_order = not framing.has_header
         return self._decoder
 
     # -- serving ----------------------------------------------------------------------------------------
@@ -296,84 +320,114 @@ class _ServerConnection(ReceiveBufferProtocol):
     # Each request runs in its own copy of the connection's context (metainfo, rpcinfo, deadline live
     # in contextvars), first eagerly inside data_received: the usual handler never suspends, and then
     # neither a task nor a loop iteration is spent on it. A request that suspends is handed to the
-    # connection's worker task, which steps it (still in its own context) until it ends and then serves
-    # whatever queued up meanwhile, in order. During an eager step the worker is entered as the current
-    # task (asyncio's own eager tasks do the same), so asyncio.timeout(), TaskGroup and current_task()
-    # in a handler see the task that will resume the request, and its cancellation reaches the request.
+    # worker task that was current during its eager step (asyncio's own eager tasks do the same), so
+    # asyncio.timeout(), TaskGroup and current_task() in a handler see the task that will resume the
+    # request, and its cancellation reaches the request. The worker steps it (still in its own
+    # context) until it ends.
+    #
+    # Order: over Framed and Buffered (clients without seq-id matching) requests are served one after
+    # another; those that arrive behind a suspended one wait, and its worker serves them in order.
+    # Over TTHeader every request starts at once and is answered when it ends (Kitex's mux server,
+    # pkg/remote/trans/netpollmux): a client that pipelines there matches replies by seq id, and a
+    # Kitex long-connection client never pipelines. Each suspended request then has a worker of its
+    # own; finished workers wait for the next one (a few stay per connection).
+    #
+    # Replies finished in one eager pass are written together, in one write.
 
     def _serve_eagerly(self) -> None:
         queue = self._queue
         loop = asyncio.get_running_loop()
         # eager only from a plain callback (as asyncio calls data_received), never inside a task
         eager = _CAN_STEP_EAGERLY and asyncio.current_task(loop) is None
-        self._busy = True
-        while queue and not self._closing:
-            message = queue.popleft()
-            context = self._base_context.copy()
-            coro = self._serve(message)
-            if not eager:
-                self._hand_over(Resumption(coro, NOT_STARTED, context))
-                return
-            worker = self._worker
-            if worker is None:
-                worker = self._worker = loop.create_task(self._work())
-            _enter_task(loop, worker)
-            try:
-                yielded = context.run(coro.send, None)
-            except StopIteration:
-                continue
-            except BaseException as exc:  # _serve catches what a request can raise; this is a bug
-                self._log_failure(exc)
-                continue
-            finally:
-                _leave_task(loop, worker)
-            self._hand_over(Resumption(coro, yielded, context))
-            return
-        self._busy = False
+        in_order = self._in_order
+        idle = self._idle_workers
+        out: list[bytes] = []
+        self._out = out
+        try:
+            while queue and not self._closing:
+                if in_order and self._active:
+                    break  # behind a suspended request: its worker serves the rest in order
+                message = queue.popleft()
+                context = self._base_context.copy()
+                coro = self._serve(message)
+                worker = idle.pop() if idle else self._new_worker(loop)
+                self._active += 1
+                if not eager:
+                    worker.assign(Resumption(coro, NOT_STARTED, context))
+                    continue
+                task = worker.task
+                _enter_task(loop, task)
+                try:
+                    yielded = context.run(coro.send, None)
+                except StopIteration:
+                    self._active -= 1
+                    idle.append(worker)
+                    continue
+                except BaseException as exc:  # _serve catches what a request can raise; this is a bug
+                    self._active -= 1
+                    idle.append(worker)
+                    self._log_failure(exc)
+                    continue
+                finally:
+                    _leave_task(loop, task)
+                worker.assign(Resumption(coro, yielded, context))
+        finally:
+            self._flush()
+            self._out = None
+        if not self._active:
+            self._became_idle()
+
+    def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
+        worker = _Worker()
+        worker.task = loop.create_task(self._work(worker))
+        self._workers.add(worker)
+        return worker
+
+    def _became_idle(self) -> None:
         self.last_active = self._clock()
         if self._server.draining and self._transport is not None:
             self._transport.close()
 
-    def _hand_over(self, pending: Resumption) -> None:
-        self._pending = pending
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._work())
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
-
-    async def _work(self) -> None:
-        """The connection's worker: resumes a suspended request, then serves the queue in order."""
+    async def _work(self, worker: _Worker) -> None:
+        """A worker: resumes the suspended request handed to it (in order, then the queue behind it)."""
         loop = asyncio.get_running_loop()
         queue = self._queue
-        while True:
-            pending, self._pending = self._pending, None
-            if pending is None:
-                if queue and not self._closing:
-                    pending = Resumption(self._serve(queue.popleft()), NOT_STARTED, self._base_context.copy())
-                else:
-                    self._busy = False
-                    self.last_active = self._clock()
+        try:
+            while True:
+                pending, worker.pending = worker.pending, None
+                if pending is None:
                     if self._closing:
                         return
-                    if self._server.draining and self._transport is not None:
-                        self._transport.close()
-                    wake = self._wake = loop.create_future()
+                    wake = worker.wake = loop.create_future()
                     try:
                         await wake
                     except asyncio.CancelledError as exc:
-                        pending, self._pending = self._pending, None
+                        pending, worker.pending = worker.pending, None
                         if pending is None:
                             raise  # cancelled while idle: the connection is gone
                         pending.throw = exc  # cancelled after a hand-over: the request gets it
                     else:
                         continue
-            try:
-                await pending
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                self._log_failure(exc)
+                try:
+                    await pending
+                except asyncio.CancelledError:
+                    self._active -= 1
+                    raise
+                except BaseException as exc:
+                    self._log_failure(exc)
+                if self._in_order and queue and not self._closing:
+                    worker.pending = Resumption(
+                        self._serve(queue.popleft()), NOT_STARTED, self._base_context.copy()
+                    )
+                    continue
+                self._active -= 1
+                if not self._active:
+                    self._became_idle()
+                if self._closing or len(self._idle_workers) >= _IDLE_WORKERS:
+                    return
+                self._idle_workers.append(worker)
+        finally:
+            self._workers.discard(worker)
 
     def _log_failure(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
@@ -454,6 +508,10 @@ class _ServerConnection(ReceiveBufferProtocol):
             )
         else:  # the usual reply: its header (only int key 22 = "2") and message head encoded once
             data = shape.reply.encode(message.seq_id, body)
+        out = self._out
+        if out is not None:
+            out.append(data)
+            return
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
@@ -461,6 +519,10 @@ class _ServerConnection(ReceiveBufferProtocol):
     # -- writing ----------------------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        out = self._out
+        if out is not None:
+            out.append(data)
+            return
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
@@ -499,7 +561,18 @@ class _ServerConnection(ReceiveBufferProtocol):
         logger.warning("ttheader server: closing the connection from %s: %s", self.peer, why)
         self._close_after_write()
 
+    def _flush(self) -> None:
+        """Write the replies batched so far in this eager pass (batching stays on)."""
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+
     def _close_after_write(self) -> None:
+        self._flush()
         self._closing = True
         self._queue.clear()
         if self._transport is not None:
@@ -509,12 +582,12 @@ class _ServerConnection(ReceiveBufferProtocol):
 
     def drain(self) -> None:
         """Graceful stop: close now if idle, else after the request being served is answered."""
-        if not self._busy and self._transport is not None:
+        if not self._active and self._transport is not None:
             self._transport.close()
 
     def abort(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in list(self._workers):
+            worker.task.cancel()
         if self._transport is not None:
             self._transport.abort()
 
