@@ -6,6 +6,8 @@ Entries (the registry's ``arg`` picks one):
   Our client keeps one request in flight per connection, as Kitex does, so 64 calls in flight use up
   to 64 pooled connections: the pool's idle limits are raised to 128 per address so they stay open
   (Kitex's default of 10 would close 54 of them after every burst).
+* ``adapter("TTHEADER:mux=N")``: the same over ``N`` multiplexed connections
+  (``client.with_mux_connection(N)``): all 64 calls in flight share them, matched by seq id.
 * ``sync_adapter("thriftpy2")``: thriftpy2's sync client -> its ``TThreadedServer``, framed, Cython
   binary protocol.
 * ``sync_adapter("kitex")``: the same thriftpy2 sync client -> our server (detected as Framed).
@@ -99,8 +101,10 @@ class _KitexClient(_NoBidi):
 class KitexAdapter:
     """Our TTHeader (or TTHeaderFramed / Framed) client and server."""
 
-    def __init__(self, protocol: str) -> None:
-        self._protocol = TransportProtocol.parse(protocol or "TTHEADER")
+    def __init__(self, arg: str) -> None:
+        protocol, _, mux = (arg or "TTHEADER").partition(":mux=")
+        self._protocol = TransportProtocol.parse(protocol)
+        self._mux = int(mux) if mux else 0
 
     async def start_server(self, host: str) -> _KitexServer:
         return await _start_kitex_server(host)
@@ -113,6 +117,7 @@ class KitexAdapter:
             client.with_transport_protocol(self._protocol),
             client.with_connect_timeout(1.0),
             client.with_long_connection(max_idle_per_address=128, max_idle_global=1024),
+            *([client.with_mux_connection(self._mux)] if self._mux else []),
         )
         return _KitexClient(cli)
 

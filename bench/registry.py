@@ -80,6 +80,14 @@ IMPLS: tuple[Impl, ...] = (
         description="kitex-grpc Thrift client -> server over TTHeader (idl/echo.thrift)",
     ),
     Impl(
+        name="kitex-ttheader-mux",
+        adapter="bench.impl_ttheader:adapter",
+        arg="TTHEADER:mux=2",
+        baseline="thriftpy2",
+        scenarios=UNARY_ONLY,
+        description="the same over 2 multiplexed connections (client.with_mux_connection(2))",
+    ),
+    Impl(
         name="thriftpy2",
         adapter="bench.impl_thriftpy2:adapter",
         scenarios=UNARY_ONLY,

@@ -13,6 +13,8 @@ class StreamingMode(enum.Enum):
     ``NONE`` is Kitex's ping-pong (Thrift / Kitex Protobuf); over gRPC it is sent like ``UNARY``.
     """
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
+
     NONE = "none"
     UNARY = "unary"
     CLIENT = "client"
@@ -26,17 +28,18 @@ class StreamingMode(enum.Enum):
             return cls.BIDIRECTIONAL if server_streaming else cls.CLIENT
         return cls.SERVER if server_streaming else cls.UNARY
 
-    @property
-    def is_streaming(self) -> bool:
-        return self in (StreamingMode.CLIENT, StreamingMode.SERVER, StreamingMode.BIDIRECTIONAL)
+    # Plain attributes of each member, set below: an Enum property costs ~0.4 µs a look-up (Enum
+    # hashing), and the call paths ask for every call.
+    is_streaming: bool
+    client_streams: bool
+    server_streams: bool
 
-    @property
-    def client_streams(self) -> bool:
-        return self in (StreamingMode.CLIENT, StreamingMode.BIDIRECTIONAL)
 
-    @property
-    def server_streams(self) -> bool:
-        return self in (StreamingMode.SERVER, StreamingMode.BIDIRECTIONAL)
+for _mode in StreamingMode:
+    _mode.client_streams = _mode in (StreamingMode.CLIENT, StreamingMode.BIDIRECTIONAL)
+    _mode.server_streams = _mode in (StreamingMode.SERVER, StreamingMode.BIDIRECTIONAL)
+    _mode.is_streaming = _mode.client_streams or _mode.server_streams
+del _mode
 
 
 class PayloadCodec(enum.Enum):

@@ -15,6 +15,8 @@ class TransportProtocol(enum.Enum):
     - ``FRAMED``: a 4-byte frame length, then a strict-binary Thrift payload (Kitex's Thrift default).
     """
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
+
     GRPC = "grpc"
     GRPC_H2 = "grpc_h2"
     TTHEADER = "ttheader"

@@ -74,7 +74,8 @@ async def run_one(protocol: TransportProtocol) -> bool:
 
 
 async def run_thrift() -> bool:
-    """examples/thrift_echo: one Thrift server port, called over TTHeader, TTHeaderFramed and Framed."""
+    """examples/thrift_echo: one Thrift server port, called over TTHeader, TTHeaderFramed and Framed,
+    and over TTHeader with multiplexed connections."""
     thrift_dir = ROOT / "examples" / "thrift_echo"
     ok = True
     async with serving(thrift_dir / "thrift_server.py") as addr:
@@ -84,6 +85,9 @@ async def run_thrift() -> bool:
         for name in ("ttheader", "ttheader_framed", "framed"):
             print(f"THRIFT over {name.upper()} (server {addr}):", flush=True)
             ok = await run_client(thrift_dir / "thrift_client.py", "--addr", addr, "--transport", name) and ok
+        print(f"THRIFT over TTHEADER, 2 multiplexed connections (server {addr}):", flush=True)
+        client_args = ("--addr", addr, "--transport", "ttheader", "--mux", "2")
+        ok = await run_client(thrift_dir / "thrift_client.py", *client_args) and ok
     return ok
 
 

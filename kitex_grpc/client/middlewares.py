@@ -56,7 +56,10 @@ def _timeout_detail(ri: RPCInfo, what: str) -> str:
 
 
 def error_mapping_middleware(next_endpoint: Endpoint) -> Endpoint:
-    """Everything below this point that is not already a KitexError becomes RemoteOrNetworkError."""
+    """Everything below this point that is not already a KitexError becomes RemoteOrNetworkError.
+
+    (Sits right above the transport; a transport with ``network_errors_mapped`` is called directly.)
+    """
 
     async def error_mapping(ri: RPCInfo, request: Any) -> Any:
         try:

@@ -89,6 +89,17 @@ class Discovery:
         def discovery(ri: RPCInfo, request: Any) -> Awaitable[Any]:
             if ri.callee.address:  # picked already (callopt.with_host_port): the next awaitable as is
                 return next_endpoint(ri, request)
+            entry = self._entry(ri.callee)
+            result = entry.result
+            if result is not None and len(result.instances) == 1:
+                # One instance: a failed attempt has nowhere else to go (pick_and_call would re-raise
+                # it), so the call is the next awaitable as is, with no discovery frame around it.
+                ins = entry.balancer.get_picker(result).next(ri, request)
+                if ins is not None:
+                    ri.callee.address = ins.address
+                    if ins.tags:
+                        ri.callee.tags = {**ins.tags, **ri.callee.tags}
+                    return next_endpoint(ri, request)
             return pick_and_call(ri, request)
 
         async def pick_and_call(ri: RPCInfo, request: Any) -> Any:

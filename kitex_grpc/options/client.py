@@ -75,6 +75,7 @@ class ClientOptions:
     compression: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
     long_connection: IdleConfig = IdleConfig()
+    mux_connections: int = 0  # 0: the long-connection pool (one call per connection at a time)
     grpcio_interceptors: tuple[Any, ...] = ()
     grpcio_channel_options: tuple[tuple[str, Any], ...] = ()
     tracers: tuple[Tracer, ...] = ()
@@ -290,6 +291,20 @@ def with_long_connection(
         raise ValueError("with_long_connection: min_idle_per_address exceeds max_idle_per_address")
     config = IdleConfig(min_idle_per_address, max_idle_per_address, max_idle_global, float(max_idle_timeout))
     return setter("with_long_connection", "long_connection", config)
+
+
+def with_mux_connection(conn_num: int) -> ClientOption:
+    """Multiplex calls over ``conn_num`` shared connections per address (Kitex ``WithMuxConnection``).
+
+    TTHeader transports only (``TTHEADER`` or ``TTHEADER_FRAMED``): many calls are in flight on each
+    connection at once and replies are matched by seq id, instead of the long-connection pool's one
+    call per connection. Requests written in the same event-loop turn share one write, so a busy
+    client makes far fewer syscalls. The server must answer pipelined requests (a kitex-grpc server
+    does, concurrently; a Go Kitex server does in order, or concurrently with ``WithMuxTransport``).
+    Kitex marks its mux transport deprecated; here it is an opt-in for throughput.
+    """
+    check_positive_int("with_mux_connection", conn_num)
+    return setter("with_mux_connection", "mux_connections", conn_num)
 
 
 def with_grpcio_interceptors(*interceptors: Any) -> ClientOption:

@@ -171,6 +171,8 @@ class TooManyStreamsError(KitexError):
 class CallState(enum.Enum):
     """The receive side of a call."""
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
+
     AWAIT_HEADERS = "await-headers"  # client: nothing from the server yet
     OPEN = "open"
     HALF_CLOSED = "half-closed"  # server: the client ended its side
@@ -178,6 +180,8 @@ class CallState(enum.Enum):
 
 
 class CallInput(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
+
     HEADERS = "headers"
     DATA = "data"
     TRAILERS = "trailers"

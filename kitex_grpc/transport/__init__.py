@@ -20,6 +20,14 @@ _TTHEADER_FAMILY = (TransportProtocol.TTHEADER, TransportProtocol.TTHEADER_FRAME
 
 def new_client_transport(options: ClientOptions) -> ClientTransport:
     protocol = options.transport_protocol
+    if options.mux_connections and protocol not in (
+        TransportProtocol.TTHEADER,
+        TransportProtocol.TTHEADER_FRAMED,
+    ):
+        raise ValueError(
+            f"with_mux_connection: multiplexing needs a TTHeader transport (replies are matched by the "
+            f"header's seq id); add with_transport_protocol(TransportProtocol.TTHEADER), not {protocol.name}"
+        )
     if protocol is TransportProtocol.GRPC:
         from kitex_grpc.transport.grpcio.client import GrpcioClientTransport
 

@@ -43,6 +43,12 @@ class SupportsCloseAddress(Protocol):
     async def close_address(self, address: str) -> None: ...
 
 
+NETWORK_ERRORS_MAPPED = "network_errors_mapped"
+"""Optional client-transport attribute: ``True`` when ``unary`` never lets an ``OSError``,
+``EOFError`` or ``ConnectionError`` out (its network failures are already KitexErrors), so the
+client's ``error_mapping`` middleware has nothing to do and passes the call straight through."""
+
+
 @runtime_checkable
 class SupportsPreconnect(Protocol):
     """Optional client-transport method: open the connection to ``address`` now (warm-up)."""

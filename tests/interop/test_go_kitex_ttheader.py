@@ -50,6 +50,18 @@ async def test_python_calls_go_thrift_server(kitex_server: GoServer, transport: 
 
 
 @pytest.mark.parametrize("transport", HEADER_TRANSPORTS)
+async def test_python_mux_client_pipelines_to_a_go_server(kitex_server: GoServer, transport: str) -> None:
+    # A Go Kitex server without WithMuxTransport answers a pipelined connection in order; the mux
+    # client matches the replies by seq id either way.
+    async with connect(kitex_server.thrift, transport, client.with_mux_connection(2)) as cli:
+        replies = await asyncio.wait_for(
+            asyncio.gather(*(cli.echo(Req(message=f"m{i}", seq=i)) for i in range(100))), 10
+        )
+        assert [(r.message, r.seq) for r in replies] == [(f"m{i}", i) for i in range(100)]
+        assert cli.client._transport.open_connections(kitex_server.thrift) == 2
+
+
+@pytest.mark.parametrize("transport", HEADER_TRANSPORTS)
 async def test_python_to_go_biz_error_metainfo_and_timeout_key(
     kitex_server: GoServer, transport: str
 ) -> None:

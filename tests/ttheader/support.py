@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import kitex_grpc
 from kitex_grpc import client, metainfo, rpcinfo, server, thrift
+from kitex_grpc.codec.envelope import THRIFT
 from kitex_grpc.errors import BizStatusError
+from kitex_grpc.transport.ttheader.wire import Framing, MessageDecoder, encode
 from tests.support import NOT_ABOUT_DIALING
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +154,45 @@ def watch_connections(svr: kitex_grpc.Server) -> WatchedConnections:
     watched = WatchedConnections(transport.connections)
     transport.connections = watched
     return watched
+
+
+@asynccontextmanager
+async def scripted(
+    script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[tuple[str, list[int]]]:
+    """A raw server running ``script`` per connection; yields its address and a connection counter."""
+    count = [0]
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        count[0] += 1
+        try:
+            await script(reader, writer)
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{srv.sockets[0].getsockname()[1]}", count
+    finally:
+        srv.close()
+
+
+def reply_bytes(request: bytes, *, name: str | None = None, seq_delta: int = 0, **info: str) -> bytes:
+    [msg] = MessageDecoder(Framing.TTHEADER, 1 << 20).receive_data(request)
+    result = echo_thrift.Echo.echo_result(success=echo_thrift.EchoReply(message="r"))
+    body = ECHO_INFO.methods["echo"].serialize_response(result)
+    return encode(msg.framing, THRIFT, name or msg.method, 2, msg.seq_id + seq_delta, body, info, {22: "2"})
+
+
+async def answer_each(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: list[bytes] | None = None, **info: str
+) -> None:
+    """A scripted peer's loop: answer every request frame with :func:`reply_bytes` until EOF."""
+    while True:
+        try:
+            frame = await read_frame(reader)
+        except asyncio.IncompleteReadError:
+            return
+        if record is not None:
+            record.append(frame)
+        writer.write(reply_bytes(frame, **info))

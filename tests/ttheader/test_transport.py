@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,7 +29,16 @@ from kitex_grpc.thrift import MissingResultError
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.wire import Framing, MessageDecoder, encode
 from tests.support import EchoService
-from tests.ttheader.support import ECHO_INFO, Req, connect, echo_thrift, read_frame, serve
+from tests.ttheader.support import (
+    Req,
+    answer_each,
+    connect,
+    echo_thrift,
+    read_frame,
+    reply_bytes,
+    scripted,
+    serve,
+)
 
 ALL = ["ttheader", "ttheader_framed", "framed"]
 WITH_HEADER = ["ttheader", "ttheader_framed"]
@@ -216,45 +225,11 @@ async def test_connection_refused_is_get_connection_error() -> None:
 # -- against a scripted peer ---------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def scripted(
-    script: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[tuple[str, list[int]]]:
-    """A raw server running ``script`` per connection; yields its address and a connection counter."""
-    count = [0]
-
-    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        count[0] += 1
-        try:
-            await script(reader, writer)
-        finally:
-            writer.close()
-
-    srv = await asyncio.start_server(on_conn, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{srv.sockets[0].getsockname()[1]}", count
-    finally:
-        srv.close()
-
-
-def reply_bytes(request: bytes, *, name: str | None = None, seq_delta: int = 0, **info: str) -> bytes:
-    [msg] = MessageDecoder(Framing.TTHEADER, 1 << 20).receive_data(request)
-    result = echo_thrift.Echo.echo_result(success=echo_thrift.EchoReply(message="r"))
-    body = ECHO_INFO.methods["echo"].serialize_response(result)
-    return encode(msg.framing, THRIFT, name or msg.method, 2, msg.seq_id + seq_delta, body, info, {22: "2"})
-
-
 async def test_request_carries_the_keys_a_kitex_client_sends() -> None:
     frames: list[bytes] = []
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                frame = await read_frame(reader)
-            except asyncio.IncompleteReadError:
-                return
-            frames.append(frame)
-            writer.write(reply_bytes(frame))
+        await answer_each(reader, writer, frames)
 
     async with scripted(script) as (address, _):
         async with connect(address, "ttheader", client.with_client_basic_info("me")) as cli:
@@ -305,12 +280,7 @@ async def test_exception_reply_is_not_checked_for_name_or_seq() -> None:
 
 async def test_crrst_from_the_server_drops_the_connection() -> None:
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                frame = await read_frame(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(reply_bytes(frame, crrst="1"))
+        await answer_each(reader, writer, crrst="1")
 
     async with scripted(script) as (address, conns), connect(address) as cli:
         await cli.echo(Req(message="x"))

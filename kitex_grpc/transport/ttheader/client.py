@@ -29,8 +29,8 @@ import asyncio
 import collections
 import time
 import weakref
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from kitex_grpc import metainfo, rpcinfo
 from kitex_grpc.codec.envelope import KITEX_PROTOBUF, Envelope
@@ -50,11 +50,14 @@ from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.streaming import StreamIO
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
+from kitex_grpc.transport.ttheader.mux import MuxConnection, MuxPool
 from kitex_grpc.transport.ttheader.pool import IdlePool
 from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageEncoder, encode, header_info
 from kitex_grpc.transport_protocol import TransportProtocol
 
 __all__ = ["TTHeaderClientTransport", "next_seq_id"]
+
+_Conn = TypeVar("_Conn", ClientConnection, MuxConnection)
 
 _FRAMINGS = {
     TransportProtocol.TTHEADER: Framing.TTHEADER,
@@ -103,12 +106,18 @@ def _pool_sizes(
 class TTHeaderClientTransport:
     """Calls over TTHeader, TTHeaderFramed or Framed with a Kitex long-connection pool."""
 
+    # Dial failures are GetConnectionError, a dead connection RemoteOrNetworkError: nothing for the
+    # client's error_mapping layer to do (see kitex_grpc.transport.base.NETWORK_ERRORS_MAPPED).
+    network_errors_mapped = True
+
     def __init__(self, options: ClientOptions) -> None:
         self._options = options
         self._framing = _FRAMINGS[options.transport_protocol]
         self._max_frame = frame_limit(options.max_message_size)
         self._pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
-        self._conns: set[ClientConnection] = set()
+        # with_mux_connection: shared connections instead of the pool (see transport.ttheader.mux)
+        self._mux = MuxPool(options.mux_connections, self._dial_mux) if options.mux_connections else None
+        self._conns: set[ClientConnection | MuxConnection] = set()
         self._evictor: asyncio.TimerHandle | None = None
         self._closed = False
         self._encoders: dict[tuple[object, ...], MessageEncoder] = {}
@@ -140,9 +149,12 @@ class TTHeaderClientTransport:
         """
         for conn in self._pool.remove_address(address):
             self._drop(conn)
-        for conn in self._conns:
-            if conn.address == address:
-                conn.retired = True  # in use: _release closes it
+        if self._mux is not None:
+            for mux_conn in self._mux.remove_address(address):
+                mux_conn.retire()
+        for live in self._conns:
+            if live.address == address:
+                live.retired = True  # in use: _release closes it (a mux connection: the last reply)
 
     async def preconnect(self, address: str, connect_timeout: float, conns: int | None = None) -> None:
         """Warm-up: dial up to ``conns`` connections to ``address`` into the idle pool.
@@ -154,6 +166,10 @@ class TTHeaderClientTransport:
         """
         if self._closed:
             raise InternalError("client transport is closed")
+        if self._mux is not None:  # every shared connection of the address (``conns`` does not apply)
+            mux = self._mux
+            await asyncio.gather(*(mux.get(address, connect_timeout) for _ in range(mux.size)))
+            return
         wanted = max(1, self._pool.config.min_idle_per_address) if conns is None else conns
         count = min(wanted, self._pool.room(address))
         if count <= 0:
@@ -192,6 +208,26 @@ class TTHeaderClientTransport:
             if encoder is None:
                 encoder = self._remember(key, MessageEncoder(framing, envelope, method.name, msg_type, b""))
             data = encoder.encode(seq_id, body)
+        mux = self._mux
+        if mux is not None:
+            # Inline rather than a helper coroutine: every await level is paid again on each resumption.
+            if self._closed:
+                raise InternalError("client transport is closed")
+            address = ri.callee.address
+            mux_conn = mux.ready(address)
+            if mux_conn is None:
+                self._conns = {c for c in self._conns if c.alive}  # forget the ones the pool replaces
+                mux_conn = await mux.get(address, ri.config.connect_timeout)
+            if method.oneway:
+                mux_conn.send(data)
+                return None
+            waiter = mux_conn.start(seq_id, data)
+            try:
+                reply = await waiter
+            except BaseException:
+                mux_conn.forget(seq_id, waiter)
+                raise
+            return self._result(ri, reply, envelope)
         conn = await self._acquire(ri)
         if method.oneway:
             # Kitex writes a one-way request and discards the connection (remotecli/conn_wrapper.go).
@@ -223,6 +259,8 @@ class TTHeaderClientTransport:
             self._evictor = None
         self._unregister_gauge()
         self._pool.clear()
+        if self._mux is not None:
+            self._mux.clear()
         conns, self._conns = self._conns, set()
         for conn in conns:
             conn.close()
@@ -343,6 +381,14 @@ class TTHeaderClientTransport:
         return await self._dial(address, ri.config.connect_timeout)
 
     async def _dial(self, address: str, connect_timeout: float) -> ClientConnection:
+        return await self._connect(address, connect_timeout, ClientConnection)
+
+    async def _dial_mux(self, address: str, connect_timeout: float) -> MuxConnection:
+        return await self._connect(address, connect_timeout, MuxConnection)
+
+    async def _connect(
+        self, address: str, connect_timeout: float, protocol: Callable[[str, Framing, int], _Conn]
+    ) -> _Conn:
         try:
             host, port = parse_address("address", address)
         except ValueError as exc:
@@ -351,9 +397,7 @@ class TTHeaderClientTransport:
         framing, limit = self._framing, self._max_frame
         try:
             async with asyncio.timeout(connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: ClientConnection(address, framing, limit), host, port
-                )
+                _, conn = await loop.create_connection(lambda: protocol(address, framing, limit), host, port)
         except TimeoutError:
             raise GetConnectionError(
                 f"dial tcp {address}: timed out after {connect_timeout * 1000:.0f}ms"

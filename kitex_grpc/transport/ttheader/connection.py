@@ -16,48 +16,88 @@ from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
 from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageDecoder
 
-__all__ = ["ClientConnection"]
+__all__ = ["ClientConnection", "ReplyStream", "bad_reply"]
 
 logger = logging.getLogger("kitex_grpc.transport.ttheader")
 
 
-class ClientConnection(ReceiveBufferProtocol):
-    """A TCP connection to one server address."""
+def bad_reply(address: str, exc: ProtocolError) -> RemoteOrNetworkError:
+    """What the calls on a connection get when its reply stream does not decode."""
+    error = RemoteOrNetworkError(f"bad reply from {address}: {exc.detail}")
+    error.__cause__ = exc
+    return error
 
-    __slots__ = (
-        "_closed",
-        "_decoder",
-        "_error",
-        "_transport",
-        "_waiter",
-        "address",
-        "retired",
-    )
+
+class ReplyStream(ReceiveBufferProtocol):
+    """What both kinds of client connection share: one socket to ``address``, the decoder of its
+    replies, whether it still takes calls, and the error its calls get once it is gone."""
+
+    __slots__ = ("_closed", "_decoder", "_error", "_transport", "address", "retired")
 
     def __init__(self, address: str, framing: Framing, max_frame_size: int) -> None:
         self.address = address
         self._decoder = MessageDecoder(framing, max_frame_size)
         self._transport: asyncio.Transport | None = None
-        self._waiter: asyncio.Future[Message] | None = None
         self._closed = False
-        self._error: BaseException | None = None
-        # discovery removed the address: close instead of pooling when the call in flight ends
+        self._error: RemoteOrNetworkError | None = None
+        # no new calls: close once the call(s) in flight end (discovery removed the address, crrst)
         self.retired = False
-
-    # -- asyncio.Protocol -------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Not an isinstance check: uvloop's transports implement asyncio.Transport without subclassing it.
-        transport = cast("asyncio.Transport", transport)
-        self._transport = transport
+        self._transport = cast("asyncio.Transport", transport)
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._error is None:
+            error = RemoteOrNetworkError(f"connection to {self.address} closed by peer")
+            if exc is not None:
+                error.with_cause(exc)
+            self._error = error
+        self._fail_calls(self._error)
+
+    @property
+    def alive(self) -> bool:
+        transport = self._transport
+        return not self._closed and transport is not None and not transport.is_closing()
+
+    def _check(self) -> asyncio.Transport:
+        """The transport, or the error a call on a closed connection gets."""
+        transport = self._transport
+        if self._closed or transport is None or transport.is_closing():
+            raise self._error or RemoteOrNetworkError(f"connection to {self.address} is closed")
+        return transport
+
+    def _replies(self, data: memoryview) -> list[Message] | None:
+        """The replies this read completes; None when the stream broke (the calls have failed)."""
+        try:
+            return self._decoder.receive_data(data)
+        except ProtocolError as exc:
+            self._fail(bad_reply(self.address, exc))
+            return None
+
+    def _fail_calls(self, error: RemoteOrNetworkError) -> None:
+        raise NotImplementedError
+
+    def _fail(self, error: RemoteOrNetworkError) -> None:
+        raise NotImplementedError
+
+
+class ClientConnection(ReplyStream):
+    """A TCP connection to one server address, one call at a time (Kitex's long connection)."""
+
+    __slots__ = ("_waiter",)
+
+    def __init__(self, address: str, framing: Framing, max_frame_size: int) -> None:
+        super().__init__(address, framing, max_frame_size)
+        self._waiter: asyncio.Future[Message] | None = None
 
     def data_received(self, data: memoryview) -> None:
-        try:
-            messages = self._decoder.receive_data(data)
-        except ProtocolError as exc:
-            error = RemoteOrNetworkError(f"bad reply from {self.address}: {exc.detail}")
-            error.__cause__ = exc
-            self._fail(error)
+        messages = self._replies(data)
+        if messages is None:
             return
         for message in messages:
             waiter = self._waiter
@@ -67,43 +107,23 @@ class ClientConnection(ReceiveBufferProtocol):
             self._waiter = None
             waiter.set_result(message)
 
-    def eof_received(self) -> bool | None:
-        return None  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        if self._error is None:
-            detail = f"connection to {self.address} closed by peer"
-            error = RemoteOrNetworkError(detail)
-            if exc is not None:
-                error.with_cause(exc)
-            self._error = error
+    def _fail_calls(self, error: RemoteOrNetworkError) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(self._error)
+            waiter.set_exception(error)
 
     # -- use ----------------------------------------------------------------------------------------------
 
-    @property
-    def alive(self) -> bool:
-        transport = self._transport
-        return not self._closed and transport is not None and not transport.is_closing()
-
     def send(self, data: bytes) -> None:
         """Write a request that gets no reply (one-way)."""
-        if not self.alive:
-            raise self._error or RemoteOrNetworkError(f"connection to {self.address} is closed")
-        assert self._transport is not None
-        self._transport.write(data)
+        self._check().write(data)
 
     async def roundtrip(self, data: bytes) -> Message:
         """Write a request and wait for the next message from the server."""
-        if not self.alive:
-            raise self._error or RemoteOrNetworkError(f"connection to {self.address} is closed")
-        assert self._transport is not None
+        transport = self._check()
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
-        self._transport.write(data)
+        transport.write(data)
         return await waiter
 
     def _fail(self, error: RemoteOrNetworkError) -> None:
