@@ -340,8 +340,8 @@ class _ServerConnection(ReceiveBufferProtocol):
         # eager only from a plain callback (as asyncio calls data_received), never inside a task
         eager = _CAN_STEP_EAGERLY and asyncio.current_task(loop) is None
         in_order = self._in_order
-        idle = self._idle_workers
-        out: list[bytes] = []
+        idle = self._idle_workers  # the last one is entered for each eager step, taken if it suspends
+        out: list[bytes] | None = [] if len(queue) > 1 else None  # one request: write it directly
         self._out = out
         try:
             while queue and not self._closing:
@@ -350,9 +350,10 @@ class _ServerConnection(ReceiveBufferProtocol):
                 message = queue.popleft()
                 context = self._base_context.copy()
                 coro = self._serve(message)
-                worker = idle.pop() if idle else self._new_worker(loop)
-                self._active += 1
+                worker = idle[-1] if idle else self._new_worker(loop)
                 if not eager:
+                    idle.pop()
+                    self._active += 1
                     worker.assign(Resumption(coro, NOT_STARTED, context))
                     continue
                 task = worker.task
@@ -360,27 +361,30 @@ class _ServerConnection(ReceiveBufferProtocol):
                 try:
                     yielded = context.run(coro.send, None)
                 except StopIteration:
-                    self._active -= 1
-                    idle.append(worker)
                     continue
                 except BaseException as exc:  # _serve catches what a request can raise; this is a bug
-                    self._active -= 1
-                    idle.append(worker)
                     self._log_failure(exc)
                     continue
                 finally:
                     _leave_task(loop, task)
+                idle.pop()
+                self._active += 1
                 worker.assign(Resumption(coro, yielded, context))
         finally:
-            self._flush()
-            self._out = None
+            if out is not None:
+                self._flush()
+                self._out = None
         if not self._active:
-            self._became_idle()
+            self.last_active = self._clock()
+            if self._server.draining and self._transport is not None:
+                self._transport.close()
 
     def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
+        """A new idle worker (the last of ``_idle_workers``)."""
         worker = _Worker()
         worker.task = loop.create_task(self._work(worker))
         self._workers.add(worker)
+        self._idle_workers.append(worker)
         return worker
 
     def _became_idle(self) -> None:
