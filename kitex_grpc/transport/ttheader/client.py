@@ -237,7 +237,7 @@ class TTHeaderClientTransport:
                 self._drop(conn)
             return None
         try:
-            reply = await conn.roundtrip(data)
+            reply = await conn.start(data)  # the future itself: no coroutine level in between
         except BaseException:
             self._drop(conn)  # cancelled or failed mid-call: the stream state is unknown
             raise

@@ -118,13 +118,13 @@ class ClientConnection(ReplyStream):
         """Write a request that gets no reply (one-way)."""
         self._check().write(data)
 
-    async def roundtrip(self, data: bytes) -> Message:
-        """Write a request and wait for the next message from the server."""
+    def start(self, data: bytes) -> asyncio.Future[Message]:
+        """Write a request; the future gets the next message from the server."""
         transport = self._check()
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         transport.write(data)
-        return await waiter
+        return waiter
 
     def _fail(self, error: RemoteOrNetworkError) -> None:
         self._error = error

@@ -104,15 +104,6 @@ class MuxConnection(ReplyStream):
             if self.retired and not self._waiters:
                 self.close()
 
-    async def roundtrip(self, seq_id: int, data: bytes) -> Message:
-        """Queue a request and wait for the reply with its seq id."""
-        waiter = self.start(seq_id, data)
-        try:
-            return await waiter
-        except BaseException:
-            self.forget(seq_id, waiter)
-            raise
-
     def retire(self) -> None:
         """Take no new calls; close once the calls in flight have their replies."""
         self.retired = True
