@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Coroutine
+from types import CoroutineType
 from typing import Any
 
 from kitex_grpc.endpoint import Endpoint
@@ -33,7 +34,7 @@ def server_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
         if deadline <= time.monotonic():
             raise RPCTimeoutError(f"deadline passed before {ri.method.name} started")
         awaitable = next_endpoint(ri, request)
-        if not isinstance(awaitable, Coroutine):
+        if type(awaitable) is not CoroutineType and not isinstance(awaitable, Coroutine):  # ABC check last
             return await _within(deadline, ri, awaitable)
         try:
             yielded = awaitable.send(None)
