@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import pytest
 
 from kitex_grpc import client
-from kitex_grpc.errors import RemoteOrNetworkError, RPCTimeoutError
+from kitex_grpc.errors import GetConnectionError, RemoteOrNetworkError, RPCTimeoutError
 from kitex_grpc.transport.ttheader.wire import Framing, MessageDecoder
 from tests.ttheader.support import (
     Req,
@@ -192,3 +193,27 @@ async def test_graceful_stop_answers_every_concurrent_call_of_a_connection() -> 
         await asyncio.wait_for(stopping, 5)
         # every reply carried crrst: the connection was retired and closed
         assert transport_of(cli).open_connections(svr.address) == 0
+
+
+async def test_a_refused_dial_fails_every_waiting_call_and_the_next_call_dials_again() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"  # nothing listens here once closed
+    async with connect(address, "ttheader", client.with_mux_connection(1)) as cli:
+        for _ in range(2):
+            results = await asyncio.wait_for(
+                asyncio.gather(*(cli.echo(Req(message="x")) for _ in range(5)), return_exceptions=True), 5
+            )
+            assert all(isinstance(r, GetConnectionError) for r in results), results
+        assert transport_of(cli).open_connections(address) == 0
+
+
+async def test_closing_the_client_fails_the_calls_in_flight() -> None:
+    async with serve() as (svr, handler):
+        async with connect(svr.address, "ttheader", client.with_mux_connection(1)) as cli:
+            call = asyncio.ensure_future(cli.echo(Req(message="gate")))
+            await asyncio.wait_for(handler.entered.wait(), 5)
+            await cli.close()
+            with pytest.raises(RemoteOrNetworkError):
+                await asyncio.wait_for(call, 5)
+        handler.release.set()
