@@ -301,7 +301,8 @@ def with_mux_connection(conn_num: int) -> ClientOption:
     call per connection. Requests written in the same event-loop turn share one write, so a busy
     client makes far fewer syscalls. The server must answer pipelined requests (a kitex-grpc server
     does, concurrently; a Go Kitex server does in order, or concurrently with ``WithMuxTransport``).
-    Kitex marks its mux transport deprecated; here it is an opt-in for throughput.
+    Kitex marks its mux transport deprecated; here it is an opt-in for throughput. Use 2 or more:
+    over one connection a batch of requests and its batch of replies take turns.
     """
     check_positive_int("with_mux_connection", conn_num)
     return setter("with_mux_connection", "mux_connections", conn_num)
