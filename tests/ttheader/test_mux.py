@@ -217,3 +217,18 @@ async def test_closing_the_client_fails_the_calls_in_flight() -> None:
             with pytest.raises(RemoteOrNetworkError):
                 await asyncio.wait_for(call, 5)
         handler.release.set()
+
+
+async def test_a_removed_address_closes_its_connection_after_the_calls_in_flight() -> None:
+    async with serve() as (svr, handler):
+        conns = watch_connections(svr)
+        async with connect(svr.address, "ttheader", client.with_mux_connection(1)) as cli:
+            gated = asyncio.ensure_future(cli.echo(Req(message="gate")))
+            await asyncio.wait_for(handler.entered.wait(), 5)
+            await transport_of(cli).close_address(svr.address)  # what discovery does on removal
+            assert len(conns) == 1  # still open: a call is in flight on it
+            handler.release.set()
+            assert (await asyncio.wait_for(gated, 5)).message == "gate"
+            await conns.until(lambda n: n == 0)
+            assert (await cli.echo(Req(message="next"))).message == "next"  # dials afresh
+            assert len(conns) == 1

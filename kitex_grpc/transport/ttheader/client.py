@@ -150,11 +150,13 @@ class TTHeaderClientTransport:
         for conn in self._pool.remove_address(address):
             self._drop(conn)
         if self._mux is not None:
-            for mux_conn in self._mux.remove_address(address):
-                mux_conn.retire()
+            self._mux.remove_address(address)
         for live in self._conns:
             if live.address == address:
-                live.retired = True  # in use: _release closes it (a mux connection: the last reply)
+                if isinstance(live, MuxConnection):
+                    live.retire()  # closes now, or after the last reply of the calls on it
+                else:
+                    live.retired = True  # in use: _release closes it
 
     async def preconnect(self, address: str, connect_timeout: float, conns: int | None = None) -> None:
         """Warm-up: dial up to ``conns`` connections to ``address`` into the idle pool.

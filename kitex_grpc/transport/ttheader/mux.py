@@ -220,11 +220,10 @@ class MuxPool:
         else:
             slots[index] = done.result()
 
-    def remove_address(self, address: str) -> list[MuxConnection]:
-        """Forget ``address``; returns its connections (to retire)."""
-        slots = self._slots.pop(address, None) or []
+    def remove_address(self, address: str) -> None:
+        """Forget ``address`` (the caller retires its connections); a dial under way is closed when done."""
+        self._slots.pop(address, None)
         self._turn.pop(address, None)
-        return [c for c in slots if isinstance(c, MuxConnection)]
 
     def clear(self) -> list[MuxConnection]:
         conns = self.connections()

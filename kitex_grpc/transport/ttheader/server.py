@@ -375,9 +375,7 @@ class _ServerConnection(ReceiveBufferProtocol):
                 self._flush()
                 self._out = None
         if not self._active:
-            self.last_active = self._clock()
-            if self._server.draining and self._transport is not None:
-                self._transport.close()
+            self._became_idle()
 
     def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
         """A new idle worker (the last of ``_idle_workers``)."""
@@ -512,21 +510,19 @@ class _ServerConnection(ReceiveBufferProtocol):
             )
         else:  # the usual reply: its header (only int key 22 = "2") and message head encoded once
             data = shape.reply.encode(message.seq_id, body)
-        out = self._out
-        if out is not None:
-            out.append(data)
-            return
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        self._write(data)
 
     # -- writing ----------------------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        """Send a reply, or add it to the eager pass's batch."""
         out = self._out
         if out is not None:
             out.append(data)
             return
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
@@ -571,9 +567,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            transport = self._transport
-            if transport is not None and not transport.is_closing():
-                transport.write(data)
+            self._send(data)
 
     def _close_after_write(self) -> None:
         self._flush()
