@@ -75,10 +75,6 @@ class MuxConnection(ReplyStream):
         """Alive and not retired: may take new calls."""
         return not self.retired and self.alive
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._waiters)
-
     def send(self, data: bytes) -> None:
         """Queue a request that gets no reply (one-way)."""
         self._check()
@@ -225,12 +221,11 @@ class MuxPool:
         self._slots.pop(address, None)
         self._turn.pop(address, None)
 
-    def clear(self) -> list[MuxConnection]:
-        conns = self.connections()
+    def clear(self) -> None:
+        """Forget every address and cancel dials under way (the caller closes the connections)."""
         for slots in self._slots.values():
             for slot in slots:
                 if isinstance(slot, asyncio.Future):
                     slot.cancel()
         self._slots.clear()
         self._turn.clear()
-        return conns
