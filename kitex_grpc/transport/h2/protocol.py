@@ -78,6 +78,7 @@ class H2Protocol(ReceiveBufferProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         try:
+            # ``data`` may view the shared receive buffer: h2's frame buffer copies it (bytearray +=).
             events = self._core.receive_data(data)
         except H2ConnectionError as exc:
             logger.debug("HTTP/2 connection error from peer: %s", exc)
