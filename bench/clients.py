@@ -43,6 +43,41 @@ class Result:
     mean_us: float
     errors: int
     first_error: str
+    # CPU microseconds per completed call in the window, each process as a whole (None: not known)
+    server_cpu_us: float | None = None
+    client_cpu_us: float | None = None
+
+
+class CpuMeter:
+    """Both processes' CPU time at the start and at the end of the measured window.
+
+    Which side runs out of CPU first sets the rate; this says which one it is, per call.
+    """
+
+    def __init__(self, window: Window, server_pid: int | None) -> None:
+        self._server_pid = server_pid
+        self._start: tuple[float | None, float] | None = None
+        self._end: tuple[float | None, float] | None = None
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter()
+        loop.call_later(max(0.0, window.start - now), self._snap, True)
+        loop.call_later(max(0.0, window.end - now), self._snap, False)
+
+    def _snap(self, start: bool) -> None:
+        server = proc.process_cpu_seconds(self._server_pid) if self._server_pid else None
+        sample = (server, time.process_time())
+        if start:
+            self._start = sample
+        else:
+            self._end = sample
+
+    def fill(self, result: Result) -> None:
+        if self._start is None or self._end is None or not result.count:
+            return
+        (server0, client0), (server1, client1) = self._start, self._end
+        result.client_cpu_us = (client1 - client0) / result.count * 1e6
+        if server0 is not None and server1 is not None:
+            result.server_cpu_us = (server1 - server0) / result.count * 1e6
 
 
 class Recorder:
@@ -166,11 +201,14 @@ async def run_case(args: argparse.Namespace) -> Result:
     client = await load(impl).connect(args.address)
     try:
         window = Window.after(args.warmup, args.duration)
+        meter = CpuMeter(window, args.server_pid)
         scenario = SCENARIOS[args.scenario]
         budget = args.warmup + args.duration + GRACE
         with proc.profiled(args.profile):
             rec = await asyncio.wait_for(scenario(client, args.payload, window, args.inflight), budget)
-        return rec.result()
+        result = rec.result()
+        meter.fill(result)
+        return result
     finally:
         await client.close()
 
@@ -186,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inflight", type=int, default=64, help="concurrent calls / messages in flight")
     p.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     p.add_argument("--profile", default=None, help="write cProfile stats of the scenario here")
+    p.add_argument("--server-pid", type=int, default=None, help="also measure this process's CPU per call")
     args = p.parse_args(argv)
     proc.pin_cpu(args.cpu)
     try:

@@ -75,3 +75,16 @@ def profiled(path: str | None) -> Iterator[None]:
     finally:
         profiler.disable()
         profiler.dump_stats(path)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system, every thread) a process has used so far; None if unreadable.
+
+    Linux ``/proc/<pid>/stat`` fields 14 and 15, in clock ticks (usually 10 ms).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()  # the name in parentheses may hold spaces
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

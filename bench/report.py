@@ -37,6 +37,8 @@ class Row:
     first_error: str = ""
     failed: str = ""  # why the case produced no figures (crash, timeout), '' if it ran
     ratio: float | None = None  # rate / baseline's rate, for kitex impls whose baseline ran
+    server_cpu_us: float | None = None  # CPU per call in the window, whole server process
+    client_cpu_us: float | None = None  # CPU per call in the window, whole client process
 
 
 @dataclass
@@ -104,12 +106,26 @@ def _ms(us: float) -> str:
     return f"{us / 1000:.2f}"
 
 
+def _us(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
 def table(rows: list[Row]) -> str:
-    head = ("scenario", "payload", "impl", "rate", "unit", "p50 ms", "p99 ms", "vs baseline")
+    head = (
+        "scenario",
+        "payload",
+        "impl",
+        "rate",
+        "unit",
+        "p50 ms",
+        "p99 ms",
+        "cpu µs srv/cli",
+        "vs baseline",
+    )
     lines: list[tuple[str, ...]] = [head]
     for r in rows:
         if r.failed:
-            lines.append((r.scenario, _payload(r.payload), r.impl, "FAILED", "", "", "", r.failed[:60]))
+            lines.append((r.scenario, _payload(r.payload), r.impl, "FAILED", "", "", "", "", r.failed[:60]))
             continue
         ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
         if r.errors:
@@ -123,11 +139,12 @@ def table(rows: list[Row]) -> str:
                 r.unit,
                 _ms(r.p50_us),
                 _ms(r.p99_us),
+                f"{_us(r.server_cpu_us)}/{_us(r.client_cpu_us)}",
                 ratio,
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    right = {3, 5, 6}
+    right = {3, 5, 6, 7}
     out = []
     for n, line in enumerate(lines):
         cells = [

@@ -62,8 +62,8 @@ async def _stop(p: asyncio.subprocess.Process) -> None:
 @contextlib.asynccontextmanager
 async def server_process(
     impl: Impl, env: dict[str, str], cpu: int | None, profile: Path | None
-) -> AsyncIterator[str]:
-    """Start the server, yield its address once it prints it, and always terminate it."""
+) -> AsyncIterator[tuple[str, int]]:
+    """Start the server, yield its address (and pid) once it prints it, and always terminate it."""
     cmd = [sys.executable, "-m", "bench.servers", impl.name, "-"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
@@ -85,7 +85,7 @@ async def server_process(
             raise CaseFailedError(
                 rest if kind == proc.UNAVAILABLE else f"server exited: {line or 'no output'}"
             )
-        yield rest
+        yield rest, p.pid
     finally:
         await _stop(p)
 
@@ -93,6 +93,7 @@ async def server_process(
 async def client_process(
     impl: Impl,
     address: str,
+    server_pid: int,
     scenario: str,
     payload: int,
     args: argparse.Namespace,
@@ -116,6 +117,8 @@ async def client_process(
         str(args.warmup),
         "--inflight",
         str(args.inflight),
+        "--server-pid",
+        str(server_pid),
     ]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
@@ -248,9 +251,9 @@ async def main_async(args: argparse.Namespace) -> int:
             label = f"[{k:2}/{len(cases)}] {scenario:<15} {payload:>5} B  {impl.name:<14}"
             print(label, end=" ", flush=True)
             try:
-                async with server_process(impl, env, server_cpu, srv_prof) as address:
+                async with server_process(impl, env, server_cpu, srv_prof) as (address, pid):
                     figures = await client_process(
-                        impl, address, scenario, payload, args, env, client_cpu, cli_prof
+                        impl, address, pid, scenario, payload, args, env, client_cpu, cli_prof
                     )
                 for key, value in figures.items():
                     setattr(row, key, value)
