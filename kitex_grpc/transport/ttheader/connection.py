@@ -16,16 +16,9 @@ from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
 from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageDecoder
 
-__all__ = ["ClientConnection", "ReplyStream", "bad_reply"]
+__all__ = ["ClientConnection", "ReplyStream"]
 
 logger = logging.getLogger("kitex_grpc.transport.ttheader")
-
-
-def bad_reply(address: str, exc: ProtocolError) -> RemoteOrNetworkError:
-    """What the calls on a connection get when its reply stream does not decode."""
-    error = RemoteOrNetworkError(f"bad reply from {address}: {exc.detail}")
-    error.__cause__ = exc
-    return error
 
 
 class ReplyStream(ReceiveBufferProtocol):
@@ -66,17 +59,19 @@ class ReplyStream(ReceiveBufferProtocol):
 
     def _check(self) -> asyncio.Transport:
         """The transport, or the error a call on a closed connection gets."""
-        transport = self._transport
-        if self._closed or transport is None or transport.is_closing():
+        if not self.alive:
             raise self._error or RemoteOrNetworkError(f"connection to {self.address} is closed")
-        return transport
+        assert self._transport is not None
+        return self._transport
 
     def _replies(self, data: memoryview) -> list[Message] | None:
         """The replies this read completes; None when the stream broke (the calls have failed)."""
         try:
             return self._decoder.receive_data(data)
         except ProtocolError as exc:
-            self._fail(bad_reply(self.address, exc))
+            error = RemoteOrNetworkError(f"bad reply from {self.address}: {exc.detail}")
+            error.__cause__ = exc
+            self._fail(error)
             return None
 
     def _fail_calls(self, error: RemoteOrNetworkError) -> None:
