@@ -19,9 +19,13 @@ Per-message stream events reach a tracer through stream send/recv middlewares (s
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from kitex_grpc.errors import RPCTimeoutError
 
 if TYPE_CHECKING:
     from kitex_grpc.endpoint import Endpoint
@@ -158,7 +162,7 @@ async def run_traced(endpoint: Endpoint, ri: RPCInfo, request: Any, tracer: Trac
     try:
         reply = await endpoint(ri, request)
     except BaseException as exc:
-        ri.stats.finish(exc)
+        ri.stats.finish(_outcome(ri, exc))
         if tracer is not None:
             tracer.finish(ri)
         raise
@@ -166,3 +170,15 @@ async def run_traced(endpoint: Endpoint, ri: RPCInfo, request: Any, tracer: Trac
     if tracer is not None:
         tracer.finish(ri)
     return reply
+
+
+def _outcome(ri: RPCInfo, exc: BaseException) -> BaseException:
+    """What a call ended with, for its stats: a cancellation that came at or after the call's
+    deadline is its timeout (grpcio cancels a served call's task when grpc-timeout passes, racing the
+    server_timeout middleware's own timer for the same instant)."""
+    deadline = ri.deadline
+    if deadline is not None and isinstance(exc, asyncio.CancelledError) and time.monotonic() >= deadline:
+        timeout = RPCTimeoutError(f"{ri.method.name} was cancelled at its deadline")
+        timeout.__cause__ = exc
+        return timeout
+    return exc

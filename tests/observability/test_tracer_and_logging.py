@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import pytest
 
 from gen.echo.v1 import echo_pb2
 from kitex_grpc import client, server
-from kitex_grpc.errors import KitexError
+from kitex_grpc.errors import KitexError, RPCTimeoutError
 from kitex_grpc.observability import CompositeTracer, compose
-from kitex_grpc.observability.tracer import NOOP_TRACER
+from kitex_grpc.observability.tracer import NOOP_TRACER, run_traced
 from kitex_grpc.rpcinfo import RPCInfo
+from tests.observability.helpers import fake_rpcinfo
 from tests.support import connect, serve
 
 Req = echo_pb2.EchoRequest
@@ -158,3 +161,21 @@ def test_once_only_and_suite_records() -> None:
     assert cli.options.rpc_timeout == 1.0 and cli.options.tags == (("k", "v"),)
     assert [r.name for r in cli.options.records] == ["with_suite"]
     assert "with_rpc_timeout(1.0)" in cli.options.records[0].value
+
+
+@pytest.mark.parametrize(
+    ("deadline_offset", "expected"), [(-0.001, RPCTimeoutError), (60.0, asyncio.CancelledError)]
+)
+async def test_a_cancellation_at_the_deadline_is_recorded_as_a_timeout(
+    deadline_offset: float, expected: type[BaseException]
+) -> None:
+    # grpcio cancels a served call's task when grpc-timeout passes; its stats should say timeout.
+    ri = fake_rpcinfo()
+    ri.deadline = time.monotonic() + deadline_offset
+
+    async def cancelled(ri: RPCInfo, request: object) -> object:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):  # the caller still sees the cancellation itself
+        await run_traced(cancelled, ri, None, None)
+    assert type(ri.stats.error) is expected
