@@ -64,30 +64,78 @@ def load(
     return thriftpy2.load(str(p), module_name=name, include_dirs=include_dirs)
 
 
+# Buffers are reused: a fresh TCyMemoryBuffer and protocol cost about a quarter of a small message's
+# (de)serialization. Each pool holds free (buffer, protocol) pairs; list.pop and list.append are atomic,
+# so threads and nested calls each take a pair of their own (or make one). A buffer grows to the largest
+# message it held and never shrinks, so one that held more than _POOLED_MAX_BYTES is dropped instead.
+_POOLED_MAX_BYTES = 64 * 1024
+_readers: list[tuple[Any, Any]] = []
+_writers: list[tuple[Any, Any]] = []
+
+
+def _take(pool: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    try:
+        return pool.pop()
+    except IndexError:  # none free (or another thread took the last one since)
+        buf = TCyMemoryBuffer()
+        return buf, TCyBinaryProtocol(buf)
+
+
 def serializer() -> Callable[[Any], bytes]:
     """A function writing any thriftpy2 struct as a binary struct body."""
 
     def serialize(obj: Any) -> bytes:
-        buf = TCyMemoryBuffer()
-        TCyBinaryProtocol(buf).write_struct(obj)
-        buf.flush()
-        data: bytes = buf.getvalue()
+        pair = _take(_writers)
+        buf = pair[0]
+        buf.clean()  # after a failed write too: the pair goes back below either way
+        try:
+            pair[1].write_struct(obj)
+            data: bytes = buf.getvalue()
+        except BaseException:
+            _writers.append(pair)
+            raise
+        if len(data) <= _POOLED_MAX_BYTES:
+            _writers.append(pair)
         return data
 
     return serialize
 
 
+# thriftpy2's Cython reader does not fail when a value runs past the end of its input: a string
+# whose length exceeds the bytes left comes back padded with whatever memory its read buffer held,
+# and a struct cut short reads as complete (past the end every byte reads as 0, a STOP). Each body
+# is therefore followed by these bytes in the reader's buffer; a read that went past the body's end
+# has eaten into them, and the message is refused.
+_GUARD = bytes(8)
+
+
 def deserializer(struct_type: Any) -> Callable[[bytes], Any]:
-    """A function reading a binary struct body into a new ``struct_type``."""
+    """A function reading a binary struct body into a new ``struct_type``.
+
+    Bytes that do not hold a whole struct raise :class:`ProtocolError`; bytes after its end are
+    ignored, as Kitex ignores them.
+    """
 
     def deserialize(data: bytes) -> Any:
         obj = struct_type()
+        buf, proto = pair = _take(_readers)
         try:
-            TCyBinaryProtocol(TCyMemoryBuffer(data)).read_struct(obj)
+            buf.setvalue(data)
+            buf.write(_GUARD)
+            proto.read_struct(obj)
+            overran = len(buf.read(8)) < 8
         except Exception as exc:  # thriftpy2 raises several unrelated types for bad bytes
             raise ProtocolError(
                 f"thrift: cannot decode {struct_type.__name__}: {type(exc).__name__}: {exc}"
             ) from exc
+        finally:
+            if len(data) <= _POOLED_MAX_BYTES:
+                _readers.append(pair)
+        if overran:
+            raise ProtocolError(
+                f"thrift: cannot decode {struct_type.__name__}: a value runs past the end of the "
+                f"{len(data)}-byte body"
+            )
         return obj
 
     return deserialize

@@ -138,3 +138,73 @@ def test_seq_ids_are_process_global_and_skip_zero() -> None:
         assert next_seq_id() == 1  # 0 is skipped
     finally:
         mod._seq = saved
+
+
+# -- reused (de)serialization buffers (kitex_grpc/codec/thrift.py) ---------------------------------------
+
+
+def test_reused_buffers_survive_bad_bytes_and_large_messages() -> None:
+    from kitex_grpc.codec import thrift as codec
+
+    method = ECHO_INFO.methods["echo"]
+    assert method.pack_request is not None
+    small = method.serialize_request(method.pack_request(Req(message="small")))
+    with pytest.raises(ProtocolError, match="cannot decode echo_args: SystemError"):
+        method.deserialize_request(b"\x0c\x00\x01\x0b\x00\x01\xff\xff\xff\xff")  # negative length
+    assert method.deserialize_request(small).req == Req(message="small")  # the pooled reader starts afresh
+    big = Req(message="x" * (codec._POOLED_MAX_BYTES + 1))
+    pooled = len(codec._writers), len(codec._readers)
+    big_body = method.serialize_request(method.pack_request(big))
+    assert method.deserialize_request(big_body).req == big
+    assert pooled >= (1, 1)  # the calls above left a pair in each pool; the big calls took them
+    assert (len(codec._writers), len(codec._readers)) == (pooled[0] - 1, pooled[1] - 1)  # not kept
+    assert method.serialize_request(method.pack_request(Req(message="small"))) == small  # no leftovers
+    with pytest.raises(Exception):  # noqa: B017 - thriftpy2 raises its own types for a bad struct
+        method.serialize_request(method.pack_request(Req(message=object())))  # type: ignore[arg-type]
+    assert method.serialize_request(method.pack_request(Req(message="small"))) == small
+
+
+def test_reused_buffers_are_per_caller_across_threads() -> None:
+    import threading
+
+    method = ECHO_INFO.methods["echo"]
+    assert method.pack_request is not None
+    pack, write, read = method.pack_request, method.serialize_request, method.deserialize_request
+    failures: list[str] = []
+    start = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        start.wait(timeout=10)
+        for i in range(2000):
+            req = Req(message=f"{n}-{i}" * (1 + i % 7))
+            if read(write(pack(req))).req != req:
+                failures.append(f"{n}-{i}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 8])
+def test_a_struct_cut_short_is_refused_not_read_as_complete(cut: int) -> None:
+    method = ECHO_INFO.methods["echo"]
+    assert method.pack_request is not None
+    body = method.serialize_request(method.pack_request(Req(message="m", payload=b"p" * 40, seq=7)))
+    with pytest.raises(ProtocolError, match="runs past the end"):
+        method.deserialize_request(body[:-cut])  # thriftpy2 alone reads the rest as zeros
+    assert method.deserialize_request(body + b"trailing").req.seq == 7  # bytes after the end: ignored
+
+
+def test_a_string_longer_than_its_message_is_refused_not_filled_from_memory() -> None:
+    method = ECHO_INFO.methods["echo"]
+    # args{1: EchoRequest{1: string of declared length 4096, 2 bytes present}}
+    body = b"\x0c\x00\x01\x0b\x00\x01\x00\x00\x10\x00ab"
+    with pytest.raises(ProtocolError, match="runs past the end of the 12-byte body"):
+        method.deserialize_request(body)
+    assert method.deserialize_response is not None
+    with pytest.raises(ProtocolError, match="cannot decode echo_result"):
+        method.deserialize_response(b"\x0c\x00\x00\x0b\x00\x01\x00\x00\x10\x00ab")

@@ -108,6 +108,23 @@ async def test_garbage_struct_gets_protocol_error_reply_with_crrst(caplog: pytes
     assert "closing the connection" in caplog.text
 
 
+@pytest.mark.parametrize("framing", [Framing.TTHEADER, Framing.FRAMED])
+async def test_a_struct_that_runs_past_its_message_is_refused(framing: Framing) -> None:
+    # A string declared 4096 bytes long with 2 present: thriftpy2 alone would fill it from memory and
+    # the echo handler would send that memory back.
+    body = b"\x0c\x00\x01\x0b\x00\x01\x00\x00\x10\x00ab"
+    async with served() as svr:
+        if framing.has_header:
+            frame = encode(framing, THRIFT, "echo", 1, 6, body, {}, {})
+        else:
+            frame = encode(framing, THRIFT, "echo", 1, 6, body)
+        reply = await send_and_read_all(svr.address, frame)
+        name, msg_type, text, type_id, str_info = decode_reply(reply, framing)
+        assert (name, msg_type, type_id) == ("echo", 3, TApplicationType.PROTOCOL_ERROR)
+        assert "runs past the end of the 12-byte body" in text
+        assert str_info == ({"crrst": "1"} if framing.has_header else {})
+
+
 async def test_unknown_method_over_ttheader_is_type_1_then_close() -> None:
     async with served() as svr:
         frame = encode(Framing.TTHEADER, THRIFT, "nope", 1, 5, b"\x00", {"isn": "Echo"}, {})
