@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import TypeAlias
+from collections.abc import Callable
+from typing import TypeAlias, TypeVar
 
 from kitex_grpc.errors import ProtocolError
 
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
+_T = TypeVar("_T")
 
 VERSION_1 = 0x80010000
 VERSION_MASK = 0xFFFF0000
@@ -250,12 +252,17 @@ def encode_framed(payload: BytesLike, *, max_frame_size: int = MAX_FRAME_SIZE) -
     return _U32.pack(len(payload)) + payload
 
 
+def _copy_span(view: memoryview, start: int, end: int) -> bytes:
+    return bytes(view[start:end])
+
+
 class FramedDecoder:
     """Splits a byte stream of u32-length-prefixed frames; yields each frame's bytes without the prefix.
 
     The length is checked against ``max_frame_size`` as soon as its 4 bytes arrive, before any body is
-    buffered. After a :class:`ProtocolError` the decoder is unusable and every later call raises again;
-    frames completed earlier in the failing call are not returned.
+    buffered. After a :class:`ProtocolError` (its own, or one a :meth:`receive_spans` builder raised)
+    the decoder is unusable and every later call raises again; frames completed earlier in the failing
+    call are not returned.
     """
 
     __slots__ = ("_buffer", "_error", "_max_frame_size")
@@ -274,6 +281,15 @@ class FramedDecoder:
 
     def receive_data(self, data: BytesLike) -> list[bytes]:
         """Feed bytes; return the frames they complete, in order."""
+        return self.receive_spans(data, _copy_span)
+
+    def receive_spans(self, data: BytesLike, build: Callable[[memoryview, int, int], _T]) -> list[_T]:
+        """Feed bytes; return ``build(view, start, end)`` for each frame they complete, in order.
+
+        ``view[start:end]`` is the frame without its length. The view is valid only during the call
+        (it may be the caller's own buffer): ``build`` copies what it keeps. This spares the copy of
+        the whole frame when ``build`` parses it in place.
+        """
         if self._error is not None:
             raise ProtocolError(f"framed: decoder already failed: {self._error.detail}")
         buffer = self._buffer
@@ -281,23 +297,25 @@ class FramedDecoder:
         if buffer:
             buffer += data
             source = buffer
-        frames: list[bytes] = []
+        frames: list[_T] = []
         pos = 0
         limit = self._max_frame_size
-        with memoryview(source) as mv:
-            size = len(mv)
-            while size - pos >= 4:
-                length: int = _unpack_u32_from(mv, pos)[0]
-                if length > limit:
-                    self._error = ProtocolError(f"framed: frame length {length} exceeds the limit {limit}")
-                    break
-                end = pos + 4 + length
-                if end > size:
-                    break
-                frames.append(bytes(mv[pos + 4 : end]))
-                pos = end
-            if self._error is None and source is not buffer:
-                buffer += mv[pos:]
+        try:
+            with memoryview(source) as mv:
+                size = len(mv)
+                while size - pos >= 4:
+                    length: int = _unpack_u32_from(mv, pos)[0]
+                    if length > limit:
+                        raise ProtocolError(f"framed: frame length {length} exceeds the limit {limit}")
+                    end = pos + 4 + length
+                    if end > size:
+                        break
+                    frames.append(build(mv, pos + 4, end))
+                    pos = end
+                if source is not buffer:
+                    buffer += mv[pos:]
+        except ProtocolError as exc:  # from the length check or from build: the stream is lost
+            self._error = exc
         if self._error is not None:
             buffer.clear()
             raise self._error

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from kitex_grpc.errors import ProtocolError
 
@@ -44,6 +44,7 @@ __all__ = [
     "InfoID",
     "IntKey",
     "ProtocolID",
+    "SpanBuilder",
     "TTHeader",
     "TTHeaderFrameDecoder",
     "decode_frame",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
+_T = TypeVar("_T")
 
 MAGIC = 0x1000  # the u16 at offset 4
 TTHEADER_MAGIC = 0x10000000  # the same magic seen as the u32 at offset 4 with FLAGS = 0
@@ -335,6 +337,10 @@ class HeaderInfo:
         )
 
 
+# What TTHeaderFrameDecoder.receive_spans calls per frame: (flags, seq_id, info, view, start, end).
+SpanBuilder: TypeAlias = Callable[[int, int, HeaderInfo, memoryview, int, int], _T]
+
+
 _INFO_CACHE: dict[bytes, HeaderInfo] = {}
 INFO_CACHE_SIZE = 512  # distinct header-info areas remembered (then the cache starts afresh)
 INFO_CACHE_MAX_BYTES = 1024  # larger areas are parsed every time, never kept
@@ -454,6 +460,15 @@ class TTHeaderFrameDecoder:
 
     def receive_parts(self, data: BytesLike) -> list[tuple[int, int, HeaderInfo, bytes]]:
         """:meth:`receive_data` without building objects: ``(flags, seq_id, info, payload)`` per frame."""
+        return self.receive_spans(data, _payload_part)
+
+    def receive_spans(self, data: BytesLike, build: SpanBuilder[_T]) -> list[_T]:
+        """Feed bytes; return ``build(flags, seq_id, info, view, start, end)`` for each frame completed.
+
+        ``view[start:end]`` is the frame's payload; the view is valid only during the call (it may be
+        the caller's own buffer), so ``build`` copies what it keeps. A :class:`ProtocolError` from
+        ``build`` fails the decoder as its own errors do.
+        """
         if self._error is not None:
             raise ProtocolError(f"ttheader: decoder already failed: {self._error.detail}")
         buffer = self._buffer
@@ -462,10 +477,10 @@ class TTHeaderFrameDecoder:
         if buffer:
             buffer += data
             source = buffer
-        frames: list[tuple[int, int, HeaderInfo, bytes]] = []
+        frames: list[_T] = []
         try:
             with memoryview(source) as mv:
-                consumed = self._decode(mv, frames)
+                consumed = self._decode(mv, frames, build)
                 if source is not buffer:
                     buffer += mv[consumed:]
         except ProtocolError as exc:
@@ -476,7 +491,7 @@ class TTHeaderFrameDecoder:
             del buffer[:consumed]
         return frames
 
-    def _decode(self, mv: memoryview, frames: list[tuple[int, int, HeaderInfo, bytes]]) -> int:
+    def _decode(self, mv: memoryview, frames: list[_T], build: SpanBuilder[_T]) -> int:
         pos = 0
         size = len(mv)
         max_frame_size = self._max_frame_size
@@ -498,6 +513,12 @@ class TTHeaderFrameDecoder:
             _, _, flags, seq_id, words = _unpack_prefix_from(mv, pos)
             info_end = pos + PREFIX_SIZE + words * 4
             info = decode_header_info(bytes(mv[pos + PREFIX_SIZE : info_end]))
-            frames.append((flags, seq_id, info, bytes(mv[info_end:end])))
+            frames.append(build(flags, seq_id, info, mv, info_end, end))
             pos = end
         return pos
+
+
+def _payload_part(
+    flags: int, seq_id: int, info: HeaderInfo, view: memoryview, start: int, end: int
+) -> tuple[int, int, HeaderInfo, bytes]:
+    return flags, seq_id, info, bytes(view[start:end])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import struct
 from typing import Any
 
 import pytest
@@ -279,3 +280,80 @@ async def test_exception_replies_do_not_use_the_reply_encoder() -> None:
         writer.close()
     assert msg.msg_type == 3 and msg.seq_id == 9 and dict(msg.int_info) == {22: "3"}
     assert msg.body.startswith(encode_application_exception("biz error: bad", 6)[:3])
+
+
+# -- messages parsed in place from the receive buffer ---------------------------------------------------
+
+
+def _general(payload: bytes, framing: Framing) -> tuple[Any, ...] | str:
+    """What the general (copying) decoder makes of one message payload, or its error."""
+    from kitex_grpc.transport.ttheader import wire
+
+    try:
+        if framing is Framing.FRAMED:
+            msg = wire.decode_framed(payload)
+        else:
+            msg = wire.decode_ttheader_payload(th.TTHeader(seq_id=5), payload)
+    except ProtocolError as exc:
+        return exc.detail
+    return (msg.method, msg.msg_type, msg.seq_id, msg.body, msg.envelope, msg.framing)
+
+
+_HEADS = [
+    b"\x80\x01\x00\x01\x00\x00\x00\x04echo\x00\x00\x00\x07",  # the usual request
+    b"\x80\x01\x00\x03\x00\x00\x00\x00\x00\x00\x00\x07",  # EXCEPTION without a name: accepted
+    b"\x80\x01\x00\x01\x00\x00\x00\x00\x00\x00\x00\x07",  # CALL without a name: refused
+    b"\x80\x01\x00\x01\xff\xff\xff\xfe",  # negative name length
+    b"\x80\x01\x00\x01\x00\x00\x00\x09echo",  # name longer than the message
+    b"\x80\x01\x00\x02\x00\x00\x00\x02\xff\xfe\x00\x00\x00\x01",  # undecodable name bytes
+    b"\x80\x02\x00\x01\x00\x00\x00\x01e\x00\x00\x00\x01",  # bad version
+    b"\x80\x01",  # short
+    b"\x00\x00\x00\x08\x80\x01\x00\x01\x00\x00\x00\x01e\x00\x00\x00\x01",  # framed inside
+]
+
+
+@pytest.mark.parametrize("framing", [Framing.FRAMED, Framing.TTHEADER])
+@pytest.mark.parametrize("head", _HEADS)
+@pytest.mark.parametrize("body", [b"", b"\x00", b"\x0b\x00\x01\x00\x00\x00\x02hi\x00"])
+def test_in_place_parse_gives_what_the_general_decoder_gives(
+    framing: Framing, head: bytes, body: bytes
+) -> None:
+    payload = head + body
+    expected = _general(payload, framing)
+    if framing is Framing.FRAMED:
+        data = struct.pack(">I", len(payload)) + payload
+    else:
+        data = th.encode_frame(th.TTHeader(seq_id=5), payload)
+    # Whole, and a byte at a time from a reused buffer (what the receive buffer hands over).
+    for chunks in ([data], [data[i : i + 1] for i in range(len(data))]):
+        decoder = MessageDecoder(framing, 1 << 20)
+        scratch = bytearray(len(data))
+        got: list[Any] = []
+        try:
+            for chunk in chunks:
+                scratch[: len(chunk)] = chunk
+                with memoryview(scratch) as view:
+                    got.extend(decoder.receive_data(view[: len(chunk)]))
+                scratch[:] = b"\xee" * len(scratch)  # a kept view would now see garbage
+        except ProtocolError as exc:
+            assert exc.detail == expected
+            continue
+        (msg,) = got
+        assert (msg.method, msg.msg_type, msg.seq_id, msg.body, msg.envelope, msg.framing) == expected
+
+
+@pytest.mark.parametrize("framing", [Framing.FRAMED, Framing.TTHEADER])
+def test_a_message_that_fails_to_parse_fails_the_stream(framing: Framing) -> None:
+    bad = b"\x80\x02\x00\x01\x00\x00\x00\x01e\x00\x00\x00\x01"  # bad version: no message at all
+    good = b"\x80\x01\x00\x01\x00\x00\x00\x04echo\x00\x00\x00\x07"
+    frame = (
+        (lambda p: struct.pack(">I", len(p)) + p)
+        if framing is Framing.FRAMED
+        else (lambda p: th.encode_frame(th.TTHeader(seq_id=1), p))
+    )
+    decoder = MessageDecoder(framing, 1 << 20)
+    with pytest.raises(ProtocolError):
+        decoder.receive_data(frame(good) + frame(bad) + frame(good))
+    assert decoder.buffered == 0
+    with pytest.raises(ProtocolError, match="decoder already failed"):
+        decoder.receive_data(frame(good))

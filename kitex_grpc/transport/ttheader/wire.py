@@ -50,6 +50,8 @@ __all__ = [
 _U32 = struct.Struct(">I")
 _pack_prefix = struct.Struct(">IHHiH").pack  # LENGTH, MAGIC, FLAGS, SEQ, HEADER_SIZE
 _pack_i32 = struct.Struct(">i").pack
+_unpack_i32_from = struct.Struct(">i").unpack_from
+_unpack_msg_head = struct.Struct(">Ii").unpack_from  # strict Thrift: version | type, name length
 _MASK = 0xFFFF0000
 _THRIFT_V1 = 0x80010000
 _PROTOBUF_V1 = 0x90010000
@@ -239,12 +241,55 @@ def decode_ttheader_payload(header: TTHeader, payload: bytes) -> Message:
     return _ttheader_message(header.flags, header.seq_id, info, payload)
 
 
+def _strict_thrift(
+    buf: BytesLike,
+    start: int,
+    end: int,
+    framing: Framing,
+    info: HeaderInfo | None = None,
+    flags: int = 0,
+    frame_seq: int = 0,
+) -> Message | None:
+    """The usual case parsed in place: a strict Thrift message in ``buf[start:end]`` with a name.
+
+    Only the name and the body are copied. ``None`` for anything else (other payloads, an empty
+    name, a short header): the general decoder then takes the message and reports what is wrong.
+    """
+    if end - start < 12 or buf[start] != 0x80 or buf[start + 1] != 0x01:
+        return None
+    head, name_len = _unpack_msg_head(buf, start)
+    body_start = start + 12 + name_len
+    if name_len <= 0 or body_start > end:
+        return None
+    name = str(buf[start + 8 : body_start - 4], "utf-8", "surrogateescape")
+    seq_id: int = _unpack_i32_from(buf, body_start - 4)[0]
+    body = bytes(buf[body_start:end])
+    return Message(name, head & 0xFF, seq_id, body, THRIFT, framing, info, flags, frame_seq)
+
+
+def _framed_span(view: memoryview, start: int, end: int) -> Message:
+    """The message of the Framed frame ``view[start:end]`` (a tm.FramedDecoder span builder)."""
+    message = _strict_thrift(view, start, end, Framing.FRAMED)
+    return message if message is not None else decode_framed(bytes(view[start:end]))
+
+
+def _ttheader_span(
+    flags: int, frame_seq: int, info: HeaderInfo, view: memoryview, start: int, end: int
+) -> Message:
+    """The message in the TTHeader payload ``view[start:end]`` (a receive_spans builder)."""
+    message = _strict_thrift(view, start, end, Framing.TTHEADER, info, flags, frame_seq)
+    return (
+        message if message is not None else _ttheader_general(flags, frame_seq, info, bytes(view[start:end]))
+    )
+
+
 def _ttheader_message(flags: int, frame_seq: int, info: HeaderInfo, payload: bytes) -> Message:
-    if len(payload) >= 8 and payload[0] == 0x80 and payload[1] == 0x01:  # strict Thrift: the usual case
-        method, msg_type, seq_id, offset = tm.decode_message_begin(payload)
-        return Message(
-            method, msg_type, seq_id, payload[offset:], THRIFT, Framing.TTHEADER, info, flags, frame_seq
-        )
+    message = _strict_thrift(payload, 0, len(payload), Framing.TTHEADER, info, flags, frame_seq)
+    return message if message is not None else _ttheader_general(flags, frame_seq, info, payload)
+
+
+def _ttheader_general(flags: int, frame_seq: int, info: HeaderInfo, payload: bytes) -> Message:
+    """The payload kind sniffed from its first 8 bytes (Kitex ``checkPayload``), then decoded."""
     kind = detect_payload(payload[:8])
     if kind is PayloadKind.THRIFT:
         method, msg_type, seq_id, body = THRIFT.decode(payload)
@@ -336,12 +381,9 @@ class MessageDecoder:
 
     def receive_data(self, data: BytesLike) -> list[Message]:
         if self._ttheader is not None:
-            return [
-                _ttheader_message(flags, seq_id, info, payload)
-                for flags, seq_id, info, payload in self._ttheader.receive_parts(data)
-            ]
+            return self._ttheader.receive_spans(data, _ttheader_span)
         if self._framed is not None:
-            return [decode_framed(f) for f in self._framed.receive_data(data)]
+            return self._framed.receive_spans(data, _framed_span)
         assert self._buffered is not None
         out = []
         for raw in self._buffered.receive_data(data):
