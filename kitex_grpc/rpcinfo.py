@@ -59,7 +59,12 @@ class RPCConfig:
 
 
 class RPCStats:
-    """Timing of one call on one side: monotonic start and end, and the error it ended with."""
+    """Timing of one call on one side: monotonic start and end, and the error it ended with.
+
+    The end (``end_time``, ``error``) of a unary call is recorded only when a tracer is configured,
+    for it to read at ``finish``: Kitex likewise disables stats without a tracer (its client and
+    server options set ``stats.LevelDisabled`` unless ``TracerCtl.HasTracer()``).
+    """
 
     __slots__ = ("end_time", "error", "recv_messages", "send_messages", "start_time")
 

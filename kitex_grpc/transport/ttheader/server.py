@@ -374,8 +374,9 @@ class _ServerConnection(ReceiveBufferProtocol):
             if out is not None:
                 self._flush()
                 self._out = None
-        if not self._active:
-            self._became_idle()
+        # Idle again: data_received has just set the idle clock, so only a graceful stop is checked.
+        if not self._active and self._server.draining and self._transport is not None:
+            self._transport.close()
 
     def _new_worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
         """A new idle worker (the last of ``_idle_workers``)."""
