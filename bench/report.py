@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import pstats
+import statistics
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from bench import registry
 
-SCHEMA = 1
+SCHEMA = 2  # 2: rows carry their round; a summary over the rounds
 
 
 @dataclass
@@ -39,6 +40,27 @@ class Row:
     ratio: float | None = None  # rate / baseline's rate, for kitex impls whose baseline ran
     server_cpu_us: float | None = None  # CPU per call in the window, whole server process
     client_cpu_us: float | None = None  # CPU per call in the window, whole client process
+    round: int = 1  # with --rounds N, which pass over the cases this row came from (1..N)
+
+
+@dataclass
+class Summary:
+    """One case over every round: medians, and the spread of the per-round ratios."""
+
+    scenario: str
+    payload: int
+    impl: str
+    baseline: str | None
+    unit: str
+    rounds: int  # rounds in which the case produced figures
+    rate: float  # median
+    rate_min: float
+    rate_max: float
+    server_cpu_us: float | None  # medians
+    client_cpu_us: float | None
+    ratio: float | None = None  # median of the per-round ratios (each against the same round's baseline)
+    ratio_min: float | None = None
+    ratio_max: float | None = None
 
 
 @dataclass
@@ -46,6 +68,7 @@ class Run:
     settings: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    summary: list[Summary] = field(default_factory=list)
 
 
 def _version(dist: str) -> str | None:
@@ -89,13 +112,53 @@ def machine_info() -> dict[str, Any]:
 
 
 def fill_ratios(rows: list[Row]) -> None:
-    by_key = {(r.scenario, r.payload, r.impl): r for r in rows if not r.failed}
+    """Each kitex row's ratio to its baseline's row of the same round (run next to it in time)."""
+    by_key = {(r.scenario, r.payload, r.impl, r.round): r for r in rows if not r.failed}
     for r in rows:
         if r.baseline is None or r.failed:
             continue
-        base = by_key.get((r.scenario, r.payload, r.baseline))
+        base = by_key.get((r.scenario, r.payload, r.baseline, r.round))
         if base is not None and base.rate > 0:
             r.ratio = r.rate / base.rate
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def summarize(rows: list[Row]) -> list[Summary]:
+    """One :class:`Summary` per case, in first-run order, over the rounds it ran without failing."""
+    cases: dict[tuple[str, int, str], list[Row]] = {}
+    for r in rows:
+        cases.setdefault((r.scenario, r.payload, r.impl), []).append(r)
+    out = []
+    for runs in cases.values():
+        ok = [r for r in runs if not r.failed and not r.errors]
+        if not ok:
+            continue
+        first = ok[0]
+        rates = [r.rate for r in ok]
+        ratios = [r.ratio for r in ok if r.ratio is not None]
+        out.append(
+            Summary(
+                first.scenario,
+                first.payload,
+                first.impl,
+                first.baseline,
+                first.unit,
+                len(ok),
+                statistics.median(rates),
+                min(rates),
+                max(rates),
+                _median([r.server_cpu_us for r in ok]),
+                _median([r.client_cpu_us for r in ok]),
+                statistics.median(ratios) if ratios else None,
+                min(ratios) if ratios else None,
+                max(ratios) if ratios else None,
+            )
+        )
+    return out
 
 
 def _payload(n: int) -> str:
@@ -143,8 +206,43 @@ def table(rows: list[Row]) -> str:
                 ratio,
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    right = {3, 5, 6, 7}
+    return _columns(lines, right={3, 5, 6, 7})
+
+
+def summary_table(summaries: list[Summary]) -> str:
+    """The medians over the rounds, with the range of the rate and of the per-round ratio."""
+    head = (
+        "scenario",
+        "payload",
+        "impl",
+        "rounds",
+        "median rate",
+        "min-max",
+        "cpu µs srv/cli",
+        "vs baseline",
+    )
+    lines: list[tuple[str, ...]] = [head]
+    for s in summaries:
+        ratio = ""
+        if s.ratio is not None and s.ratio_min is not None and s.ratio_max is not None:
+            ratio = f"{s.ratio:.2f}x ({s.ratio_min:.2f}-{s.ratio_max:.2f}) {s.baseline}"
+        lines.append(
+            (
+                s.scenario,
+                _payload(s.payload),
+                s.impl,
+                str(s.rounds),
+                f"{s.rate:,.0f}",
+                f"{s.rate_min:,.0f}-{s.rate_max:,.0f}",
+                f"{_us(s.server_cpu_us)}/{_us(s.client_cpu_us)}",
+                ratio,
+            )
+        )
+    return _columns(lines, right={3, 4, 5, 6})
+
+
+def _columns(lines: list[tuple[str, ...]], right: set[int]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = []
     for n, line in enumerate(lines):
         cells = [
@@ -157,34 +255,37 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def headline(rows: list[Row]) -> list[dict[str, Any]]:
-    """The unary ratio of kitex-grpc to its baseline, per payload, against the goal."""
+def headline(summaries: list[Summary]) -> list[dict[str, Any]]:
+    """The unary ratio of kitex-grpc to its baseline, per payload, against the goal (median over
+    the rounds; with one round, that round's ratio)."""
     found = []
-    for r in rows:
+    for s in summaries:
         if (
-            r.scenario == registry.HEADLINE_SCENARIO
-            and r.impl == registry.HEADLINE_IMPL
-            and r.ratio is not None
+            s.scenario == registry.HEADLINE_SCENARIO
+            and s.impl == registry.HEADLINE_IMPL
+            and s.ratio is not None
         ):
             found.append(
                 {
-                    "scenario": r.scenario,
-                    "payload": r.payload,
-                    "impl": r.impl,
-                    "baseline": r.baseline,
-                    "ratio": round(r.ratio, 4),
+                    "scenario": s.scenario,
+                    "payload": s.payload,
+                    "impl": s.impl,
+                    "baseline": s.baseline,
+                    "ratio": round(s.ratio, 4),
+                    "rounds": s.rounds,
                     "goal": registry.HEADLINE_GOAL,
-                    "met": r.ratio >= registry.HEADLINE_GOAL,
+                    "met": s.ratio >= registry.HEADLINE_GOAL,
                 }
             )
     return found
 
 
-def headline_lines(rows: list[Row], inflight: int) -> list[str]:
+def headline_lines(summaries: list[Summary], inflight: int) -> list[str]:
     return [
         f"HEADLINE unary {inflight} in flight, {_payload(h['payload'])}: {h['impl']} / {h['baseline']} = "
-        f"{h['ratio']:.3f}x (goal >= {h['goal']}x: {'met' if h['met'] else 'NOT met'})"
-        for h in headline(rows)
+        f"{h['ratio']:.3f}x{' (median of ' + str(h['rounds']) + ' rounds)' if h['rounds'] > 1 else ''} "
+        f"(goal >= {h['goal']}x: {'met' if h['met'] else 'NOT met'})"
+        for h in headline(summaries)
     ]
 
 
@@ -196,7 +297,8 @@ def write_json(run: Run, path: Path) -> None:
         "settings": run.settings,
         "skipped": run.skipped,
         "results": [asdict(r) for r in run.rows],
-        "headline": headline(run.rows),
+        "summary": [asdict(s) for s in run.summary],
+        "headline": headline(run.summary),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -202,6 +202,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "inflight": args.inflight,
+        "rounds": args.rounds,
         "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "server_cpu": server_cpu,
         "client_cpu": client_cpu,
@@ -237,18 +238,22 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
                 continue
             available.append(impl)
-        cases = [(s, n, i) for s in scenarios for n in payloads for i in available if s in i.scenarios]
+        one_round = [(s, n, i) for s in scenarios for n in payloads for i in available if s in i.scenarios]
+        # Rounds pass over every case in turn, so a slow spell of the machine lands on one round of
+        # each case, not on every round of one.
+        cases = [(r, *case) for r in range(1, args.rounds + 1) for case in one_round]
         started = time.monotonic()
         profiles: list[Path] = []
-        for k, (scenario, payload, impl) in enumerate(cases, 1):
+        for k, (round_, scenario, payload, impl) in enumerate(cases, 1):
             row = report.Row(scenario, payload, impl.name, impl.baseline, registry.SCENARIO_UNIT[scenario])
+            row.round = round_
             srv_prof = cli_prof = None
             if args.profile:
                 RESULTS.mkdir(parents=True, exist_ok=True)
                 path = RESULTS / f"profile-{args.profile}-{impl.name}-{scenario}-{payload}.prof"
                 srv_prof, cli_prof = (path, None) if args.profile == "server" else (None, path)
                 profiles.append(path)
-            label = f"[{k:2}/{len(cases)}] {scenario:<15} {payload:>5} B  {impl.name:<14}"
+            label = f"[{k:2}/{len(cases)}] {scenario:<15} {payload:>5} B  {impl.name:<18}"
             print(label, end=" ", flush=True)
             try:
                 async with server_process(impl, env, server_cpu, srv_prof) as (address, pid):
@@ -268,10 +273,14 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         shutil.rmtree(stub_dir, ignore_errors=True)
     report.fill_ratios(run.rows)
+    run.summary = report.summarize(run.rows)
     print()
     print(report.table(run.rows))
+    if args.rounds > 1:
+        print(f"\nOver {args.rounds} rounds (medians; the ratio's range is over the per-round ratios):\n")
+        print(report.summary_table(run.summary))
     print()
-    for line in report.headline_lines(run.rows, args.inflight):
+    for line in report.headline_lines(run.summary, args.inflight):
         print(line)
     print(f"{len(run.rows)} cases in {elapsed:.0f}s")
     if args.profile:
@@ -313,6 +322,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--inflight", type=int, default=64, help="calls/messages in flight (default 64)")
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every case this many times, one pass over all cases per round; report medians",
+    )
+    p.add_argument(
         "--profile",
         choices=("client", "server"),
         default=None,
@@ -331,6 +346,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration, args.warmup = 1.0, 0.3
     if not (0 < args.duration <= 600 and 0 <= args.warmup <= 600 and 1 <= args.inflight <= 4096):
         p.error("--duration must be in (0, 600], --warmup in [0, 600], --inflight in [1, 4096]")
+    if not 1 <= args.rounds <= 100:
+        p.error("--rounds must be in [1, 100]")
+    if args.profile and args.rounds != 1:
+        p.error("--profile runs one case once: leave --rounds at 1")
     return args
 
 
