@@ -67,7 +67,8 @@ def load(
 # Buffers are reused: a fresh TCyMemoryBuffer and protocol cost about a quarter of a small message's
 # (de)serialization. Each pool holds free (buffer, protocol) pairs; list.pop and list.append are atomic,
 # so threads and nested calls each take a pair of their own (or make one). A buffer grows to the largest
-# message it held and never shrinks, so one that held more than _POOLED_MAX_BYTES is dropped instead.
+# message it held and never shrinks, so one that held more than _POOLED_MAX_BYTES is dropped instead
+# (so is one whose write failed).
 _POOLED_MAX_BYTES = 64 * 1024
 _readers: list[tuple[Any, Any]] = []
 _writers: list[tuple[Any, Any]] = []
@@ -85,15 +86,10 @@ def serializer() -> Callable[[Any], bytes]:
     """A function writing any thriftpy2 struct as a binary struct body."""
 
     def serialize(obj: Any) -> bytes:
-        pair = _take(_writers)
-        buf = pair[0]
-        buf.clean()  # after a failed write too: the pair goes back below either way
-        try:
-            pair[1].write_struct(obj)
-            data: bytes = buf.getvalue()
-        except BaseException:
-            _writers.append(pair)
-            raise
+        buf, proto = pair = _take(_writers)
+        buf.clean()
+        proto.write_struct(obj)  # on failure the pair is dropped, whatever it held
+        data: bytes = buf.getvalue()
         if len(data) <= _POOLED_MAX_BYTES:
             _writers.append(pair)
         return data
