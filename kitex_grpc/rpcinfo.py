@@ -61,9 +61,9 @@ class RPCConfig:
 class RPCStats:
     """Timing of one call on one side: monotonic start and end, and the error it ended with.
 
-    The end (``end_time``, ``error``) of a unary call is recorded only when a tracer is configured,
-    for it to read at ``finish``: Kitex likewise disables stats without a tracer (its client and
-    server options set ``stats.LevelDisabled`` unless ``TracerCtl.HasTracer()``).
+    The end (``end_time``, ``error``) of a client unary call or a served call is recorded only when
+    a tracer is configured, for it to read at ``finish`` (see
+    :func:`~kitex_grpc.observability.tracer.run_traced`); client streams always record it.
     """
 
     __slots__ = ("end_time", "error", "recv_messages", "send_messages", "start_time")

@@ -162,10 +162,7 @@ class Client:
         if mi.pack_request is not None:
             request = mi.pack_request(request)
         endpoint = self._unary if self._plain and not ri.extra else self._governed
-        if self._tracer is None:  # nobody reads the stats' end: Kitex records stats only for tracers
-            reply = await endpoint(ri, request)
-        else:
-            reply = await run_traced(endpoint, ri, request, self._tracer)
+        reply = await run_traced(endpoint, ri, request, self._tracer)
         if mi.unpack_response is not None and not mi.oneway:
             return mi.unpack_response(reply)
         return reply

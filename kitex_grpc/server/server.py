@@ -166,8 +166,6 @@ class Server:
         # Plain functions returning the next awaitable (here and in _invoke and the handler adapters):
         # one coroutine frame fewer per layer on every call. Each runs when its caller awaits it.
         set_current(ri)
-        if self._tracer is None:  # nobody reads the stats' end: Kitex records stats only for tracers
-            return self._endpoint(ri, request)
         return run_traced(self._endpoint, ri, request, self._tracer)
 
     async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:

@@ -177,5 +177,21 @@ async def test_a_cancellation_at_the_deadline_is_recorded_as_a_timeout(
         raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):  # the caller still sees the cancellation itself
-        await run_traced(cancelled, ri, None, None)
+        await run_traced(cancelled, ri, None, NOOP_TRACER)
     assert type(ri.stats.error) is expected
+
+
+async def test_without_a_tracer_the_endpoint_runs_as_is_and_the_stats_end_is_not_recorded() -> None:
+    ri = fake_rpcinfo()
+
+    async def endpoint(ri: RPCInfo, request: object) -> object:
+        return ("reply", request)
+
+    awaitable = endpoint(ri, 1)
+    awaitable.close()
+    direct = run_traced(endpoint, ri, 2, None)
+    assert type(direct) is type(awaitable) and direct.cr_code is endpoint.__code__  # type: ignore[attr-defined]
+    assert await direct == ("reply", 2)
+    assert ri.stats.end_time is None
+    assert await run_traced(endpoint, ri, 3, NOOP_TRACER) == ("reply", 3)
+    assert ri.stats.end_time is not None and ri.stats.error is None
