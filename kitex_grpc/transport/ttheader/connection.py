@@ -25,12 +25,15 @@ class ReplyStream(ReceiveBufferProtocol):
     """What both kinds of client connection share: one socket to ``address``, the decoder of its
     replies, whether it still takes calls, and the error its calls get once it is gone."""
 
-    __slots__ = ("_closed", "_decoder", "_error", "_transport", "address", "retired")
+    __slots__ = ("_closed", "_decoder", "_error", "_loop", "_transport", "address", "retired")
 
     def __init__(self, address: str, framing: Framing, max_frame_size: int) -> None:
         self.address = address
         self._decoder = MessageDecoder(framing, max_frame_size)
         self._transport: asyncio.Transport | None = None
+        # made by create_connection's protocol factory, so on the loop the socket will belong to; kept,
+        # as asyncio.get_running_loop() costs a getpid() system call on Python 3.11
+        self._loop = asyncio.get_running_loop()
         self._closed = False
         self._error: RemoteOrNetworkError | None = None
         # no new calls: close once the call(s) in flight end (discovery removed the address, crrst)
@@ -116,7 +119,7 @@ class ClientConnection(ReplyStream):
     def start(self, data: bytes) -> asyncio.Future[Message]:
         """Write a request; the future gets the next message from the server."""
         transport = self._check()
-        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Message] = self._loop.create_future()
         self._waiter = waiter
         transport.write(data)
         return waiter

@@ -46,7 +46,6 @@ class MuxConnection(ReplyStream):
         super().__init__(address, framing, max_frame_size)
         self._waiters: dict[int, asyncio.Future[Message]] = {}
         self._out: list[bytes] = []
-        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: memoryview) -> None:
         messages = self._replies(data)

@@ -189,7 +189,9 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._paused = False
         self._limiter: ConnectionLimiter | None = None  # set while this connection is counted
         self.peer = ""
-        self._clock = asyncio.get_running_loop().time
+        # the loop is kept: asyncio.get_running_loop() costs a getpid() system call on Python 3.11
+        self._loop = asyncio.get_running_loop()
+        self._clock = self._loop.time
         self.last_active = self._clock()  # last bytes read or request answered: the idle clock
         self.partial_since: float | None = None  # when the unfinished request's bytes began arriving
 
@@ -336,7 +338,7 @@ class _ServerConnection(ReceiveBufferProtocol):
 
     def _serve_eagerly(self) -> None:
         queue = self._queue
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         # eager only from a plain callback (as asyncio calls data_received), never inside a task
         eager = _CAN_STEP_EAGERLY and asyncio.current_task(loop) is None
         in_order = self._in_order
