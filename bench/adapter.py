@@ -7,8 +7,11 @@ so kitex-grpc and each baseline run exactly the same measuring code.
 from __future__ import annotations
 
 import importlib
+import threading
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from time import perf_counter
+from typing import Any, Protocol, runtime_checkable
 
 from bench.registry import Impl
 
@@ -44,12 +47,61 @@ class BenchClient(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class BlockingClient(Protocol):
+    """A client whose calls block the calling thread (thriftpy2's sync client).
+
+    Load generators run it the way its users do: each of N plain threads opens its own connection with
+    :meth:`connect_caller` and calls in a loop (see :func:`drive_threads`).
+    """
+
+    def request(self, payload: bytes) -> Any: ...
+
+    def connect_caller(self) -> Callable[[Any], Any]:
+        """A blocking unary call on a connection of its own, for one thread."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def drive_threads(
+    callers: list[Callable[[Any], Any]],
+    request: Any,
+    more: Callable[[], bool],
+    done: Callable[[float, float], None],
+    failed: Callable[[BaseException], None],
+) -> None:
+    """Call ``request`` from one plain thread per caller (``BlockingClient.connect_caller``) until
+    ``more()`` is false; blocks until every thread has stopped.
+
+    ``done(start, end)`` is called after each call (perf_counter times), ``failed(exc)`` once per thread
+    that stops on an error.
+    """
+
+    def worker(call: Callable[[Any], Any]) -> None:
+        while more():
+            start = perf_counter()
+            try:
+                call(request)
+            except Exception as exc:
+                failed(exc)
+                return  # a failing impl must not spin; the error is reported
+            done(start, perf_counter())
+
+    # daemon: a server that stops answering must not keep the load generator's process alive
+    workers = [threading.Thread(target=worker, args=(call,), daemon=True) for call in callers]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+
 class Adapter(Protocol):
     async def start_server(self, host: str) -> BenchServer:
         """Listen on ``host`` at a free port; raise :class:`UnavailableError` if this build cannot."""
         ...
 
-    async def connect(self, address: str) -> BenchClient:
+    async def connect(self, address: str) -> BenchClient | BlockingClient:
         """A client of the server at ``address``; raise :class:`UnavailableError` if this build cannot."""
         ...
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import threading
 import time
 from array import array
 from collections import deque
 from dataclasses import asdict, dataclass
 
 from bench import proc, registry
-from bench.adapter import BenchClient, UnavailableError, load
+from bench.adapter import BenchClient, BlockingClient, UnavailableError, drive_threads, load
 
 MAX_CALLS = 10_000_000  # per loop; far above what a few seconds can reach
 GRACE = 30.0  # seconds past the window before a stuck scenario is abandoned
@@ -108,10 +110,29 @@ class Recorder:
         return Result(n, seconds, n / seconds, pct(0.50), pct(0.99), mean, self.errors, self.first_error)
 
 
-async def unary(client: BenchClient, payload: int, window: Window, concurrency: int) -> Recorder:
-    """``concurrency`` tasks, each calling in a loop: that many calls in flight at all times."""
+async def unary(
+    client: BenchClient | BlockingClient, payload: int, window: Window, concurrency: int
+) -> Recorder:
+    """``concurrency`` tasks, each calling in a loop: that many calls in flight at all times.
+
+    A blocking client is driven from ``concurrency`` plain threads instead, one connection each.
+    """
     rec = Recorder(window)
     request = client.request(b"x" * payload)
+    if isinstance(client, BlockingClient):
+        calls = itertools.count()  # next() is atomic: a thread-safe bound on the total
+        end_at, perf, lock = window.end, time.perf_counter, threading.Lock()
+
+        def failed(exc: BaseException) -> None:
+            with lock:
+                rec.error(exc)
+
+        def more() -> bool:
+            return perf() < end_at and next(calls) < MAX_CALLS
+
+        callers = [client.connect_caller() for _ in range(concurrency)]
+        await asyncio.to_thread(drive_threads, callers, request, more, rec.done, failed)
+        return rec
     call = client.unary
     perf = time.perf_counter
     end_at = window.end

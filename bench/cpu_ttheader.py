@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -25,10 +26,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import proc, registry
-from bench.adapter import load
+from bench.adapter import BlockingClient, drive_threads, load
 
 HOST = "127.0.0.1"
 DEFAULT_IMPLS = ("kitex-ttheader", "thriftpy2", "kitex-server-sync", "thriftpy2-threaded")
@@ -120,15 +122,40 @@ async def _drive(client: Any, request: Any, calls: int, inflight: int) -> None:
     await asyncio.gather(*(worker() for _ in range(inflight)))
 
 
+async def _drive_threads(callers: list[Callable[[Any], Any]], request: Any, calls: int) -> None:
+    """A blocking client's drive: one plain thread per caller (connection)."""
+    tickets = itertools.count()  # next() is atomic: exactly ``calls`` calls in all
+    errors: list[BaseException] = []  # and so is list.append
+    await asyncio.to_thread(
+        drive_threads, callers, request, lambda: next(tickets) < calls, _ignore, errors.append
+    )
+    if errors:
+        raise RuntimeError(f"{len(errors)} load threads failed, the first with {errors[0]!r}")
+
+
+def _ignore(_start: float, _end: float) -> None:
+    pass
+
+
 async def _measure(
     impl_name: str, server: _ServerProcess, payload: int, calls: int, inflight: int
 ) -> dict[str, float]:
     client = await load(registry.get(impl_name)).connect(server.address)
     try:
         request = client.request(b"x" * payload)
-        await _drive(client, request, max(2000, calls // 5), inflight)  # warm-up: connections, caches
+        if isinstance(client, BlockingClient):
+            callers = [client.connect_caller() for _ in range(inflight)]
+
+            async def drive(n: int) -> None:
+                await _drive_threads(callers, request, n)
+        else:
+
+            async def drive(n: int) -> None:
+                await _drive(client, request, n, inflight)
+
+        await drive(max(2000, calls // 5))  # warm-up: connections, caches
         s0, c0, w0 = server.cpu(), time.process_time(), time.perf_counter()
-        await _drive(client, request, calls, inflight)
+        await drive(calls)
         w1, c1, s1 = time.perf_counter(), time.process_time(), server.cpu()
     finally:
         await client.close()

@@ -12,17 +12,16 @@ Entries (the registry's ``arg`` picks one):
   binary protocol.
 * ``sync_adapter("kitex")``: the same thriftpy2 sync client -> our server (detected as Framed).
 
-The sync client runs one thriftpy2 client per worker thread (64 threads for 64 in flight); the event
-loop of the load generator hands each call to the pool, so both servers see the same client.
+The sync client is driven as its users run it: 64 plain threads (64 in flight), each with its own
+thriftpy2 client and connection, calling in a loop (``bench.adapter.drive_threads``). Both servers see
+the same client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -171,41 +170,31 @@ def _start_threaded_server(host: str) -> _ThreadedServer:
 
 
 class _SyncClient(_NoBidi):
-    """thriftpy2 sync clients, one per worker thread, driven from the load generator's event loop."""
+    """thriftpy2 sync clients, one per load thread (``BlockingClient``)."""
 
-    def __init__(self, host: str, port: int, workers: int = 64) -> None:
+    def __init__(self, host: str, port: int) -> None:
         self._host = host
         self._port = port
-        self._local = threading.local()
         self._clients: list[Any] = []
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thriftpy2")
 
-    def _call(self, request: Any) -> Any:
-        cli = getattr(self._local, "client", None)
-        if cli is None:
-            from thriftpy2.protocol import TCyBinaryProtocolFactory
-            from thriftpy2.rpc import make_client
-            from thriftpy2.transport import TCyFramedTransportFactory
+    def connect_caller(self) -> Callable[[Any], Any]:
+        from thriftpy2.protocol import TCyBinaryProtocolFactory
+        from thriftpy2.rpc import make_client
+        from thriftpy2.transport import TCyFramedTransportFactory
 
-            cli = make_client(
-                _module.Echo,
-                self._host,
-                self._port,
-                proto_factory=TCyBinaryProtocolFactory(),
-                trans_factory=TCyFramedTransportFactory(),
-                timeout=10_000,
-            )
-            self._local.client = cli
-            with self._lock:
-                self._clients.append(cli)
-        return cli.echo(request)
-
-    async def unary(self, request: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, request)
+        cli = make_client(
+            _module.Echo,
+            self._host,
+            self._port,
+            proto_factory=TCyBinaryProtocolFactory(),
+            trans_factory=TCyFramedTransportFactory(),
+            timeout=10_000,
+        )
+        self._clients.append(cli)
+        echo: Callable[[Any], Any] = cli.echo
+        return echo
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=True)
         for cli in self._clients:
             cli.close()
 
