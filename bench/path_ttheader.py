@@ -1,4 +1,4 @@
-"""CPU per request of the TTHeader server's own code, without sockets: ``python -m bench.path_ttheader``.
+"""CPU per request of the TTHeader server's (and client's) own code, without sockets.
 
 Throughput and even process CPU time on a shared two-core VM swing by tens of per cent between runs;
 this swings less (a machine-wide slow spell still shows; alternate the versions you compare). It feeds
@@ -9,7 +9,13 @@ aside, everything between the socket and the handler and back runs. Framings: TT
 client sends, with the meta handler's int keys and ``isn``) and Framed (what thriftpy2's and Kitex's
 default Thrift clients send). ``--profile FILE`` writes cProfile stats of one measured round.
 
-    PYTHONPATH=. python -m bench.path_ttheader [--calls 20000] [--repeat 5] [--loop asyncio|uvloop]
+``--side client`` measures the client instead: 64 tasks call ``echo`` through a Kitex-default client
+(``TTHEADER``, pooled connections, the full chain) whose connections have a transport that answers each
+request in the next loop turn with a pre-encoded reply (only its seq ids are patched). Everything
+between the caller and the socket and back runs, including the task wake-up, but no system call.
+
+    PYTHONPATH=. python -m bench.path_ttheader [--side server|client|both] [--calls 20000] [--repeat 5]
+        [--loop asyncio|uvloop]
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from typing import Any
 import kitex_grpc
 from bench import proc
 from bench.impl_ttheader import IDL, _Handler
-from kitex_grpc import server, thrift
+from kitex_grpc import client, server, thrift
 from kitex_grpc.codec.envelope import THRIFT
+from kitex_grpc.transport.ttheader.client import TTHeaderClientTransport
+from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.server import TTHeaderServerTransport, _ServerConnection
 from kitex_grpc.transport.ttheader.wire import Framing, encode
 
@@ -109,6 +117,86 @@ async def _measure(framing: Framing, payload: int, calls: int, repeat: int, prof
         await svr.stop()
 
 
+# -- client side -----------------------------------------------------------------------------------------
+
+_REPLY = 2
+_SEQ_MARK = b"\x7f\x01\x02\x03"  # the seq id the reply template is encoded with, patched per reply
+
+
+class _AnsweringTransport(asyncio.Transport):
+    """Answers each TTHeader request, in the next loop turn, with the reply template under its seq id."""
+
+    def __init__(self, conn: ClientConnection, reply: bytes) -> None:
+        super().__init__()
+        self._conn = conn
+        self._reply = reply
+        header_seq = reply.index(_SEQ_MARK)  # TTHeader's own seq id (KITEX-WIRE.md §1.1), then Thrift's
+        self._seq_at = (header_seq, reply.index(_SEQ_MARK, header_seq + 4))
+        self._loop = asyncio.get_running_loop()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def write(self, data: Any) -> None:
+        seq = bytes(data[8:12])  # length (4), magic and flags (4), then the seq id
+        reply = bytearray(self._reply)
+        for at in self._seq_at:
+            reply[at : at + 4] = seq
+        self._loop.call_soon(self._conn.data_received, memoryview(reply))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class _AnsweredClientTransport(TTHeaderClientTransport):
+    reply = b""
+
+    async def _dial(self, address: str, connect_timeout: float) -> ClientConnection:
+        conn = ClientConnection(address, self._framing, self._max_frame)
+        conn.connection_made(_AnsweringTransport(conn, self.reply))
+        self._conns.add(conn)
+        return conn
+
+
+async def _measure_client(payload: int, calls: int, repeat: int, profile: str | None) -> float:
+    method = _INFO.methods["echo"]
+    reply = _module.EchoReply(message="bench", payload=b"p" * payload, seq=1)
+    body = method.serialize_response(_module.Echo.echo_result(success=reply))
+    seq = int.from_bytes(_SEQ_MARK, "big")
+    _AnsweredClientTransport.reply = encode(Framing.TTHEADER, THRIFT, "echo", _REPLY, seq, body, {}, {})
+    cli = thrift.new_client(
+        _module.Echo,
+        "echo",
+        client.with_host_ports("127.0.0.1:9"),  # never dialled
+        client.with_transport_protocol("ttheader"),
+        client.with_long_connection(max_idle_per_address=128, max_idle_global=1024),
+    )
+    transport = cli.client._transport
+    transport.__class__ = _AnsweredClientTransport  # this client only; the subclass differs in _dial alone
+    request = _module.EchoRequest(message="bench", payload=b"p" * payload, seq=1)
+    per_task = max(1, calls // 64)
+
+    async def worker() -> None:
+        for _ in range(per_task):
+            await cli.echo(request)
+
+    best = float("inf")
+    try:
+        for round_ in range(repeat + 1):  # the first round warms up (connections, encoders)
+            with proc.profiled(profile if round_ == repeat else None):
+                start = time.process_time()
+                await asyncio.gather(*(worker() for _ in range(64)))
+                elapsed = time.process_time() - start
+            if round_:
+                best = min(best, elapsed / (per_task * 64))
+    finally:
+        await cli.close()
+    return best * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.path_ttheader", description=__doc__)
     p.add_argument("--calls", type=int, default=20_000)
@@ -119,8 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", default=None, help="cProfile the last round of the first payload into this file"
     )
     p.add_argument("--profile-framing", default="ttheader", choices=("ttheader", "framed"))
+    p.add_argument("--side", default="server", choices=("server", "client", "both"))
     args = p.parse_args(argv)
     os.environ[proc.LOOP_ENV] = args.loop
+    if args.side != "server":
+        print(f"{'side':<10} {'payload':>7} {'client µs/call':>14}   (loop: {args.loop})")
+        for i, payload in enumerate(args.payload):
+            profile = args.profile if i == 0 and args.side == "client" else None
+            us = proc.run(_measure_client(payload, args.calls, args.repeat, profile))
+            print(f"{'client':<10} {payload:>7} {us:>14.2f}")
+        if args.side == "client":
+            return 0
     print(f"{'framing':<10} {'payload':>7} {'server µs/req':>14}   (loop: {args.loop})")
     for framing in (Framing.TTHEADER, Framing.FRAMED):
         for payload in args.payload:
