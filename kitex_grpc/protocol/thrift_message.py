@@ -20,6 +20,8 @@ from typing import TypeAlias, TypeVar
 from kitex_grpc.errors import ProtocolError
 
 __all__ = [
+    "FIXED_SIZE",
+    "MAX_DEPTH",
     "MAX_FRAME_SIZE",
     "VERSION_1",
     "VERSION_MASK",
@@ -32,6 +34,7 @@ __all__ = [
     "encode_framed",
     "encode_message_begin",
     "skip_value",
+    "skip_values",
 ]
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
@@ -79,7 +82,7 @@ _LIST_HEAD = struct.Struct(">bi")  # element type, size
 _MAP_HEAD = struct.Struct(">bbi")  # key type, value type, size
 _unpack_u32_from = _U32.unpack_from
 _unpack_i32_from = _I32.unpack_from
-_FIXED_SIZE: dict[int, int] = {
+FIXED_SIZE: dict[int, int] = {  # bytes of each fixed-size value type
     TType.BOOL: 1,
     TType.BYTE: 1,
     TType.DOUBLE: 8,
@@ -150,7 +153,7 @@ def skip_value(buf: BytesLike, offset: int, ttype: int, depth: int = MAX_DEPTH) 
     if depth <= 0:
         raise ProtocolError("thrift: depth limit exceeded")
     size = len(buf)
-    fixed = _FIXED_SIZE.get(ttype)
+    fixed = FIXED_SIZE.get(ttype)
     if fixed is not None:
         end = offset + fixed
     elif ttype == TType.STRING:
@@ -173,12 +176,12 @@ def skip_value(buf: BytesLike, offset: int, ttype: int, depth: int = MAX_DEPTH) 
         if offset + 5 > size:
             raise ProtocolError("thrift: buffer too short")
         etype, count = _LIST_HEAD.unpack_from(buf, offset)
-        end = _skip_many(buf, offset + 5, count, (etype,), depth)
+        end = skip_values(buf, offset + 5, count, (etype,), depth)
     elif ttype == TType.MAP:
         if offset + 6 > size:
             raise ProtocolError("thrift: buffer too short")
         ktype, vtype, count = _MAP_HEAD.unpack_from(buf, offset)
-        end = _skip_many(buf, offset + 6, count, (ktype, vtype), depth)
+        end = skip_values(buf, offset + 6, count, (ktype, vtype), depth)
     else:
         raise ProtocolError(f"thrift: unknown data type {ttype}")
     if end > size:
@@ -186,13 +189,18 @@ def skip_value(buf: BytesLike, offset: int, ttype: int, depth: int = MAX_DEPTH) 
     return end
 
 
-def _skip_many(buf: BytesLike, offset: int, count: int, types: tuple[int, ...], depth: int) -> int:
+def skip_values(buf: BytesLike, offset: int, count: int, types: tuple[int, ...], depth: int) -> int:
+    """Return the offset past ``count`` groups of values of ``types`` (a list's elements: one type; a
+    map's entries: key and value types) that start at ``offset``. Nesting counts from ``depth``."""
     if count < 0:
         raise ProtocolError("thrift: negative size")
-    sizes = [_FIXED_SIZE.get(t) for t in types]
-    if None not in sizes:  # fixed-size elements: no walk needed
-        return offset + count * sum(s for s in sizes if s is not None)
+    sizes = [FIXED_SIZE.get(t) for t in types]
     size = len(buf)
+    if None not in sizes:  # fixed-size elements: no walk needed
+        end = offset + count * sum(s for s in sizes if s is not None)
+        if end > size:
+            raise ProtocolError("thrift: buffer too short")
+        return end
     for _ in range(count):  # every element takes at least one byte, so a bogus count ends quickly
         for t in types:
             if offset >= size:

@@ -143,14 +143,16 @@ def test_seq_ids_are_process_global_and_skip_zero() -> None:
 # -- reused (de)serialization buffers (kitex_grpc/codec/thrift.py) ---------------------------------------
 
 
-def test_reused_buffers_survive_bad_bytes_and_large_messages() -> None:
+def test_reused_buffers_survive_bad_bytes_and_large_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     from kitex_grpc.codec import thrift as codec
 
     method = ECHO_INFO.methods["echo"]
     assert method.pack_request is not None
     small = method.serialize_request(method.pack_request(Req(message="small")))
-    with pytest.raises(ProtocolError, match="cannot decode echo_args: SystemError"):
-        method.deserialize_request(b"\x0c\x00\x01\x0b\x00\x01\xff\xff\xff\xff")  # negative length
+    with monkeypatch.context() as patched:  # without the walk (test_thrift_bounds.py) the reader fails
+        patched.setattr(codec, "check_struct_body", lambda data, struct_type: len(data))
+        with pytest.raises(ProtocolError, match="cannot decode echo_args: SystemError"):
+            method.deserialize_request(b"\x0c\x00\x01\x0b\x00\x01\xff\xff\xff\xff")  # negative length
     assert method.deserialize_request(small).req == Req(message="small")  # the pooled reader starts afresh
     big = Req(message="x" * (codec._POOLED_MAX_BYTES + 1))
     pooled = len(codec._writers), len(codec._readers)
@@ -203,7 +205,7 @@ def test_a_string_longer_than_its_message_is_refused_not_filled_from_memory() ->
     method = ECHO_INFO.methods["echo"]
     # args{1: EchoRequest{1: string of declared length 4096, 2 bytes present}}
     body = b"\x0c\x00\x01\x0b\x00\x01\x00\x00\x10\x00ab"
-    with pytest.raises(ProtocolError, match="runs past the end of the 12-byte body"):
+    with pytest.raises(ProtocolError, match="runs past the end of the body"):
         method.deserialize_request(body)
     assert method.deserialize_response is not None
     with pytest.raises(ProtocolError, match="cannot decode echo_result"):

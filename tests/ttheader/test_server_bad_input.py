@@ -121,8 +121,24 @@ async def test_a_struct_that_runs_past_its_message_is_refused(framing: Framing) 
         reply = await send_and_read_all(svr.address, frame)
         name, msg_type, text, type_id, str_info = decode_reply(reply, framing)
         assert (name, msg_type, type_id) == ("echo", 3, TApplicationType.PROTOCOL_ERROR)
-        assert "runs past the end of the 12-byte body" in text
+        assert "a declared size runs past the end of the body" in text
         assert str_info == ({"crrst": "1"} if framing.has_header else {})
+
+
+@pytest.mark.parametrize("framing", [Framing.TTHEADER, Framing.FRAMED])
+async def test_a_body_declaring_a_huge_container_is_refused_at_once(framing: Framing) -> None:
+    # args{1: EchoRequest{99: list of 2**31-1 elements of type STOP}}: thriftpy2's reader alone loops
+    # over them, reading nothing, for seconds, and every other connection waits (the reply is read
+    # within 5 s, and `served` then checks another connection).
+    body = b"\x0c\x00\x01" + b"\x0f\x00\x63" + b"\x00\x7f\xff\xff\xff" + b"\x00\x00"
+    async with served() as svr:
+        if framing.has_header:
+            frame = encode(framing, THRIFT, "echo", 1, 7, body, {}, {})
+        else:
+            frame = encode(framing, THRIFT, "echo", 1, 7, body)
+        name, msg_type, text, type_id, _ = decode_reply(await send_and_read_all(svr.address, frame), framing)
+        assert (name, msg_type, type_id) == ("echo", 3, TApplicationType.PROTOCOL_ERROR)
+        assert "decode echo request" in text and "unknown data type 0" in text
 
 
 async def test_unknown_method_over_ttheader_is_type_1_then_close() -> None:
