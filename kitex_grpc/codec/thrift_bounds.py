@@ -203,11 +203,20 @@ def _walk_value(data: bytes, offset: int, check: Check, depth: int) -> int:
     return offset
 
 
-def _walk_values(data: bytes, offset: int, count: int, checks: tuple[Check, ...], depth: int) -> int:
+def _elements(*checks: Check) -> tuple[tuple[Check, ...], int]:
+    """A container's element (or key and value) checks, and their total size if all are numbers."""
+    numbers = all(isinstance(c, int) and c != _STRING for c in checks)
+    return checks, sum(c for c in checks if isinstance(c, int)) if numbers else 0
+
+
+def _walk_values(
+    data: bytes, offset: int, count: int, elements: tuple[tuple[Check, ...], int], depth: int
+) -> int:
     if count < 0:
         raise _negative()
-    if all(isinstance(c, int) and c != _STRING for c in checks):  # numbers only: no walk needed
-        offset += count * sum(c for c in checks if isinstance(c, int))
+    checks, fixed = elements
+    if fixed:  # numbers only: no walk needed
+        offset += count * fixed
         if offset > len(data):
             raise _short()
         return offset
@@ -228,7 +237,7 @@ def _container_head(data: bytes, offset: int, depth: int, head: struct.Struct) -
 
 
 def _list_walk(elem_type: int, elem_arg: Any) -> Walk:
-    elem: tuple[Check, ...] | None = None  # made on first use: the element may be a struct not yet made
+    elem: tuple[tuple[Check, ...], int] | None = None  # made on first use: it may be a struct not yet made
 
     def walk(data: bytes, offset: int, depth: int) -> int:
         nonlocal elem
@@ -237,7 +246,7 @@ def _list_walk(elem_type: int, elem_arg: Any) -> Walk:
         if wire_type != elem_type and not (wire_type in _STRINGS and elem_type in _STRINGS):
             return skip_values(data, offset, count, (wire_type,), depth)  # the reader skips them
         if elem is None:
-            elem = (_check(elem_type, elem_arg),)
+            elem = _elements(_check(elem_type, elem_arg))
         return _walk_values(data, offset, count, elem, depth - 1)
 
     return walk
@@ -245,7 +254,7 @@ def _list_walk(elem_type: int, elem_arg: Any) -> Walk:
 
 def _map_walk(key: tuple[int, Any], value: tuple[int, Any]) -> Walk:
     key_type, value_type = key[0], value[0]
-    entry: tuple[Check, ...] | None = None
+    entry: tuple[tuple[Check, ...], int] | None = None
 
     def walk(data: bytes, offset: int, depth: int) -> int:
         nonlocal entry
@@ -259,7 +268,7 @@ def _map_walk(key: tuple[int, Any], value: tuple[int, Any]) -> Walk:
         if wire_key != key_type or wire_value != value_type:
             return skip_values(data, offset, count, (wire_key, wire_value), depth)
         if entry is None:
-            entry = (_check(*key), _check(*value))
+            entry = _elements(_check(*key), _check(*value))
         return _walk_values(data, offset, count, entry, depth - 1)
 
     return walk
