@@ -24,9 +24,30 @@ SCENARIO_INFO: dict[str, str] = {
 }
 SCENARIO_UNIT: dict[str, str] = {UNARY: "calls/s", BIDI_PINGPONG: "msg/s", BIDI_PIPELINED: "msg/s"}
 
-HEADLINE_SCENARIO = UNARY
-HEADLINE_IMPL = "kitex-grpc"
-HEADLINE_GOAL = 0.9
+PROFILE_IMPL = "kitex-grpc"  # what --profile measures when no implementation is named
+
+
+@dataclass(frozen=True)
+class Goal:
+    """An issue's speed goal: ``impl``'s rate over ``versus``'s in ``scenario`` (both payloads) is at
+    least ``ratio``. The run reports each goal whose two implementations ran."""
+
+    issue: int
+    scenario: str
+    impl: str
+    versus: str
+    ratio: float
+
+
+GOALS: tuple[Goal, ...] = (
+    Goal(2, UNARY, "kitex-grpc", "grpc-aio", 0.9),
+    Goal(3, UNARY, "kitex-h2", "grpclib", 1.5),
+    Goal(3, UNARY, "kitex-h2", "grpc-aio", 1.0),
+    Goal(3, BIDI_PIPELINED, "kitex-h2", "grpclib", 1.5),
+    Goal(4, UNARY, "kitex-ttheader", "thriftpy2", 3.0),  # our client and server, Kitex's default pool
+    Goal(4, UNARY, "kitex-ttheader-mux", "thriftpy2", 3.0),  # the same over 2 multiplexed connections
+    Goal(4, UNARY, "kitex-server-sync", "thriftpy2-threaded", 1.0),  # the same client, each server
+)
 
 
 @dataclass(frozen=True, kw_only=True)

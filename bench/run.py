@@ -194,7 +194,7 @@ def cpus(pin: bool) -> tuple[int | None, int | None]:
 async def main_async(args: argparse.Namespace) -> int:
     impls, scenarios, payloads, explicit = select(args.only)
     if args.profile:  # one case: the unary path unless a scenario was named
-        impls = [i for i in impls if i.name in explicit] or [registry.BY_NAME[registry.HEADLINE_IMPL]]
+        impls = [i for i in impls if i.name in explicit] or [registry.BY_NAME[registry.PROFILE_IMPL]]
         scenarios = scenarios if args.only and set(scenarios) != set(registry.SCENARIOS) else [registry.UNARY]
         scenarios, payloads = scenarios[:1], payloads[:1]
     server_cpu, client_cpu = cpus(not args.no_pin)
@@ -280,7 +280,7 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"\nOver {args.rounds} rounds (medians; the ratio's range is over the per-round ratios):\n")
         print(report.summary_table(run.summary))
     print()
-    for line in report.headline_lines(run.summary, args.inflight):
+    for line in report.goal_lines(run.rows, args.inflight):
         print(line)
     print(f"{len(run.rows)} cases in {elapsed:.0f}s")
     if args.profile:
