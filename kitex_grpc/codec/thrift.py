@@ -30,7 +30,7 @@ import thriftpy2.protocol.cybin as _cybin
 import thriftpy2.transport.memory as _memory
 from thriftpy2.thrift import TException
 
-from kitex_grpc.codec.thrift_bounds import check_struct_body
+from kitex_grpc.codec.thrift_bounds import body_check
 from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError, TApplicationType
 from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
 
@@ -101,7 +101,7 @@ def serializer() -> Callable[[Any], bytes]:
 # thriftpy2's Cython reader does not fail when a value runs past the end of its input: a string
 # whose length exceeds the bytes left comes back padded with whatever memory its read buffer held,
 # and a struct cut short reads as complete (past the end every byte reads as 0, a STOP). It trusts
-# declared sizes too, so check_struct_body walks each body first (thrift_bounds.py). Should a reader
+# declared sizes too, so each body is walked first (thrift_bounds.body_check). Should a reader
 # ever read past what the walk saw, these bytes after the body are the second line: a read that went
 # past the body's end has eaten into them, and the message is refused.
 _GUARD = bytes(8)
@@ -114,9 +114,11 @@ def deserializer(struct_type: Any) -> Callable[[bytes], Any]:
     ignored, as Kitex ignores them.
     """
 
+    check = body_check(struct_type)
+
     def deserialize(data: bytes) -> Any:
         try:
-            check_struct_body(data, struct_type)
+            check(data)
         except ProtocolError as exc:
             raise ProtocolError(f"thrift: cannot decode {struct_type.__name__}: {exc.detail}") from None
         obj = struct_type()

@@ -9,16 +9,16 @@ That reader trusts every size it reads (thriftpy2 0.7, ``protocol/cybin/cybin.py
 * an element type it does not know is skipped by reading nothing, so such a container loops N times
   even over a body that is long enough.
 
-:func:`check_struct_body` walks the body first, the way the reader will, without building anything,
-and raises :class:`ProtocolError` at the first size or type that the body cannot back. A field whose id
-is in the struct's spec with the same wire type (string and binary interchangeable) is checked as the
-spec says; a map whose key or value is declared as a string is checked as the spec's key or value
-type, because the reader reads it so; anything else is checked by its wire type, the way the reader
-skips it (:func:`~kitex_grpc.protocol.thrift_message.skip_value`, which refuses unknown types, negative
-sizes and nesting past 64, as Kitex's own decoder refuses them). Bytes after the struct's end are left
-alone: Kitex ignores them.
+:func:`body_check` gives a check that walks a body first, the way the reader will, without
+building anything, and raises :class:`ProtocolError` at the first size or type that the body cannot
+back. A field whose id is in the struct's spec with the same wire type (string and binary
+interchangeable) is checked as the spec says; a map whose key or value is declared as a string is
+checked as the spec's key or value type, because the reader reads it so; anything else is checked by
+its wire type, the way the reader skips it (:func:`~kitex_grpc.protocol.thrift_message.skip_value`,
+which refuses unknown types, negative sizes and nesting past 64, as Kitex's own decoder refuses
+them). Bytes after the struct's end are left alone: Kitex ignores them.
 
-Each struct type gets a walker of its own, generated from its spec on first use: one loop over the
+Each struct type gets a walker of its own, generated from its spec when its check is made: one loop over the
 fields whose branches compare the field's (wire type, id) with integer constants and check numbers,
 strings and nested structs inline. A generic walker that looked each field up in a table cost 2.6
 times as much. The generated source holds only integer constants and generated names, nothing from
@@ -31,12 +31,12 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.thrift_message import FIXED_SIZE, MAX_DEPTH, TType, skip_value, skip_values
 
-__all__ = ["check_struct_body"]
+__all__ = ["body_check", "check_struct_body"]
 
 _BINARY = 18  # thriftpy2's spec type for `binary` fields; written as STRING (11) on the wire
 _STRINGS = (int(TType.STRING), _BINARY)
@@ -46,6 +46,14 @@ _unpack_i32 = struct.Struct(">i").unpack_from
 
 # A walk: (data, offset, depth) -> the offset just past the value that starts at offset.
 Walk: TypeAlias = Callable[[bytes, int, int], int]
+
+
+class StructWalk(Protocol):
+    """A generated struct walker; from the start of a body it is the whole check."""
+
+    def __call__(self, data: bytes, offset: int = 0, depth: int = MAX_DEPTH) -> int: ...
+
+
 # How one element of a container is checked: a positive int is its fixed size, _STRING a
 # length-prefixed string, a walk anything else.
 Check: TypeAlias = "int | Walk"
@@ -76,19 +84,23 @@ _generated: dict[str, Any] = {
 # Generation runs under _lock; a walker is in _ready once it and every walker it calls exist.
 _lock = threading.RLock()
 _names: dict[type, str] = {}  # struct type -> its walker's name in _generated (entered before it exists)
-_ready: dict[type, Walk] = {}
+_ready: dict[type, StructWalk] = {}
+
+
+def body_check(struct_type: type) -> Callable[[bytes], int]:
+    """The check for ``struct_type`` bodies: ``check(data)`` raises :class:`ProtocolError` unless
+    ``data`` starts with a ``struct_type`` that thriftpy2's reader can read without running past
+    ``data``'s end, and returns the offset just past it. Made once per type (thread-safe)."""
+    return _struct_walk(struct_type)
 
 
 def check_struct_body(data: bytes, struct_type: type) -> int:
-    """Raise :class:`ProtocolError` unless ``data`` starts with a ``struct_type`` that thriftpy2's
-    reader can read without running past ``data``'s end; return the offset just past it."""
+    """``body_check(struct_type)(data)``."""
     walk = _ready.get(struct_type)
-    if walk is None:
-        walk = _struct_walk(struct_type)
-    return walk(data, 0, MAX_DEPTH)
+    return (walk or _struct_walk(struct_type))(data)
 
 
-def _struct_walk(struct_type: Any) -> Walk:
+def _struct_walk(struct_type: Any) -> StructWalk:
     with _lock:
         walk = _ready.get(struct_type)
         if walk is None:
@@ -107,7 +119,7 @@ def _walker_name(struct_type: Any) -> str:  # under _lock
 
 def _struct_source(name: str, struct_type: Any) -> str:
     lines = [
-        f"def {name}(data, offset, depth):",
+        f"def {name}(data, offset=0, depth={MAX_DEPTH}):",
         "    if depth <= 0:",
         "        raise _too_deep()",
         "    size = len(data)",

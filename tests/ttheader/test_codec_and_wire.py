@@ -150,9 +150,10 @@ def test_reused_buffers_survive_bad_bytes_and_large_messages(monkeypatch: pytest
     assert method.pack_request is not None
     small = method.serialize_request(method.pack_request(Req(message="small")))
     with monkeypatch.context() as patched:  # without the walk (test_thrift_bounds.py) the reader fails
-        patched.setattr(codec, "check_struct_body", lambda data, struct_type: len(data))
+        patched.setattr(codec, "body_check", lambda struct_type: len)
+        unchecked = codec.deserializer(echo_thrift.Echo.echo_args)
         with pytest.raises(ProtocolError, match="cannot decode echo_args: SystemError"):
-            method.deserialize_request(b"\x0c\x00\x01\x0b\x00\x01\xff\xff\xff\xff")  # negative length
+            unchecked(b"\x0c\x00\x01\x0b\x00\x01\xff\xff\xff\xff")  # negative length
     assert method.deserialize_request(small).req == Req(message="small")  # the pooled reader starts afresh
     big = Req(message="x" * (codec._POOLED_MAX_BYTES + 1))
     pooled = len(codec._writers), len(codec._readers)
