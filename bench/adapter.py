@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from time import perf_counter
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +25,28 @@ class BenchServer(Protocol):
     def address(self) -> str: ...
 
     async def stop(self) -> None: ...
+
+
+class StoppableServer:
+    """A :class:`BenchServer`: the address a server listens on and the coroutine function that stops
+    it. (kitex-grpc's own ``Server`` is a BenchServer as it is.)"""
+
+    def __init__(self, address: str, stop: Callable[[], Awaitable[None]]) -> None:
+        self._address = address
+        self._stop = stop
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    async def stop(self) -> None:
+        await self._stop()
+
+
+async def close_and_wait(server: Any) -> None:
+    """Stop an asyncio (or grpclib) server: ``close()``, then ``await wait_closed()``."""
+    server.close()
+    await server.wait_closed()
 
 
 class BidiStream(Protocol):

@@ -5,25 +5,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import grpc
 
 from bench import stubs
-from bench.adapter import UnavailableError
-
-
-class _Server:
-    def __init__(self, server: grpc.aio.Server, address: str) -> None:
-        self._server = server
-        self._address = address
-
-    @property
-    def address(self) -> str:
-        return self._address
-
-    async def stop(self) -> None:
-        await self._server.stop(1.0)
+from bench.adapter import StoppableServer, UnavailableError
 
 
 class _Bidi:
@@ -50,7 +38,7 @@ class GrpcAioAdapter:
         except ImportError as exc:
             raise UnavailableError(f"grpcio stubs: {stubs.failure('grpcio') or exc}") from exc
 
-    async def start_server(self, host: str) -> _Server:
+    async def start_server(self, host: str) -> StoppableServer:
         pb2 = self._pb2
 
         class Servicer(self._grpc.EchoServicer):  # type: ignore[name-defined,misc]
@@ -65,7 +53,7 @@ class GrpcAioAdapter:
         self._grpc.add_EchoServicer_to_server(Servicer(), server)
         port = server.add_insecure_port(f"{host}:0")
         await server.start()
-        return _Server(server, f"{host}:{port}")
+        return StoppableServer(f"{host}:{port}", partial(server.stop, 1.0))
 
     async def connect(self, address: str) -> _Client:
         channel = grpc.aio.insecure_channel(address)

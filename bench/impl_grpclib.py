@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from bench import stubs
-from bench.adapter import UnavailableError
+from bench.adapter import StoppableServer, UnavailableError, close_and_wait
 
 try:
     from grpclib.client import Channel
@@ -17,20 +18,6 @@ try:
     from grpclib.server import Server
 except ImportError as _exc:  # reported by the probe as "unavailable"
     raise ImportError(f"grpclib is not installed: {_exc}") from _exc
-
-
-class _Server:
-    def __init__(self, server: Server, address: str) -> None:
-        self._server = server
-        self._address = address
-
-    @property
-    def address(self) -> str:
-        return self._address
-
-    async def stop(self) -> None:
-        self._server.close()
-        await self._server.wait_closed()
 
 
 class _Bidi:
@@ -56,7 +43,7 @@ class GrpclibAdapter:
         except ImportError as exc:
             raise UnavailableError(f"grpclib stubs: {stubs.failure('grpclib') or exc}") from exc
 
-    async def start_server(self, host: str) -> _Server:
+    async def start_server(self, host: str) -> StoppableServer:
         pb2 = self._pb2
 
         class Servicer(self._grpc.EchoBase):  # type: ignore[name-defined,misc]
@@ -78,7 +65,7 @@ class GrpclibAdapter:
         await server.start(host, 0)
         assert server._server is not None  # the asyncio.Server grpclib listens with
         port = server._server.sockets[0].getsockname()[1]
-        return _Server(server, f"{host}:{port}")
+        return StoppableServer(f"{host}:{port}", partial(close_and_wait, server))
 
     async def connect(self, address: str) -> _Client:
         host, _, port = address.rpartition(":")

@@ -23,18 +23,6 @@ class _Handler(echo_kitex.EchoHandler):
             yield echo_pb2.EchoReply(message=r.message, payload=r.payload, seq=r.seq)
 
 
-class _Server:
-    def __init__(self, svr: Server) -> None:
-        self._svr = svr
-
-    @property
-    def address(self) -> str:
-        return self._svr.address
-
-    async def stop(self) -> None:
-        await self._svr.stop()
-
-
 class _Bidi:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -77,7 +65,7 @@ class KitexAdapter:
     def __init__(self, protocol: str) -> None:
         self._protocol = TransportProtocol.parse(protocol)
 
-    async def start_server(self, host: str) -> _Server:
+    async def start_server(self, host: str) -> Server:
         svr = echo_kitex.new_server(
             _Handler(),
             server.with_service_addr(f"{host}:0"),
@@ -87,7 +75,7 @@ class KitexAdapter:
             await svr.start()
         except ValueError as exc:  # "the GRPC_H2 server transport is not available in this build"
             raise UnavailableError(str(exc)) from exc
-        return _Server(svr)
+        return svr
 
     async def connect(self, address: str) -> _Client:
         try:

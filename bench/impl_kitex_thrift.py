@@ -19,18 +19,6 @@ from kitex_grpc.transport_protocol import TransportProtocol
 GEN_MODULE = "gen.echo.echo_kitex"  # where `kitex-grpc gen idl/echo.thrift -o gen` is expected to write
 
 
-class _Server:
-    def __init__(self, svr: Any) -> None:
-        self._svr = svr
-
-    @property
-    def address(self) -> str:
-        return str(self._svr.address)
-
-    async def stop(self) -> None:
-        await self._svr.stop()
-
-
 class _Client:
     def __init__(self, gen: Any, cli: Any) -> None:
         self._gen = gen
@@ -59,7 +47,7 @@ class KitexThriftAdapter:
                 f"no kitex-grpc Thrift code for idl/echo.thrift ({GEN_MODULE}): {exc}"
             ) from exc
 
-    async def start_server(self, host: str) -> _Server:
+    async def start_server(self, host: str) -> Any:
         gen = self._gen
 
         class Handler(gen.EchoHandler):  # type: ignore[name-defined,misc]
@@ -73,7 +61,7 @@ class KitexThriftAdapter:
             await svr.start()
         except ValueError as exc:
             raise UnavailableError(str(exc)) from exc
-        return _Server(svr)
+        return svr
 
     async def connect(self, address: str) -> _Client:
         try:

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.adapter import BidiStream, UnavailableError
+from bench.adapter import BidiStream, StoppableServer, UnavailableError
 
 try:
     import thriftpy2
@@ -38,19 +38,6 @@ class _Handler:
 
     async def fail(self, req: Any) -> Any:
         return self._reply(message=req.message, payload=req.payload, seq=req.seq)
-
-
-class _Server:
-    def __init__(self, server: Any, address: str) -> None:
-        self._server = server
-        self._address = address
-
-    @property
-    def address(self) -> str:
-        return self._address
-
-    async def stop(self) -> None:
-        await self._server.close()
 
 
 class _Client:
@@ -112,7 +99,7 @@ class ThriftpyAdapter:
     def __init__(self) -> None:
         self._module: Any = thriftpy2.load(str(IDL), module_name="echo_thrift")
 
-    async def start_server(self, host: str) -> _Server:
+    async def start_server(self, host: str) -> StoppableServer:
         server = make_aio_server(
             self._module.Echo,
             _Handler(self._module),
@@ -130,7 +117,7 @@ class ThriftpyAdapter:
         server.trans.listen()
         server.server = await server.trans.accept(server.handle)
         port = server.server.sockets[0].getsockname()[1]
-        return _Server(server, f"{host}:{port}")
+        return StoppableServer(f"{host}:{port}", server.close)
 
     async def connect(self, address: str) -> _Client:
         host, _, port = address.rpartition(":")

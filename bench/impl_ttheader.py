@@ -11,6 +11,9 @@ Entries (the registry's ``arg`` picks one):
 * ``sync_adapter("thriftpy2")``: thriftpy2's sync client -> its ``TThreadedServer``, framed, Cython
   binary protocol.
 * ``sync_adapter("kitex")``: the same thriftpy2 sync client -> our server (detected as Framed).
+* ``sync_adapter("floor")``: the same client -> an asyncio server that does no work: it edits each
+  request's bytes into the reply. What it costs per call is the event loop's and the system calls'
+  share alone, the floor under any asyncio server (a reference, run only when named).
 
 The sync client is driven as its users run it: 64 plain threads (64 in flight), each with its own
 thriftpy2 client and connection, calling in a loop (``bench.adapter.drive_threads``). Both servers see
@@ -19,15 +22,16 @@ the same client.
 
 from __future__ import annotations
 
-import socket
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import kitex_grpc
-from bench.adapter import BidiStream, UnavailableError
+from bench.adapter import BidiStream, StoppableServer, UnavailableError, close_and_wait
 from kitex_grpc import client, server, thrift
 from kitex_grpc.transport_protocol import TransportProtocol
 
@@ -57,25 +61,13 @@ class _SyncHandler:
         return _module.EchoReply(message=req.message, payload=req.payload, seq=req.seq)
 
 
-class _KitexServer:
-    def __init__(self, svr: kitex_grpc.Server) -> None:
-        self._svr = svr
-
-    @property
-    def address(self) -> str:
-        return self._svr.address
-
-    async def stop(self) -> None:
-        await self._svr.stop()
-
-
-async def _start_kitex_server(host: str) -> _KitexServer:
+async def _start_kitex_server(host: str) -> kitex_grpc.Server:
     svr = kitex_grpc.new_server(
         server.with_service_addr(f"{host}:0"), server.with_transport_protocol(TransportProtocol.TTHEADER)
     )
     svr.register_service(thrift.service_info(_module.Echo), _Handler())
     await svr.start()
-    return _KitexServer(svr)
+    return svr
 
 
 class _NoBidi:
@@ -105,7 +97,7 @@ class KitexAdapter:
         self._protocol = TransportProtocol.parse(protocol)
         self._mux = int(mux) if mux else 0
 
-    async def start_server(self, host: str) -> _KitexServer:
+    async def start_server(self, host: str) -> kitex_grpc.Server:
         return await _start_kitex_server(host)
 
     async def connect(self, address: str) -> _KitexClient:
@@ -124,22 +116,7 @@ class KitexAdapter:
 # -- thriftpy2 sync side ---------------------------------------------------------------------------------
 
 
-class _ThreadedServer:
-    def __init__(self, srv: Any, sock: socket.socket, address: str) -> None:
-        self._srv = srv
-        self._sock = sock
-        self._address = address
-
-    @property
-    def address(self) -> str:
-        return self._address
-
-    async def stop(self) -> None:
-        self._srv.close()
-        self._sock.close()
-
-
-def _start_threaded_server(host: str) -> _ThreadedServer:
+def _start_threaded_server(host: str) -> StoppableServer:
     from thriftpy2.protocol import TCyBinaryProtocolFactory
     from thriftpy2.rpc import TProcessor
     from thriftpy2.server import TThreadedServer
@@ -166,7 +143,12 @@ def _start_threaded_server(host: str) -> _ThreadedServer:
             threading.Thread(target=srv.handle, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept_loop, daemon=True).start()
-    return _ThreadedServer(srv, sock, f"{host}:{port}")
+
+    async def stop() -> None:
+        srv.close()
+        sock.close()
+
+    return StoppableServer(f"{host}:{port}", stop)
 
 
 class _SyncClient(_NoBidi):
@@ -199,17 +181,64 @@ class _SyncClient(_NoBidi):
             cli.close()
 
 
+class _FloorProtocol(asyncio.BufferedProtocol):
+    """Answers Framed ``echo`` calls by editing each request into its reply, decoding nothing.
+
+    ``echo_args{1: EchoRequest}`` becomes ``echo_result{0: EchoReply}`` by changing the message type
+    and the outer field's id: the two structs have the same fields.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray(1 << 16)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._filled == len(self._buffer):  # a message larger than the buffer: double it
+            self._view.release()
+            self._buffer.extend(bytes(len(self._buffer)))
+            self._view = memoryview(self._buffer)
+        return self._view[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        data, start, replies = self._buffer, 0, []
+        while self._filled - start >= 4:
+            end = start + 4 + int.from_bytes(data[start : start + 4], "big")
+            if end > self._filled:
+                break
+            reply = bytearray(data[start:end])
+            reply[7] = 2  # the version word's low byte (after the frame length): REPLY
+            field = 12 + int.from_bytes(reply[8:12], "big") + 4  # past the name and the seq id
+            reply[field + 1 : field + 3] = b"\0\0"  # the outer field's id: 1 (req) -> 0 (success)
+            replies.append(reply)
+            start = end
+        if start:
+            data[: self._filled - start] = data[start : self._filled]
+            self._filled -= start
+        if replies and self._transport is not None:
+            self._transport.write(b"".join(replies))
+
+
 class SyncAdapter:
-    """thriftpy2's sync client against ``thriftpy2``'s threaded server or ``kitex`` (ours)."""
+    """thriftpy2's sync client against ``thriftpy2``'s threaded server, ``kitex`` (ours) or ``floor``."""
 
     def __init__(self, which: str) -> None:
-        if which not in ("thriftpy2", "kitex"):
+        if which not in ("thriftpy2", "kitex", "floor"):
             raise UnavailableError(f"unknown sync server {which!r}")
         self._which = which
 
     async def start_server(self, host: str) -> Any:
         if self._which == "kitex":
             return await _start_kitex_server(host)
+        if self._which == "floor":
+            floor = await asyncio.get_running_loop().create_server(_FloorProtocol, host, 0)
+            port = floor.sockets[0].getsockname()[1]
+            return StoppableServer(f"{host}:{port}", partial(close_and_wait, floor))
         return _start_threaded_server(host)
 
     async def connect(self, address: str) -> _SyncClient:

@@ -60,6 +60,7 @@ class Impl:
     baseline: str | None = None  # the impl this one is divided by in the ratio column
     scenarios: frozenset[str] = ALL_SCENARIOS
     description: str = ""
+    reference: bool = False  # a measuring aid, not a product or a baseline: runs only when named
 
     @property
     def is_kitex(self) -> bool:
@@ -128,6 +129,14 @@ IMPLS: tuple[Impl, ...] = (
         arg="thriftpy2",
         scenarios=UNARY_ONLY,
         description="thriftpy2 sync client (64 threads) -> thriftpy2 TThreadedServer, framed cybin",
+    ),
+    Impl(
+        name="asyncio-floor",
+        adapter="bench.impl_ttheader:sync_adapter",
+        arg="floor",
+        scenarios=UNARY_ONLY,
+        description="the same client -> an asyncio server that does no work: the loop and system calls",
+        reference=True,
     ),
 )
 BY_NAME: dict[str, Impl] = {impl.name: impl for impl in IMPLS}

@@ -179,7 +179,10 @@ def select(names: list[str]) -> tuple[list[Impl], list[str], list[int], set[str]
             choices = ", ".join([*registry.BY_NAME, *registry.SCENARIOS, "<bytes>"])
             raise SystemExit(f"--only: unknown name {name!r}; choose from {choices}")
     explicit = {i.name for i in impls}
-    chosen = [i for i in registry.IMPLS if i.name in explicit] if impls else list(registry.IMPLS)
+    if impls:
+        chosen = [i for i in registry.IMPLS if i.name in explicit]
+    else:  # everything but the reference servers, which run only when named
+        chosen = [i for i in registry.IMPLS if not i.reference]
     return chosen, scenarios or list(registry.SCENARIOS), payloads or list(registry.PAYLOADS), explicit
 
 
