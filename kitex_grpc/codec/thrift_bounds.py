@@ -36,7 +36,7 @@ from typing import Any, Protocol, TypeAlias
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.thrift_message import FIXED_SIZE, MAX_DEPTH, TType, skip_value, skip_values
 
-__all__ = ["body_check", "check_struct_body"]
+__all__ = ["body_check"]
 
 _BINARY = 18  # thriftpy2's spec type for `binary` fields; written as STRING (11) on the wire
 _STRINGS = (int(TType.STRING), _BINARY)
@@ -92,12 +92,6 @@ def body_check(struct_type: type) -> Callable[[bytes], int]:
     ``data`` starts with a ``struct_type`` that thriftpy2's reader can read without running past
     ``data``'s end, and returns the offset just past it. Made once per type (thread-safe)."""
     return _struct_walk(struct_type)
-
-
-def check_struct_body(data: bytes, struct_type: type) -> int:
-    """``body_check(struct_type)(data)``."""
-    walk = _ready.get(struct_type)
-    return (walk or _struct_walk(struct_type))(data)
 
 
 def _struct_walk(struct_type: Any) -> StructWalk:

@@ -16,13 +16,14 @@ from hypothesis import strategies as st
 
 from kitex_grpc import thrift
 from kitex_grpc.codec import thrift as codec
-from kitex_grpc.codec.thrift_bounds import check_struct_body
+from kitex_grpc.codec.thrift_bounds import body_check
 from kitex_grpc.errors import ProtocolError
 from tests.ttheader.support import ECHO_INFO, echo_thrift
 
 shapes: Any = thrift.load(Path(__file__).with_name("shapes.thrift"))
 serialize = codec.serializer()
 deserialize = codec.deserializer(shapes.Shapes)
+check_shapes = body_check(shapes.Shapes)
 HUGE = 0x7FFFFFFF
 
 # Wire types
@@ -90,7 +91,7 @@ AMPLIFIERS = {
 def test_sizes_the_body_cannot_back_are_refused_before_the_reader_runs(case: str) -> None:
     body, says = AMPLIFIERS[case]
     with pytest.raises(ProtocolError, match=says):
-        check_struct_body(body, shapes.Shapes)
+        check_shapes(body)
     with pytest.raises(ProtocolError, match=f"cannot decode Shapes: .*{says}"):
         deserialize(body)
 
@@ -144,8 +145,8 @@ shape_values = st.builds(
 @given(shape_values)
 def test_every_written_body_passes_the_walk_and_reads_back(value: Any) -> None:
     body = serialize(value)
-    assert check_struct_body(body, shapes.Shapes) == len(body)
-    assert check_struct_body(body + b"more", shapes.Shapes) == len(body)  # trailing bytes: left alone
+    assert check_shapes(body) == len(body)
+    assert check_shapes(body + b"more") == len(body)  # trailing bytes: left alone
     again = deserialize(body)
     assert serialize(again) == body
 
@@ -160,7 +161,7 @@ def test_a_mutated_body_is_read_or_refused_never_read_past_its_end(
         body[position % len(body)] = byte
     data = bytes(body)
     try:
-        end = check_struct_body(data, shapes.Shapes)
+        end = check_shapes(data)
     except ProtocolError:
         return
     assert end <= len(data)
