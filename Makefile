@@ -6,22 +6,35 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 GEN_STAMP := gen/.stamp
 PROTOS := $(shell find protos -name '*.proto' | sort)
+# The modules mypyc compiles (kitex_grpc/compiled.py); an install rebuilds them when they change.
+COMPILED_SOURCES := $(shell $(PYTHON) -c 'import runpy; m = runpy.run_path("kitex_grpc/compiled.py"); print(*map(m["source_path"], m["COMPILED_MODULES"]))')
+# Extensions left beside the sources by an editable install; removed first, so none outlives a rebuild.
+CLEAN_COMPILED = find kitex_grpc -name '*.so' -delete; rm -f kitex_grpc__mypyc.*.so
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint typecheck unit bench gen clean
+.PHONY: demo test lint typecheck unit bench gen compiled clean-compiled clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(RUNTIME_STAMP): pyproject.toml | $(PY)
+$(RUNTIME_STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) | $(PY)
+	$(CLEAN_COMPILED)
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(PY)
+$(DEV_STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) | $(PY)
+	$(CLEAN_COMPILED)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(RUNTIME_STAMP)
+
+## compiled: rebuild the mypyc extensions (KITEX_GRPC_PURE_PYTHON=1 builds none: plain Python)
+compiled: $(RUNTIME_STAMP)
+
+clean-compiled:
+	$(CLEAN_COMPILED)
+	rm -f $(RUNTIME_STAMP) $(DEV_STAMP)
 
 $(GEN_STAMP): $(PROTOS) $(wildcard kitex_grpc/codegen/*.py) $(RUNTIME_STAMP)
 	rm -rf gen
@@ -53,6 +66,7 @@ bench: $(DEV_STAMP) $(GEN_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) gen .pytest_cache .mypy_cache .ruff_cache
+	$(CLEAN_COMPILED)
+	rm -rf $(VENV) gen build .pytest_cache .mypy_cache .ruff_cache
 
 -include interop/interop.mk

@@ -31,6 +31,7 @@ from bench import proc
 from bench.impl_ttheader import IDL, _Handler
 from kitex_grpc import client, server, thrift
 from kitex_grpc.codec.envelope import THRIFT
+from kitex_grpc.compiled import COMPILED_MODULES, compiled_modules
 from kitex_grpc.transport.ttheader.client import TTHeaderClientTransport
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.server import TTHeaderServerTransport, _ServerConnection
@@ -197,6 +198,10 @@ async def _measure_client(payload: int, calls: int, repeat: int, profile: str | 
     return best * 1e6
 
 
+def _build() -> str:
+    return f"compiled modules: {len(compiled_modules())} of {len(COMPILED_MODULES)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.path_ttheader", description=__doc__)
     p.add_argument("--calls", type=int, default=20_000)
@@ -211,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ[proc.LOOP_ENV] = args.loop
     if args.side != "server":
-        print(f"{'side':<10} {'payload':>7} {'client µs/call':>14}   (loop: {args.loop})")
+        print(f"{'side':<10} {'payload':>7} {'client µs/call':>14}   (loop: {args.loop}, {_build()})")
         for i, payload in enumerate(args.payload):
             profile = args.profile if i == 0 and args.side == "client" else None
             us = proc.run(_measure_client(payload, args.calls, args.repeat, profile))
             print(f"{'client':<10} {payload:>7} {us:>14.2f}")
         if args.side == "client":
             return 0
-    print(f"{'framing':<10} {'payload':>7} {'server µs/req':>14}   (loop: {args.loop})")
+    print(f"{'framing':<10} {'payload':>7} {'server µs/req':>14}   (loop: {args.loop}, {_build()})")
     for framing in (Framing.TTHEADER, Framing.FRAMED):
         for payload in args.payload:
             profile = (

@@ -1,0 +1,44 @@
+"""Which modules the build compiles with mypyc, and which of them this process runs compiled.
+
+The hot sans-IO and codec modules of the TTHeader path are compiled to C extensions with mypyc when
+the package is built with a C compiler at hand (``setup.py``). The same source runs as plain Python
+otherwise, or when the build is told ``KITEX_GRPC_PURE_PYTHON=1``; behaviour is the same, only the
+CPU per call differs (about a fifth less on each side of a TTHeader call, see bench/README.md).
+
+``setup.py`` reads :data:`COMPILED_MODULES` from this file by path, before any dependency is installed,
+so this module imports nothing of kitex_grpc's and nothing outside the standard library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+
+__all__ = ["COMPILED_MODULES", "compiled_modules", "source_path"]
+
+# Leaf modules only: mypyc-compiled classes cannot be subclassed by interpreted ones (nothing here is),
+# and calls between these modules are direct C calls.
+COMPILED_MODULES: tuple[str, ...] = (
+    "kitex_grpc.protocol.ttheader",
+    "kitex_grpc.protocol.thrift_message",
+    "kitex_grpc.transport.ttheader.wire",
+    "kitex_grpc.transport.ttheader.pool",
+    "kitex_grpc.codec.thrift",
+    "kitex_grpc.rpcinfo",
+    "kitex_grpc.metainfo",
+)
+
+
+def source_path(module: str) -> str:
+    """The source file of ``module``, relative to the project root."""
+    return module.replace(".", "/") + ".py"
+
+
+def compiled_modules() -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` that this process loaded from a C extension."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return [
+        name
+        for name in COMPILED_MODULES
+        if (getattr(importlib.import_module(name), "__file__", None) or "").endswith(suffixes)
+    ]
