@@ -13,7 +13,7 @@ CLEAN_COMPILED = find kitex_grpc -name '*.so' -delete; rm -f kitex_grpc__mypyc.*
 
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test lint typecheck unit bench gen compiled clean-compiled clean
+.PHONY: demo test lint typecheck unit unit-pure bench gen compiled clean-compiled clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ demo: $(RUNTIME_STAMP) $(GEN_STAMP)
 	$(PY) examples/echo/demo.py
 
 ## test: install dev dependencies, lint, type-check, run the whole suite
-test: $(DEV_STAMP) $(GEN_STAMP) lint typecheck unit
+test: $(DEV_STAMP) $(GEN_STAMP) lint typecheck unit unit-pure
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check kitex_grpc tests examples bench
@@ -60,6 +60,10 @@ typecheck: $(DEV_STAMP) $(GEN_STAMP)
 
 unit: $(DEV_STAMP) $(GEN_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The same suite on the plain-Python build that installs without a C compiler (tests/conftest.py).
+unit-pure: $(DEV_STAMP) $(GEN_STAMP)
+	KITEX_GRPC_PURE_PYTHON=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## bench: benchmarks against the baselines; writes bench/results/latest.json
 bench: $(DEV_STAMP) $(GEN_STAMP)
