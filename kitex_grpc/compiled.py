@@ -23,6 +23,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.protocol.thrift_message",
     "kitex_grpc.transport.ttheader.wire",
     "kitex_grpc.transport.ttheader.pool",
+    "kitex_grpc.transport.ttheader.client",
     "kitex_grpc.codec.thrift",
     "kitex_grpc.rpcinfo",
     "kitex_grpc.metainfo",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
-from kitex_grpc import callopt, client
+from kitex_grpc import callopt, client, thrift
 from kitex_grpc.observability import metrics as api
 from tests.observability.otel_support import OTel
 from tests.support import Req, connect, serve
@@ -52,6 +53,23 @@ async def test_ttheader_pool_gauge_counts_idle_and_in_use_per_address() -> None:
         # closed: the transport unregistered its callback
         assert pool_points(otel, "ttheader", address) == {}
         assert all(attrs.get("address") != address for attrs, _ in api.pool_sizes())
+
+
+def test_a_ttheader_client_nobody_closed_unregisters_its_gauge_once_collected() -> None:
+    # A pool with idle connections stays referenced by its idle-timeout timer (it still has
+    # connections to close); one with none is collected, and unregisters (also compiled: __del__).
+    registered = set(api._pool_callbacks)
+    echo = thrift.new_client(
+        tt.echo_thrift.Echo,
+        "echo",
+        client.with_host_ports("127.0.0.1:9"),
+        client.with_transport_protocol("ttheader"),
+    )
+    ours = set(api._pool_callbacks) - registered
+    assert len(ours) == 1
+    del echo
+    gc.collect()
+    assert not ours & set(api._pool_callbacks)
 
 
 async def test_grpc_pool_gauge_counts_channels_per_address() -> None:

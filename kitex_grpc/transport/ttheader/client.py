@@ -28,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from kitex_grpc import metainfo, rpcinfo
@@ -95,12 +94,14 @@ def _alive(conn: ClientConnection) -> bool:
     return conn.alive
 
 
-def _pool_sizes(
-    ref: weakref.ReferenceType[TTHeaderClientTransport],
-) -> Iterator[tuple[Mapping[str, str], int]]:
-    transport = ref()
-    if transport is not None:
-        yield from transport.pool_sizes()
+def _pool_sizes(conns: set[ClientConnection | MuxConnection]) -> list[tuple[Mapping[str, str], int]]:
+    """``({"address": ..., "transport": "ttheader"}, idle + in use)`` per address of live ``conns``."""
+    counts = collections.Counter(conn.address for conn in conns if conn.alive)
+    return [({"address": address, "transport": "ttheader"}, n) for address, n in counts.items()]
+
+
+def _forget_dead(conns: set[ClientConnection | MuxConnection]) -> None:
+    conns.difference_update([conn for conn in conns if not conn.alive])
 
 
 class TTHeaderClientTransport:
@@ -111,19 +112,22 @@ class TTHeaderClientTransport:
     network_errors_mapped = True
 
     def __init__(self, options: ClientOptions) -> None:
+        # First, so that __del__ finds it whatever else fails. The gauge holds the connection set,
+        # never the transport: a transport nobody closed is still collected, and its __del__ then
+        # unregisters the gauge (mypyc's classes take no weak references). The set is only ever
+        # changed in place.
+        self._conns: set[ClientConnection | MuxConnection] = set()
+        conns = self._conns
+        self._unregister_gauge = register_pool_size(lambda: _pool_sizes(conns))
         self._options = options
         self._framing = _FRAMINGS[options.transport_protocol]
         self._max_frame = frame_limit(options.max_message_size)
         self._pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
         # with_mux_connection: shared connections instead of the pool (see transport.ttheader.mux)
         self._mux = MuxPool(options.mux_connections, self._dial_mux) if options.mux_connections else None
-        self._conns: set[ClientConnection | MuxConnection] = set()
         self._evictor: asyncio.TimerHandle | None = None
         self._closed = False
         self._encoders: dict[tuple[object, ...], MessageEncoder] = {}
-        # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
-        ref = weakref.ref(self)
-        self._unregister_gauge = weakref.finalize(self, register_pool_size(lambda: _pool_sizes(ref)))
 
     @property
     def pool(self) -> IdlePool[ClientConnection]:
@@ -135,8 +139,10 @@ class TTHeaderClientTransport:
 
     def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
         """``({"address": ..., "transport": "ttheader"}, idle + in use)`` per address (the pool gauge)."""
-        counts = collections.Counter(conn.address for conn in self._conns if conn.alive)
-        return [({"address": address, "transport": "ttheader"}, n) for address, n in counts.items()]
+        return _pool_sizes(self._conns)
+
+    def __del__(self) -> None:
+        self._unregister_gauge()
 
     # -- discovery and warm-up (the optional methods of kitex_grpc.transport.base) ---------------------------
 
@@ -218,7 +224,7 @@ class TTHeaderClientTransport:
             address = ri.callee.address
             mux_conn = mux.ready(address)
             if mux_conn is None:
-                self._conns = {c for c in self._conns if c.alive}  # forget the ones the pool replaces
+                _forget_dead(self._conns)  # the ones the pool replaces
                 mux_conn = await mux.get(address, ri.config.connect_timeout)
             if method.oneway:
                 mux_conn.send(data)
@@ -263,7 +269,8 @@ class TTHeaderClientTransport:
         self._pool.clear()
         if self._mux is not None:
             self._mux.clear()
-        conns, self._conns = self._conns, set()
+        conns = list(self._conns)
+        self._conns.clear()
         for conn in conns:
             conn.close()
 
