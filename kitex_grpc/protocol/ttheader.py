@@ -317,7 +317,7 @@ class HeaderInfo:
     dicts, and the object may serve as a cache key of its own (identity hash).
     """
 
-    __slots__ = ("__weakref__", "int_info", "protocol_id", "raw", "str_info")
+    __slots__ = ("int_info", "protocol_id", "raw", "str_info")
 
     def __init__(
         self, raw: bytes, protocol_id: int, str_info: dict[str, str], int_info: dict[int, str]
