@@ -3,7 +3,7 @@
 The hot sans-IO and codec modules of the TTHeader path are compiled to C extensions with mypyc when
 the package is built with a C compiler at hand (``setup.py``). The same source runs as plain Python
 otherwise, or when the build is told ``KITEX_GRPC_PURE_PYTHON=1``; behaviour is the same, only the
-CPU per call differs (about a fifth less on each side of a TTHeader call, see bench/README.md).
+CPU per call differs (15-20% less on each side of a TTHeader call, see bench/README.md).
 
 ``setup.py`` reads :data:`COMPILED_MODULES` from this file by path, before any dependency is installed,
 so this module imports nothing of kitex_grpc's and nothing outside the standard library.
@@ -16,8 +16,9 @@ import importlib.machinery
 
 __all__ = ["COMPILED_MODULES", "compiled_modules", "source_path"]
 
-# Leaf modules only: mypyc-compiled classes cannot be subclassed by interpreted ones (nothing here is),
-# and calls between these modules are direct C calls.
+# Only modules whose classes nothing subclasses: an interpreted class cannot subclass a compiled one,
+# and a compiled class cannot subclass asyncio's protocols efficiently. Calls between these modules
+# are direct C calls.
 COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.protocol.ttheader",
     "kitex_grpc.protocol.thrift_message",

@@ -59,8 +59,8 @@ def _check_compiled_build() -> None:
     """
     from kitex_grpc.compiled import COMPILED_MODULES, compiled_modules, source_path
 
+    compiled = compiled_modules()
     if PURE_PYTHON:
-        compiled = compiled_modules()
         if compiled:
             raise SystemExit(f"tests: KITEX_GRPC_PURE_PYTHON is set, yet {compiled} run compiled")
         return
@@ -71,8 +71,7 @@ def _check_compiled_build() -> None:
             "tests: kitex_grpc's compiled modules are older than their sources: rebuild them with "
             "`make compiled` (or `pip install -e .`), or delete them (`make clean-compiled`)"
         )
-    if IN_CI and compiled_modules() != list(COMPILED_MODULES):
-        compiled = compiled_modules()
+    if IN_CI and compiled != list(COMPILED_MODULES):
         raise SystemExit(f"CI: expected every module of {COMPILED_MODULES} compiled, got {compiled}")
 
 
