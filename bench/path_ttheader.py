@@ -31,7 +31,6 @@ from bench import proc
 from bench.impl_ttheader import IDL, _Handler
 from kitex_grpc import client, server, thrift
 from kitex_grpc.codec.envelope import THRIFT
-from kitex_grpc.compiled import COMPILED_MODULES, compiled_modules
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.server import TTHeaderServerTransport, _ServerConnection
 from kitex_grpc.transport.ttheader.wire import Framing, encode
@@ -167,7 +166,7 @@ async def _measure_client(payload: int, calls: int, repeat: int, profile: str | 
     transport: Any = cli.client._transport
     # One answered connection per caller, in the pool before the first call: nothing is ever dialled.
     for _ in range(64):
-        conn = ClientConnection("127.0.0.1:9", Framing.TTHEADER, 1 << 20)
+        conn = ClientConnection("127.0.0.1:9", Framing.TTHEADER, transport._max_frame)
         conn.connection_made(_AnsweringTransport(conn, reply_bytes))
         transport._conns.add(conn)
         transport._release(conn)
@@ -192,10 +191,6 @@ async def _measure_client(payload: int, calls: int, repeat: int, profile: str | 
     return best * 1e6
 
 
-def _build() -> str:
-    return f"compiled modules: {len(compiled_modules())} of {len(COMPILED_MODULES)}"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.path_ttheader", description=__doc__)
     p.add_argument("--calls", type=int, default=20_000)
@@ -209,15 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--side", default="server", choices=("server", "client", "both"))
     args = p.parse_args(argv)
     os.environ[proc.LOOP_ENV] = args.loop
+    setting = f"(loop: {args.loop}, {proc.compiled_summary()})"
     if args.side != "server":
-        print(f"{'side':<10} {'payload':>7} {'client µs/call':>14}   (loop: {args.loop}, {_build()})")
+        print(f"{'side':<10} {'payload':>7} {'client µs/call':>14}   {setting}")
         for i, payload in enumerate(args.payload):
             profile = args.profile if i == 0 and args.side == "client" else None
             us = proc.run(_measure_client(payload, args.calls, args.repeat, profile))
             print(f"{'client':<10} {payload:>7} {us:>14.2f}")
         if args.side == "client":
             return 0
-    print(f"{'framing':<10} {'payload':>7} {'server µs/req':>14}   (loop: {args.loop}, {_build()})")
+    print(f"{'framing':<10} {'payload':>7} {'server µs/req':>14}   {setting}")
     for framing in (Framing.TTHEADER, Framing.FRAMED):
         for payload in args.payload:
             profile = (

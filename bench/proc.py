@@ -28,6 +28,13 @@ LOOP_ENV = "KITEX_BENCH_LOOP"
 LOOPS = ("asyncio", "uvloop")
 
 
+def compiled_summary() -> str:
+    """How much of kitex_grpc runs compiled here (kitex_grpc/compiled.py): figures depend on it."""
+    from kitex_grpc.compiled import COMPILED_MODULES, compiled_modules
+
+    return f"compiled modules: {len(compiled_modules())} of {len(COMPILED_MODULES)}"
+
+
 def loop_name() -> str:
     name = os.environ.get(LOOP_ENV, "asyncio")
     if name not in LOOPS:

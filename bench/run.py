@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from bench import proc, registry, report, stubs
 from bench.registry import Impl
-from kitex_grpc.compiled import COMPILED_MODULES, compiled_modules
+from kitex_grpc.compiled import compiled_modules
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -215,7 +215,7 @@ async def main_async(args: argparse.Namespace) -> int:
         # mypyc's extensions in use (kitex_grpc/compiled.py): the figures of a plain-Python build differ
         "compiled_modules": compiled_modules(),
     }
-    print(f"kitex_grpc compiled modules: {len(settings['compiled_modules'])} of {len(COMPILED_MODULES)}")
+    print(f"kitex_grpc {proc.compiled_summary()}")
     run = report.Run(settings)
     stub_dir = Path(tempfile.mkdtemp(prefix="bench-stubs-"))
     try:
