@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+from types import ModuleType
 
-__all__ = ["COMPILED_MODULES", "compiled_modules", "source_path"]
+__all__ = ["COMPILED_MODULES", "compiled_modules", "runs_compiled", "source_path"]
 
 # Only modules whose classes nothing subclasses: an interpreted class cannot subclass a compiled one,
 # and a compiled class cannot subclass asyncio's protocols efficiently. Calls between these modules
@@ -26,6 +27,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.transport.ttheader.pool",
     "kitex_grpc.transport.ttheader.client",
     "kitex_grpc.codec.thrift",
+    "kitex_grpc.codec.thrift_walk",
     "kitex_grpc.rpcinfo",
     "kitex_grpc.metainfo",
 )
@@ -36,11 +38,11 @@ def source_path(module: str) -> str:
     return module.replace(".", "/") + ".py"
 
 
+def runs_compiled(module: ModuleType) -> bool:
+    """Whether this process loaded ``module`` from a C extension."""
+    return (getattr(module, "__file__", None) or "").endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
 def compiled_modules() -> list[str]:
     """The modules of :data:`COMPILED_MODULES` that this process loaded from a C extension."""
-    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    return [
-        name
-        for name in COMPILED_MODULES
-        if (getattr(importlib.import_module(name), "__file__", None) or "").endswith(suffixes)
-    ]
+    return [name for name in COMPILED_MODULES if runs_compiled(importlib.import_module(name))]

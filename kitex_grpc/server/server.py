@@ -38,7 +38,7 @@ from kitex_grpc.governance.limiter import ServerLimiter
 from kitex_grpc.metainfo import BackwardValues
 from kitex_grpc.observability.tracer import compose, run_traced
 from kitex_grpc.options.server import ServerOptions
-from kitex_grpc.rpcinfo import EndpointInfo, Metadata, RPCConfig, RPCInfo, set_current
+from kitex_grpc.rpcinfo import Metadata, RPCConfig, RPCInfo, served_rpcinfo, set_current
 from kitex_grpc.server.middlewares import handler_error_middleware, server_timeout_middleware
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
 from kitex_grpc.status import StatusCode
@@ -153,11 +153,17 @@ class Server:
     def new_rpcinfo(
         self, entry: Any, peer: str, local: str, metadata: Metadata, deadline: float | None
     ) -> RPCInfo:
-        caller = EndpointInfo("", "", peer)
-        callee = EndpointInfo(
-            self._options.service_name or entry.service.service_name, entry.method.name, local
+        service: ServiceInfo = entry.service
+        return served_rpcinfo(
+            self._options.service_name or service.service_name,
+            peer,
+            local,
+            service,
+            entry.method,
+            self._config,
+            metadata,
+            deadline,
         )
-        return RPCInfo(caller, callee, entry.service, entry.method, self._config, metadata, deadline)
 
     def begin_call(self, transient: Mapping[str, str], persistent: Mapping[str, str]) -> BackwardValues:
         return metainfo.begin_server_call(transient, persistent)
