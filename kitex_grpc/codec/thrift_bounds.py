@@ -92,7 +92,7 @@ def body_check(struct_type: type) -> Callable[[bytes], int]:
     ``data`` starts with a ``struct_type`` that thriftpy2's reader can read without running past
     ``data``'s end, and returns the offset just past it. Made once per type (thread-safe)."""
     if _TABLE_WALK:
-        return thrift_walk.plan_check(struct_type).check
+        return thrift_walk.struct_plan(struct_type).check
     return _struct_walk(struct_type)
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.thrift_message import FIXED_SIZE, MAX_DEPTH, BytesLike, skip_value, skip_values
 
-__all__ = ["StructPlan", "plan_check", "refuse_negative", "refuse_short", "refuse_too_deep"]
+__all__ = ["StructPlan", "refuse_negative", "refuse_short", "refuse_too_deep", "struct_plan"]
 
 _BINARY: Final = 18  # thriftpy2's spec type for `binary` fields; written as STRING (11) on the wire
 _STRING_TYPE: Final = 11
@@ -90,7 +90,7 @@ _lock = threading.RLock()
 _plans: dict[Any, StructPlan] = {}
 
 
-def plan_check(struct_type: Any) -> StructPlan:
+def struct_plan(struct_type: Any) -> StructPlan:
     """The plan of ``struct_type`` (a thriftpy2 struct class), made once (thread-safe)."""
     with _lock:
         return _plan(struct_type)
@@ -149,19 +149,22 @@ def _check(ttype: int, arg: Any) -> Check:  # under _lock
 def _elements(check: Check) -> list[Check]:
     """A container's element checks, made on its first walk (an element struct may be new then)."""
     elements = check.elements
-    if elements is None:
-        with _lock:
-            elements = [_check(check.types[0], check.args[0])]
-            if check.kind == _MAP:
-                elements.append(_check(check.types[1], check.args[1]))
-            size = 0
-            for element in elements:
-                if element.kind != _FIXED:
-                    size = 0
-                    break
-                size += element.size
-            check.elements_size = size
-            check.elements = elements
+    if elements is not None:
+        return elements
+    with _lock:
+        if check.elements is not None:  # another thread made them while this one waited
+            return check.elements
+        elements = [_check(check.types[0], check.args[0])]
+        if check.kind == _MAP:
+            elements.append(_check(check.types[1], check.args[1]))
+        size = 0
+        for element in elements:
+            if element.kind != _FIXED:
+                size = 0
+                break
+            size += element.size
+        check.elements_size = size  # before elements: a walk that sees elements sees their size
+        check.elements = elements
     return elements
 
 

@@ -92,7 +92,7 @@ AMPLIFIERS = {
 # plain-Python build, the table-driven one in the compiled build. Both run here, in either build.
 WALKS: dict[str, Any] = {
     "generated": thrift_bounds._struct_walk(shapes.Shapes),
-    "table": thrift_walk.plan_check(shapes.Shapes).check,
+    "table": thrift_walk.struct_plan(shapes.Shapes).check,
 }
 
 
