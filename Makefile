@@ -19,12 +19,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(RUNTIME_STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) | $(PY)
+$(RUNTIME_STAMP): pyproject.toml setup.py kitex_grpc/compiled.py $(COMPILED_SOURCES) | $(PY)
 	$(CLEAN_COMPILED)
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(DEV_STAMP): pyproject.toml setup.py $(COMPILED_SOURCES) | $(PY)
+$(DEV_STAMP): pyproject.toml setup.py kitex_grpc/compiled.py $(COMPILED_SOURCES) | $(PY)
 	$(CLEAN_COMPILED)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(RUNTIME_STAMP)

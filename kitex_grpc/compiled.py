@@ -17,10 +17,11 @@ from types import ModuleType
 
 __all__ = ["COMPILED_MODULES", "compiled_modules", "runs_compiled", "source_path"]
 
-# Only modules whose classes nothing subclasses: an interpreted class cannot subclass a compiled one,
-# and a compiled class cannot subclass asyncio's protocols efficiently. Calls between these modules
-# are direct C calls.
+# Only modules whose classes nothing subclasses: an interpreted class cannot subclass a compiled one.
+# A class that subclasses one of asyncio's (the server transport's connection) stays a regular Python
+# class with compiled methods. Calls between these modules are direct C calls.
 COMPILED_MODULES: tuple[str, ...] = (
+    "kitex_grpc.protocol.frames",
     "kitex_grpc.protocol.ttheader",
     "kitex_grpc.protocol.thrift_message",
     "kitex_grpc.transport.ttheader.wire",
@@ -30,6 +31,8 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.codec.thrift_walk",
     "kitex_grpc.rpcinfo",
     "kitex_grpc.metainfo",
+    "kitex_grpc.transport.ttheader.server",
+    "kitex_grpc.server.middlewares",
 )
 
 

@@ -124,8 +124,7 @@ def deserializer(struct_type: Any) -> Callable[[bytes], Any]:
         obj = struct_type()
         buf, proto = pair = _take(_readers)
         try:
-            buf.setvalue(data)
-            buf.write(_GUARD)
+            buf.setvalue(data + _GUARD)  # one call fewer than setvalue(data), write(_GUARD)
             proto.read_struct(obj)
             overran = len(buf.read(8)) < 8
         except Exception as exc:  # thriftpy2 raises several unrelated types for bad bytes

@@ -15,9 +15,10 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from kitex_grpc.errors import ProtocolError
+from kitex_grpc.protocol.frames import StreamDecoder, u32_at
 
 __all__ = [
     "FIXED_SIZE",
@@ -260,11 +261,11 @@ def encode_framed(payload: BytesLike, *, max_frame_size: int = MAX_FRAME_SIZE) -
     return _U32.pack(len(payload)) + payload
 
 
-def _copy_span(view: memoryview, start: int, end: int) -> bytes:
-    return bytes(view[start:end])
+def _copy_span(buf: bytes, start: int, end: int) -> bytes:
+    return buf[start:end]
 
 
-class FramedDecoder:
+class FramedDecoder(StreamDecoder):
     """Splits a byte stream of u32-length-prefixed frames; yields each frame's bytes without the prefix.
 
     The length is checked against ``max_frame_size`` as soon as its 4 bytes arrive, before any body is
@@ -273,60 +274,36 @@ class FramedDecoder:
     call are not returned.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_frame_size")
+    __slots__ = ()
 
     def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
         if not 0 <= max_frame_size <= 0xFFFFFFFF:
             raise ValueError("max_frame_size must be a u32")
-        self._max_frame_size = max_frame_size
-        self._buffer = bytearray()
-        self._error: ProtocolError | None = None
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held back as the start of an incomplete frame (non-zero at EOF means truncation)."""
-        return len(self._buffer)
+        super().__init__(max_frame_size, "framed", 4)
 
     def receive_data(self, data: BytesLike) -> list[bytes]:
         """Feed bytes; return the frames they complete, in order."""
-        return self.receive_spans(data, _copy_span)
+        return self._receive(data, _copy_span)
 
-    def receive_spans(self, data: BytesLike, build: Callable[[memoryview, int, int], _T]) -> list[_T]:
-        """Feed bytes; return ``build(view, start, end)`` for each frame they complete, in order.
+    def receive_spans(self, data: BytesLike, build: Callable[[bytes, int, int], _T]) -> list[_T]:
+        """Feed bytes; return ``build(buf, start, end)`` for each frame they complete, in order.
 
-        ``view[start:end]`` is the frame without its length. The view is valid only during the call
-        (it may be the caller's own buffer): ``build`` copies what it keeps. This spares the copy of
-        the whole frame when ``build`` parses it in place.
+        ``buf[start:end]`` is the frame without its length; ``build`` parses it in place, which spares
+        a copy of the whole frame.
         """
-        if self._error is not None:
-            raise ProtocolError(f"framed: decoder already failed: {self._error.detail}")
-        buffer = self._buffer
-        source: BytesLike = data
-        if buffer:
-            buffer += data
-            source = buffer
-        frames: list[_T] = []
+        return self._receive(data, build)
+
+    def _split(self, buf: bytes, frames: list[Any], build: Any) -> int:
         pos = 0
+        size = len(buf)
         limit = self._max_frame_size
-        try:
-            with memoryview(source) as mv:
-                size = len(mv)
-                while size - pos >= 4:
-                    length: int = _unpack_u32_from(mv, pos)[0]
-                    if length > limit:
-                        raise ProtocolError(f"framed: frame length {length} exceeds the limit {limit}")
-                    end = pos + 4 + length
-                    if end > size:
-                        break
-                    frames.append(build(mv, pos + 4, end))
-                    pos = end
-                if source is not buffer:
-                    buffer += mv[pos:]
-        except ProtocolError as exc:  # from the length check or from build: the stream is lost
-            self._error = exc
-        if self._error is not None:
-            buffer.clear()
-            raise self._error
-        if source is buffer:
-            del buffer[:pos]
-        return frames
+        while size - pos >= 4:
+            length = u32_at(buf, pos)
+            if length > limit:
+                raise ProtocolError(f"framed: frame length {length} exceeds the limit {limit}")
+            end = pos + 4 + length
+            if end > size:
+                break
+            frames.append(build(buf, pos + 4, end))
+            pos = end
+        return pos

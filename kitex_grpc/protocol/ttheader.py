@@ -24,9 +24,10 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from kitex_grpc.errors import ProtocolError
+from kitex_grpc.protocol.frames import StreamDecoder, i32_at, u32_at
 
 __all__ = [
     "ACCEPTED_PROTOCOL_IDS",
@@ -270,8 +271,8 @@ def encode_frame(header: TTHeader, payload: BytesLike, *, max_frame_size: int = 
 # --------------------------------------------------------------------------------------------- decode
 
 
-def _invalid_magic(mv: memoryview, pos: int) -> ProtocolError:
-    first, second = _unpack_u32_from(mv, pos)[0], _unpack_u32_from(mv, pos + 4)[0]
+def _invalid_magic(buf: BytesLike, pos: int) -> ProtocolError:
+    first, second = _unpack_u32_from(buf, pos)[0], _unpack_u32_from(buf, pos + 4)[0]
     return ProtocolError(f"not TTHeader protocol (first4Bytes={first:#x}, second4Bytes={second:#x})")
 
 
@@ -337,8 +338,8 @@ class HeaderInfo:
         )
 
 
-# What TTHeaderFrameDecoder.receive_spans calls per frame: (flags, seq_id, info, view, start, end).
-SpanBuilder: TypeAlias = Callable[[int, int, HeaderInfo, memoryview, int, int], _T]
+# What TTHeaderFrameDecoder.receive_spans calls per frame: (flags, seq_id, info, buf, start, end).
+SpanBuilder: TypeAlias = Callable[[int, int, HeaderInfo, bytes, int, int], _T]
 
 
 _INFO_CACHE: dict[bytes, HeaderInfo] = {}
@@ -428,7 +429,7 @@ def decode_frame(buf: BytesLike) -> tuple[TTHeader, bytes]:
         return header, bytes(mv[offset:])
 
 
-class TTHeaderFrameDecoder:
+class TTHeaderFrameDecoder(StreamDecoder):
     """Turns chunks of a TCP byte stream into complete :class:`Frame` values.
 
     ``max_frame_size`` bounds the LENGTH field (bytes after it). Any malformed input raises
@@ -437,19 +438,12 @@ class TTHeaderFrameDecoder:
     the failing call are not returned. Payloads are copied out as ``bytes``, so the caller may keep them.
     """
 
-    __slots__ = ("_buffer", "_error", "_max_frame_size")
+    __slots__ = ()
 
     def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
         if not PREFIX_SIZE <= max_frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"max_frame_size must be within [{PREFIX_SIZE}, {MAX_FRAME_SIZE}]")
-        self._max_frame_size = max_frame_size
-        self._buffer = bytearray()
-        self._error: ProtocolError | None = None
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held back as the start of an incomplete frame (non-zero at EOF means truncation)."""
-        return len(self._buffer)
+        super().__init__(max_frame_size, "ttheader", PREFIX_SIZE)
 
     def receive_data(self, data: BytesLike) -> list[Frame]:
         """Feed bytes; return the frames they complete, in order."""
@@ -463,62 +457,42 @@ class TTHeaderFrameDecoder:
         return self.receive_spans(data, _payload_part)
 
     def receive_spans(self, data: BytesLike, build: SpanBuilder[_T]) -> list[_T]:
-        """Feed bytes; return ``build(flags, seq_id, info, view, start, end)`` for each frame completed.
+        """Feed bytes; return ``build(flags, seq_id, info, buf, start, end)`` for each frame completed.
 
-        ``view[start:end]`` is the frame's payload; the view is valid only during the call (it may be
-        the caller's own buffer), so ``build`` copies what it keeps. A :class:`ProtocolError` from
-        ``build`` fails the decoder as its own errors do.
+        ``buf[start:end]`` is the frame's payload, parsed in place by ``build``. A
+        :class:`ProtocolError` from ``build`` fails the decoder as its own errors do.
         """
-        if self._error is not None:
-            raise ProtocolError(f"ttheader: decoder already failed: {self._error.detail}")
-        buffer = self._buffer
-        # Fast path: nothing pending, so parse straight from ``data`` and keep only an unfinished tail.
-        source: BytesLike = data
-        if buffer:
-            buffer += data
-            source = buffer
-        frames: list[_T] = []
-        try:
-            with memoryview(source) as mv:
-                consumed = self._decode(mv, frames, build)
-                if source is not buffer:
-                    buffer += mv[consumed:]
-        except ProtocolError as exc:
-            self._error = exc
-            buffer.clear()
-            raise
-        if source is buffer:
-            del buffer[:consumed]
-        return frames
+        return self._receive(data, build)
 
-    def _decode(self, mv: memoryview, frames: list[_T], build: SpanBuilder[_T]) -> int:
+    def _split(self, buf: bytes, frames: list[Any], build: Any) -> int:
         pos = 0
-        size = len(mv)
+        size = len(buf)
         max_frame_size = self._max_frame_size
         while size - pos >= 4:
             # Each check runs as soon as its bytes are present, before the body is waited for.
-            length: int = _unpack_u32_from(mv, pos)[0]
+            length = u32_at(buf, pos)
             if length > max_frame_size:
                 raise ProtocolError(f"ttheader: frame length {length} exceeds the limit {max_frame_size}")
             if size - pos < 8:
                 break
-            if _unpack_u16_from(mv, pos + 4)[0] != MAGIC:
-                raise _invalid_magic(mv, pos)
+            if (buf[pos + 4] << 8) | buf[pos + 5] != MAGIC:
+                raise _invalid_magic(buf, pos)
             if size - pos < PREFIX_SIZE:
                 break
-            _check_header_size(length, _unpack_u16_from(mv, pos + 12)[0] * 4)
+            words = (buf[pos + 12] << 8) | buf[pos + 13]
+            _check_header_size(length, words * 4)
             end = pos + 4 + length
             if end > size:
                 break
-            _, _, flags, seq_id, words = _unpack_prefix_from(mv, pos)
+            flags = (buf[pos + 6] << 8) | buf[pos + 7]
             info_end = pos + PREFIX_SIZE + words * 4
-            info = decode_header_info(bytes(mv[pos + PREFIX_SIZE : info_end]))
-            frames.append(build(flags, seq_id, info, mv, info_end, end))
+            info = decode_header_info(buf[pos + PREFIX_SIZE : info_end])
+            frames.append(build(flags, i32_at(buf, pos + 8), info, buf, info_end, end))
             pos = end
         return pos
 
 
 def _payload_part(
-    flags: int, seq_id: int, info: HeaderInfo, view: memoryview, start: int, end: int
+    flags: int, seq_id: int, info: HeaderInfo, buf: bytes, start: int, end: int
 ) -> tuple[int, int, HeaderInfo, bytes]:
-    return flags, seq_id, info, bytes(view[start:end])
+    return flags, seq_id, info, buf[start:end]

@@ -40,7 +40,8 @@ class ReceiveBufferProtocol(asyncio.BufferedProtocol):
     ``data`` is a :class:`memoryview` that must not be kept after the call returns.
     """
 
-    __slots__ = ("_receive_view",)
+    # No __slots__: a subclass compiled by mypyc (the TTHeader server's connection) cannot have a
+    # base with __slots__.
 
     _receive_view: memoryview
 

@@ -37,6 +37,7 @@ import contextvars
 import importlib
 import logging
 import time
+from collections.abc import MutableSet
 from typing import Any, Protocol, cast
 
 from kitex_grpc import metainfo
@@ -71,6 +72,7 @@ logger = logging.getLogger("kitex_grpc.transport.ttheader")
 _enter_task: Any = getattr(asyncio.tasks, "_enter_task", None)
 _leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
 _CAN_STEP_EAGERLY = _enter_task is not None and _leave_task is not None
+_DONE: Any = object()  # what an eager step "yielded" when the request ended in it
 
 _FRAMINGS = {
     DetectedProtocol.TTHEADER: Framing.TTHEADER,
@@ -363,12 +365,14 @@ class _ServerConnection(ReceiveBufferProtocol):
                 try:
                     yielded = context.run(coro.send, None)
                 except StopIteration:
-                    continue
+                    yielded = _DONE
                 except BaseException as exc:  # _serve catches what a request can raise; this is a bug
                     self._log_failure(exc)
-                    continue
+                    yielded = _DONE
                 finally:
                     _leave_task(loop, task)
+                if yielded is _DONE:
+                    continue
                 idle.pop()
                 self._active += 1
                 worker.assign(Resumption(coro, yielded, context))
@@ -399,7 +403,8 @@ class _ServerConnection(ReceiveBufferProtocol):
         queue = self._queue
         try:
             while True:
-                pending, worker.pending = worker.pending, None
+                pending: Resumption | None = worker.pending
+                worker.pending = None
                 if pending is None:
                     if self._closing:
                         return
@@ -632,7 +637,9 @@ class TTHeaderServerTransport:
         self._options = options
         self.dispatcher = dispatcher
         self.max_frame = frame_limit(options.max_message_size)
-        self.connections: set[_ServerConnection] = set()
+        # A MutableSet, not a set: compiled, a set's methods would be called directly, and a watcher
+        # that replaces this attribute with a set subclass (as the tests do) would miss the changes.
+        self.connections: MutableSet[_ServerConnection] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
         self._address = ""
@@ -672,7 +679,9 @@ class TTHeaderServerTransport:
             lambda: _ServerConnection(self), host or None, port, reuse_address=True, backlog=1024
         )
         self._server = server
-        sock = server.sockets[0].getsockname()
+        # a tuple on asyncio's loop, a list on uvloop's (compiled code would check for a tuple)
+        sockets: Any = cast("Any", server).sockets
+        sock = sockets[0].getsockname()
         self._address = format_address(host or "0.0.0.0", sock[1])
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
 

@@ -26,6 +26,7 @@ from kitex_grpc.codec.envelope import KITEX_PROTOBUF, THRIFT, Envelope
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol import thrift_message as tm
 from kitex_grpc.protocol.detection import PayloadKind, detect_payload
+from kitex_grpc.protocol.frames import i32_at
 from kitex_grpc.protocol.ttheader import (
     MAGIC,
     MAX_FRAME_SIZE,
@@ -50,8 +51,6 @@ __all__ = [
 _U32 = struct.Struct(">I")
 _pack_prefix = struct.Struct(">IHHiH").pack  # LENGTH, MAGIC, FLAGS, SEQ, HEADER_SIZE
 _pack_i32 = struct.Struct(">i").pack
-_unpack_i32_from = struct.Struct(">i").unpack_from
-_unpack_msg_head = struct.Struct(">Ii").unpack_from  # strict Thrift: version | type, name length
 _MASK = 0xFFFF0000
 _THRIFT_V1 = 0x80010000
 _PROTOBUF_V1 = 0x90010000
@@ -242,7 +241,7 @@ def decode_ttheader_payload(header: TTHeader, payload: bytes) -> Message:
 
 
 def _strict_thrift(
-    buf: BytesLike,
+    buf: bytes,
     start: int,
     end: int,
     framing: Framing,
@@ -257,30 +256,26 @@ def _strict_thrift(
     """
     if end - start < 12 or buf[start] != 0x80 or buf[start + 1] != 0x01:
         return None
-    head, name_len = _unpack_msg_head(buf, start)
+    name_len = i32_at(buf, start + 4)
     body_start = start + 12 + name_len
     if name_len <= 0 or body_start > end:
         return None
-    name = str(buf[start + 8 : body_start - 4], "utf-8", "surrogateescape")
-    seq_id: int = _unpack_i32_from(buf, body_start - 4)[0]
-    body = bytes(buf[body_start:end])
-    return Message(name, head & 0xFF, seq_id, body, THRIFT, framing, info, flags, frame_seq)
+    name = buf[start + 8 : body_start - 4].decode("utf-8", "surrogateescape")
+    seq_id = i32_at(buf, body_start - 4)
+    # the message type is the low byte of the version word
+    return Message(name, buf[start + 3], seq_id, buf[body_start:end], THRIFT, framing, info, flags, frame_seq)
 
 
-def _framed_span(view: memoryview, start: int, end: int) -> Message:
-    """The message of the Framed frame ``view[start:end]`` (a tm.FramedDecoder span builder)."""
-    message = _strict_thrift(view, start, end, Framing.FRAMED)
-    return message if message is not None else decode_framed(bytes(view[start:end]))
+def _framed_span(buf: bytes, start: int, end: int) -> Message:
+    """The message of the Framed frame ``buf[start:end]`` (a tm.FramedDecoder span builder)."""
+    message = _strict_thrift(buf, start, end, Framing.FRAMED)
+    return message if message is not None else decode_framed(buf[start:end])
 
 
-def _ttheader_span(
-    flags: int, frame_seq: int, info: HeaderInfo, view: memoryview, start: int, end: int
-) -> Message:
-    """The message in the TTHeader payload ``view[start:end]`` (a receive_spans builder)."""
-    message = _strict_thrift(view, start, end, Framing.TTHEADER, info, flags, frame_seq)
-    return (
-        message if message is not None else _ttheader_general(flags, frame_seq, info, bytes(view[start:end]))
-    )
+def _ttheader_span(flags: int, frame_seq: int, info: HeaderInfo, buf: bytes, start: int, end: int) -> Message:
+    """The message in the TTHeader payload ``buf[start:end]`` (a receive_spans builder)."""
+    message = _strict_thrift(buf, start, end, Framing.TTHEADER, info, flags, frame_seq)
+    return message if message is not None else _ttheader_general(flags, frame_seq, info, buf[start:end])
 
 
 def _ttheader_message(flags: int, frame_seq: int, info: HeaderInfo, payload: bytes) -> Message:
