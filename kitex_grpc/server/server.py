@@ -172,7 +172,10 @@ class Server:
         # Plain functions returning the next awaitable (here and in _invoke and the handler adapters):
         # one coroutine frame fewer per layer on every call. Each runs when its caller awaits it.
         set_current(ri)
-        return run_traced(self._endpoint, ri, request, self._tracer)
+        tracer = self._tracer
+        if tracer is None:  # what run_traced does without a tracer, one call fewer
+            return self._endpoint(ri, request)
+        return run_traced(self._endpoint, ri, request, tracer)
 
     async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
         set_current(ri)

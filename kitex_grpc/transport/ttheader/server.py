@@ -48,7 +48,7 @@ from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
 from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
-from kitex_grpc.suspension import NOT_STARTED, Resumption
+from kitex_grpc.suspension import FINISHED, NOT_STARTED, Resumption, first_step
 from kitex_grpc.transport.base import CallDispatcher
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
 from kitex_grpc.transport.ttheader.client import frame_limit
@@ -72,7 +72,6 @@ logger = logging.getLogger("kitex_grpc.transport.ttheader")
 _enter_task: Any = getattr(asyncio.tasks, "_enter_task", None)
 _leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
 _CAN_STEP_EAGERLY = _enter_task is not None and _leave_task is not None
-_DONE: Any = object()  # what an eager step "yielded" when the request ended in it
 
 _FRAMINGS = {
     DetectedProtocol.TTHEADER: Framing.TTHEADER,
@@ -363,15 +362,13 @@ class _ServerConnection(ReceiveBufferProtocol):
                 task = worker.task
                 _enter_task(loop, task)
                 try:
-                    yielded = context.run(coro.send, None)
-                except StopIteration:
-                    yielded = _DONE
+                    yielded = first_step(coro, context)
                 except BaseException as exc:  # _serve catches what a request can raise; this is a bug
                     self._log_failure(exc)
-                    yielded = _DONE
+                    yielded = FINISHED
                 finally:
                     _leave_task(loop, task)
-                if yielded is _DONE:
+                if yielded is FINISHED:
                     continue
                 idle.pop()
                 self._active += 1
