@@ -192,8 +192,9 @@ class _ServerConnection(ReceiveBufferProtocol):
         self.peer = ""
         # the loop is kept: asyncio.get_running_loop() costs a getpid() system call on Python 3.11
         self._loop = asyncio.get_running_loop()
-        self._clock = self._loop.time
-        self.last_active = self._clock()  # last bytes read or request answered: the idle clock
+        # The idle clock is time.monotonic (asyncio's loop.time is a Python call around it), read in
+        # _sweep too; the sweep's timer itself runs on the loop's clock.
+        self.last_active = time.monotonic()  # last bytes read or request answered
         self.partial_since: float | None = None  # when the unfinished request's bytes began arriving
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
@@ -217,7 +218,7 @@ class _ServerConnection(ReceiveBufferProtocol):
     def data_received(self, data: memoryview) -> None:
         if self._closing:
             return
-        now = self.last_active = self._clock()
+        now = self.last_active = time.monotonic()
         decoder = self._decoder
         if decoder is None:
             decoder = self._detect(data)
@@ -390,7 +391,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         return worker
 
     def _became_idle(self) -> None:
-        self.last_active = self._clock()
+        self.last_active = time.monotonic()
         if self._server.draining and self._transport is not None:
             self._transport.close()
 
@@ -693,7 +694,7 @@ class TTHeaderServerTransport:
         if self._server is None:
             return
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = time.monotonic()  # the connections' idle clock
         opts = self._options
         for conn in list(self.connections):
             conn.check_timeouts(now, opts.max_conn_idle_time, opts.read_write_timeout)
