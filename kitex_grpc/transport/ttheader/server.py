@@ -48,7 +48,7 @@ from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
 from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
-from kitex_grpc.suspension import FINISHED, NOT_STARTED, Resumption, first_step
+from kitex_grpc.suspension import FINISHED, NOT_STARTED, EagerStepper, Resumption
 from kitex_grpc.transport.base import CallDispatcher
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
 from kitex_grpc.transport.ttheader.client import frame_limit
@@ -186,6 +186,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._in_order = True  # serve one request at a time (not over TTHeader: see _serve_eagerly)
         self._out: list[bytes] | None = None  # replies of the current eager pass, written together
         self._base_context = contextvars.copy_context()
+        self._stepper = EagerStepper()  # steps each request inside data_received (_serve_eagerly)
         self._closing = False  # no more requests: close once the current one is answered
         self._paused = False
         self._limiter: ConnectionLimiter | None = None  # set while this connection is counted
@@ -345,6 +346,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         eager = _CAN_STEP_EAGERLY and asyncio.current_task(loop) is None
         in_order = self._in_order
         idle = self._idle_workers  # the last one is entered for each eager step, taken if it suspends
+        stepper = self._stepper
         out: list[bytes] | None = [] if len(queue) > 1 else None  # one request: write it directly
         self._out = out
         try:
@@ -363,7 +365,7 @@ class _ServerConnection(ReceiveBufferProtocol):
                 task = worker.task
                 _enter_task(loop, task)
                 try:
-                    yielded = first_step(coro, context)
+                    yielded = stepper.first_step(coro, context)
                 except BaseException as exc:  # _serve catches what a request can raise; this is a bug
                     self._log_failure(exc)
                     yielded = FINISHED
@@ -373,7 +375,7 @@ class _ServerConnection(ReceiveBufferProtocol):
                     continue
                 idle.pop()
                 self._active += 1
-                worker.assign(Resumption(coro, yielded, context))
+                worker.assign(Resumption(stepper.take_suspended(), yielded, context))
         finally:
             if out is not None:
                 self._flush()
