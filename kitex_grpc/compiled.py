@@ -33,6 +33,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.metainfo",
     "kitex_grpc.transport.ttheader.server",
     "kitex_grpc.server.middlewares",
+    "kitex_grpc.server.dispatch",
 )
 
 

@@ -10,7 +10,9 @@ Chain, outermost first (ARCHITECTURE.md; Kitex ``server/server.go buildMiddlewar
     handler_error               ordinary exceptions -> BizError; BizStatusError passes through
     handler
 
-The transport maps what comes out (KitexError, BizStatusError) to its wire status.
+The transport maps what comes out (KitexError, BizStatusError) to its wire status. Transports call
+into the server's :class:`~kitex_grpc.server.dispatch.Dispatcher` (compiled), which holds the
+registered methods and runs the chain.
 
 With ``with_registry`` the server registers once it is listening (after the serving hooks) and
 deregisters first when it stops, before draining (Kitex ``server/server.go`` Run/Stop).
@@ -29,16 +31,16 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from kitex_grpc import metainfo
 from kitex_grpc.discovery.registry import Info, registry_address
-from kitex_grpc.endpoint import Endpoint, Middleware, chain
+from kitex_grpc.endpoint import Middleware, chain
 from kitex_grpc.errors import StatusError
 from kitex_grpc.governance.acl import acl_middleware
 from kitex_grpc.governance.limiter import ServerLimiter
 from kitex_grpc.metainfo import BackwardValues
-from kitex_grpc.observability.tracer import compose, run_traced
+from kitex_grpc.observability.tracer import compose
 from kitex_grpc.options.server import ServerOptions
-from kitex_grpc.rpcinfo import Metadata, RPCConfig, RPCInfo, served_rpcinfo, set_current
+from kitex_grpc.rpcinfo import Metadata, RPCConfig, RPCInfo
+from kitex_grpc.server.dispatch import Dispatcher, RegisteredMethod, unary_invoker
 from kitex_grpc.server.middlewares import handler_error_middleware, server_timeout_middleware
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
 from kitex_grpc.status import StatusCode
@@ -46,21 +48,7 @@ from kitex_grpc.streaming import Stream, StreamIO
 from kitex_grpc.transport import new_server_transport
 from kitex_grpc.transport.base import ServerTransport
 
-Invoker = Callable[[Any], Any]
 _log = logging.getLogger("kitex_grpc.server")
-
-
-class RegisteredMethod:
-    """A method of a registered service, bound to its handler."""
-
-    __slots__ = ("invoke", "method", "service")
-
-    def __init__(
-        self, service: ServiceInfo, method: MethodInfo, invoke: Callable[[RPCInfo, Any], Any]
-    ) -> None:
-        self.service = service
-        self.method = method
-        self.invoke = invoke
 
 
 class Server:
@@ -68,18 +56,22 @@ class Server:
 
     def __init__(self, options: ServerOptions) -> None:
         self._options = options
-        self._methods: dict[tuple[str, str], RegisteredMethod] = {}
-        self._invokers: dict[MethodInfo, Callable[[RPCInfo, Any], Awaitable[Any]]] = {}
-        self._services: dict[str, ServiceInfo] = {}
         self._transport: ServerTransport | None = None
-        self._config = RPCConfig(None, 0.0, options.transport_protocol)
+        # What the transports call into (compiled): the registered methods and the chain.
+        self._dispatch = Dispatcher(
+            options.service_name,
+            RPCConfig(None, 0.0, options.transport_protocol),
+            options.stream_send_middlewares,
+            options.stream_recv_middlewares,
+        )
+        self._services = self._dispatch.services
         named = self._middlewares()
         self.chain_names: tuple[str, ...] = (*(name for name, _ in named), "handler")
-        self._endpoint: Endpoint = chain([mw for _, mw in named], self._invoke)
+        self._dispatch.endpoint = chain([mw for _, mw in named], self._dispatch.invoke)
+        self._dispatch.tracer = compose(options.tracers)
         self._stopped = asyncio.Event()
         self._serving = False
         self._registered: Info | None = None
-        self._tracer = compose(options.tracers)
 
     def _middlewares(self) -> list[tuple[str, Middleware]]:
         opts = self._options
@@ -132,59 +124,36 @@ class Server:
         for method in service.methods.values():
             fn = getattr(handler, method.name, None)
             invoke = _adapter(method, fn) if callable(fn) else _unimplemented(method)
-            self._methods[(service.service_name, method.name)] = RegisteredMethod(service, method, invoke)
-            self._invokers[method] = invoke
+            self._dispatch.register(service, method, invoke)
         return self
 
-    # -- CallDispatcher -------------------------------------------------------------------------------
+    # -- CallDispatcher (the transports are given the compiled Dispatcher itself) ------------------
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """What this server's transports call into for each request."""
+        return self._dispatch
 
     def lookup(self, service_name: str, method_name: str) -> RegisteredMethod | None:
-        return self._methods.get((service_name, method_name))
+        return self._dispatch.lookup(service_name, method_name)
 
     def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None:
         """Kitex ``SearchService``: the service named so, or without a name the first with the method."""
-        if service_name:
-            return self._services.get(service_name)
-        for service in self._services.values():
-            if method_name in service.methods:
-                return service
-        return None
+        return self._dispatch.search_service(service_name, method_name)
 
     def new_rpcinfo(
         self, entry: Any, peer: str, local: str, metadata: Metadata, deadline: float | None
     ) -> RPCInfo:
-        service: ServiceInfo = entry.service
-        return served_rpcinfo(
-            self._options.service_name or service.service_name,
-            peer,
-            local,
-            service,
-            entry.method,
-            self._config,
-            metadata,
-            deadline,
-        )
+        return self._dispatch.new_rpcinfo(entry, peer, local, metadata, deadline)
 
     def begin_call(self, transient: Mapping[str, str], persistent: Mapping[str, str]) -> BackwardValues:
-        return metainfo.begin_server_call(transient, persistent)
+        return self._dispatch.begin_call(transient, persistent)
 
     def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Awaitable[Any]:
-        # Plain functions returning the next awaitable (here and in _invoke and the handler adapters):
-        # one coroutine frame fewer per layer on every call. Each runs when its caller awaits it.
-        set_current(ri)
-        tracer = self._tracer
-        if tracer is None:  # what run_traced does without a tracer, one call fewer
-            return self._endpoint(ri, request)
-        return run_traced(self._endpoint, ri, request, tracer)
+        return self._dispatch.handle_unary(entry, ri, request)
 
     async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
-        set_current(ri)
-        opts = self._options
-        stream: Stream[Any, Any] = Stream(ri, io, opts.stream_send_middlewares, opts.stream_recv_middlewares)
-        await run_traced(self._endpoint, ri, stream, self._tracer)
-
-    def _invoke(self, ri: RPCInfo, request: Any) -> Awaitable[Any]:
-        return self._invokers[ri.method](ri, request)
+        await self._dispatch.handle_stream(entry, ri, io)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -197,7 +166,7 @@ class Server:
         hooks = self._options.hooks
         for hook in hooks:
             await hook.prepare(self)
-        self._transport = new_server_transport(self._options, self)
+        self._transport = new_server_transport(self._options, self._dispatch)
         limiter = self.limiter
         if limiter is not None and limiter.connections is not None:
             limit_connections = getattr(self._transport, "limit_connections", None)
@@ -301,18 +270,7 @@ def _adapter(method: MethodInfo, fn: Callable[..., Any]) -> Callable[[RPCInfo, A
     """Bridge the handler's natural Python shape to the endpoint's (ri, request-or-stream)."""
     mode = method.mode
     if mode in (StreamingMode.UNARY, StreamingMode.NONE):
-        if method.adapt_handler is not None:
-            adapted = method.adapt_handler(fn)
-
-            def unary_adapted(ri: RPCInfo, request: Any) -> Awaitable[Any]:
-                return adapted(request)  # type: ignore[no-any-return]
-
-            return unary_adapted
-
-        def unary(ri: RPCInfo, request: Any) -> Awaitable[Any]:
-            return fn(request)  # type: ignore[no-any-return]
-
-        return unary
+        return unary_invoker(method, fn)
     if mode is StreamingMode.SERVER:
 
         async def server_streaming(ri: RPCInfo, stream: Stream[Any, Any]) -> None:
