@@ -72,6 +72,10 @@ logger = logging.getLogger("kitex_grpc.transport.ttheader")
 _enter_task: Any = getattr(asyncio.tasks, "_enter_task", None)
 _leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
 _CAN_STEP_EAGERLY = _enter_task is not None and _leave_task is not None
+# The same bookkeeping's loop -> running task map: asyncio.current_task(loop) is a Python call
+# around its get() on Python 3.11.
+_current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
+_current_task: Any = asyncio.current_task if _current_tasks is None else _current_tasks.get
 
 _FRAMINGS = {
     DetectedProtocol.TTHEADER: Framing.TTHEADER,
@@ -343,7 +347,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         queue = self._queue
         loop = self._loop
         # eager only from a plain callback (as asyncio calls data_received), never inside a task
-        eager = _CAN_STEP_EAGERLY and asyncio.current_task(loop) is None
+        eager = _CAN_STEP_EAGERLY and _current_task(loop) is None
         in_order = self._in_order
         idle = self._idle_workers  # the last one is entered for each eager step, taken if it suspends
         stepper = self._stepper
