@@ -1,11 +1,11 @@
 """Carrying on with a coroutine that was first stepped by hand.
 
-Two hot paths run a call's coroutine eagerly, with a bare ``send(None)``, and only pay for the
-machinery of a suspended call (a task, a timer) if it suspends: the TTHeader server steps each
-request inside ``data_received``, and the server deadline is armed only when a handler first waits.
-:class:`Resumption` is the awaitable that picks such a coroutine up where the manual step left it, as
-if it had been awaited from the start: what it yielded goes to the awaiting task, and what the task
-sends or throws goes back into it.
+Two hot paths run a call's coroutine eagerly and only pay for the machinery of a suspended call (a
+task, a timer) if it suspends: the TTHeader server steps each request inside ``data_received``
+(with an :class:`EagerStepper`), and the server deadline is armed only when a handler first waits
+(a bare ``send(None)``). :class:`Resumption` is the awaitable that picks such a coroutine up where
+the manual step left it, as if it had been awaited from the start: what it yielded goes to the
+awaiting task, and what the task sends or throws goes back into it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class EagerStepper:
     Stepping with ``coro.send(None)`` costs a ``StopIteration`` per finished coroutine, caught by the
     caller; a compiled caller also records a traceback entry for it (a frame and a code object). The
     stepper instead sends each coroutine into a driver generator that runs it with ``yield from``
-    and reports the end as :data:`FINISHED`, with no exception (a third of the cost, measured).
+    and reports the end as :data:`FINISHED`, with no exception: in a micro-benchmark of a coroutine
+    that returns at once, 182 ns per step against 446 ns for a caught ``StopIteration``.
 
     This module is not compiled on purpose: ``yield from`` a coroutine needs an interpreted
     generator-based coroutine.
@@ -80,7 +81,8 @@ class EagerStepper:
 
 
 class Resumption:
-    """Await the rest of ``coro`` (a coroutine, or an :class:`EagerStepper`'s ``suspended``).
+    """Await the rest of ``coro``: a coroutine, or what :meth:`EagerStepper.take_suspended` gave
+    (that one's result is dropped: awaiting it gives ``None``).
 
     ``yielded``: what its last manual step yielded (the future it waits on), or :data:`NOT_STARTED`.
     ``context``: run every step inside this :class:`contextvars.Context` (else the awaiting task's).
