@@ -28,7 +28,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from kitex_grpc.discovery.registry import Info, registry_address
@@ -36,15 +36,14 @@ from kitex_grpc.endpoint import Middleware, chain
 from kitex_grpc.errors import StatusError
 from kitex_grpc.governance.acl import acl_middleware
 from kitex_grpc.governance.limiter import ServerLimiter
-from kitex_grpc.metainfo import BackwardValues
 from kitex_grpc.observability.tracer import compose
 from kitex_grpc.options.server import ServerOptions
-from kitex_grpc.rpcinfo import Metadata, RPCConfig, RPCInfo
-from kitex_grpc.server.dispatch import Dispatcher, RegisteredMethod, unary_invoker
+from kitex_grpc.rpcinfo import RPCConfig, RPCInfo
+from kitex_grpc.server.dispatch import Dispatcher, unary_invoker
 from kitex_grpc.server.middlewares import handler_error_middleware, server_timeout_middleware
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
 from kitex_grpc.status import StatusCode
-from kitex_grpc.streaming import Stream, StreamIO
+from kitex_grpc.streaming import Stream
 from kitex_grpc.transport import new_server_transport
 from kitex_grpc.transport.base import ServerTransport
 
@@ -127,33 +126,10 @@ class Server:
             self._dispatch.register(service, method, invoke)
         return self
 
-    # -- CallDispatcher (the transports are given the compiled Dispatcher itself) ------------------
-
     @property
     def dispatcher(self) -> Dispatcher:
-        """What this server's transports call into for each request."""
+        """What this server's transports call into for each request (``CallDispatcher``)."""
         return self._dispatch
-
-    def lookup(self, service_name: str, method_name: str) -> RegisteredMethod | None:
-        return self._dispatch.lookup(service_name, method_name)
-
-    def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None:
-        """Kitex ``SearchService``: the service named so, or without a name the first with the method."""
-        return self._dispatch.search_service(service_name, method_name)
-
-    def new_rpcinfo(
-        self, entry: Any, peer: str, local: str, metadata: Metadata, deadline: float | None
-    ) -> RPCInfo:
-        return self._dispatch.new_rpcinfo(entry, peer, local, metadata, deadline)
-
-    def begin_call(self, transient: Mapping[str, str], persistent: Mapping[str, str]) -> BackwardValues:
-        return self._dispatch.begin_call(transient, persistent)
-
-    def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Awaitable[Any]:
-        return self._dispatch.handle_unary(entry, ri, request)
-
-    async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
-        await self._dispatch.handle_stream(entry, ri, io)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -78,8 +78,8 @@ class MethodEntry(Protocol):
 
 
 class CallDispatcher(Protocol):
-    """What a server transport calls into (:class:`kitex_grpc.server.dispatch.Dispatcher`, which a
-    :class:`kitex_grpc.server.Server` owns; the Server answers the same calls by delegating)."""
+    """What a server transport calls into: :class:`kitex_grpc.server.dispatch.Dispatcher`, which a
+    :class:`kitex_grpc.server.Server` owns (``server.dispatcher``)."""
 
     def lookup(self, service_name: str, method_name: str) -> MethodEntry | None:
         """Find a method by service name (the package is ignored, as Kitex does) and method name."""

@@ -38,7 +38,7 @@ async def h2_server(
         await svr.start()
         transport = svr._transport
     else:
-        transport = H2ServerTransport(svr.options, svr, tuning)
+        transport = H2ServerTransport(svr.options, svr.dispatcher, tuning)
         await transport.start()
         svr._transport = transport  # so svr.address and svr.stop() use it
         svr._serving = True

@@ -63,7 +63,7 @@ async def test_adopted_connections_are_served_and_drained() -> None:
     """The hand-off another server (TTHeader sniffing) uses: set_protocol + connection_made + bytes."""
     svc = EchoService()
     svr = echo_kitex.new_server(svc, server.with_transport_protocol(H2))
-    h2 = H2ServerTransport(svr.options, svr)  # never started: adoption only
+    h2 = H2ServerTransport(svr.options, svr.dispatcher)  # never started: adoption only
 
     class Sniffer(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
