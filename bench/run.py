@@ -247,8 +247,13 @@ async def main_async(args: argparse.Namespace) -> int:
             available.append(impl)
         one_round = [(s, n, i) for s in scenarios for n in payloads for i in available if s in i.scenarios]
         # Rounds pass over every case in turn, so a slow spell of the machine lands on one round of
-        # each case, not on every round of one.
-        cases = [(r, *case) for r in range(1, args.rounds + 1) for case in one_round]
+        # each case, not on every round of one. Even rounds pass in reverse order: a pair's two cases
+        # swap places, so neither always runs first or always follows the same case.
+        cases = [
+            (r, *case)
+            for r in range(1, args.rounds + 1)
+            for case in (one_round if r % 2 else one_round[::-1])
+        ]
         started = time.monotonic()
         profiles: list[Path] = []
         for k, (round_, scenario, payload, impl) in enumerate(cases, 1):
