@@ -5,7 +5,7 @@ for why and for the rules). Interpreted, the fastest walk is source generated pe
 module walks the same rules from a table per struct type instead, which mypyc compiles to C, where
 it costs a fraction of the generated walk. ``thrift_bounds`` uses it when this module runs compiled
 (:func:`kitex_grpc.compiled.compiled_modules`) and its generated walkers otherwise; both take the same
-bodies and raise the same errors (``tests/codec/test_thrift_bounds.py`` compares them on random bytes).
+bodies and raise the same errors (``tests/ttheader/test_thrift_bounds.py`` compares them on random bytes).
 
 A plan is made per struct type, once, under a lock: each field's key (wire type << 16 | field id, as
 its 3-byte head reads) maps to a :class:`Check`. Nested structs get their plans when their parent's is

@@ -25,4 +25,5 @@ struct Shapes {
     11: i16 short_int
     12: double ratio
     13: list<list<string>> nested
+    14: map<string, string> labels
 }

@@ -77,6 +77,10 @@ AMPLIFIERS = {
         field(MAP, 5) + map_head(STRING, STRING, 1) + i32(7) + list_head(0, 10**6) + STOP,
         "unknown data type 0",
     ),
+    "known map<string,string> with a value of 2 GiB": (
+        field(MAP, 14) + map_head(STRING, STRING, 1) + i32(1) + b"k" + i32(HUGE) + STOP,
+        "declared size",
+    ),
     "negative list size": (field(LIST, 1) + list_head(I64, -1) + STOP, "negative size"),
     "negative string size": (field(STRING, 6) + i32(-1) + STOP, "negative size"),
     "unknown negative map size": (field(MAP, UNKNOWN) + map_head(I32, I32, -2) + STOP, "negative size"),
@@ -183,6 +187,7 @@ shape_values = st.builds(
     short_int=st.none() | st.integers(-(2**15), 2**15 - 1),
     ratio=st.none() | st.floats(allow_nan=False),
     nested=st.none() | st.lists(st.lists(words, max_size=3), max_size=3),
+    labels=st.none() | st.dictionaries(words, words, max_size=3),
 )
 
 
