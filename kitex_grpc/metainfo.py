@@ -27,6 +27,7 @@ import contextvars
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from types import MappingProxyType
+from typing import Final
 
 __all__ = [
     "BackwardValues",
@@ -50,13 +51,15 @@ PREFIX_PERSISTENT = "RPC_PERSIST_"
 HTTP_PREFIX_TRANSIENT = "rpc-transit-"
 HTTP_PREFIX_PERSISTENT = "rpc-persist-"
 
-_EMPTY: Mapping[str, str] = MappingProxyType({})
+_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
 # Each variable holds an immutable mapping; changes replace it, so a copied context never sees
-# another task's writes.
-_transient: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("mi_transient", default=_EMPTY)
-_stale: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("mi_stale", default=_EMPTY)
-_persistent: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+# another task's writes. Final: compiled, each use is a static load rather than a globals lookup.
+_transient: Final[contextvars.ContextVar[Mapping[str, str]]] = contextvars.ContextVar(
+    "mi_transient", default=_EMPTY
+)
+_stale: Final[contextvars.ContextVar[Mapping[str, str]]] = contextvars.ContextVar("mi_stale", default=_EMPTY)
+_persistent: Final[contextvars.ContextVar[Mapping[str, str]]] = contextvars.ContextVar(
     "mi_persistent", default=_EMPTY
 )
 
@@ -74,10 +77,10 @@ class BackwardValues:
         return self.received.get(key)
 
 
-_backward_recv: contextvars.ContextVar[BackwardValues | None] = contextvars.ContextVar(
+_backward_recv: Final[contextvars.ContextVar[BackwardValues | None]] = contextvars.ContextVar(
     "mi_bw_recv", default=None
 )
-_backward_send: contextvars.ContextVar[BackwardValues | None] = contextvars.ContextVar(
+_backward_send: Final[contextvars.ContextVar[BackwardValues | None]] = contextvars.ContextVar(
     "mi_bw_send", default=None
 )
 

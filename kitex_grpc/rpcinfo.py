@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from kitex_grpc.transport_protocol import TransportProtocol
 
@@ -187,9 +187,11 @@ def served_rpcinfo(
     )
 
 
-_current: contextvars.ContextVar[RPCInfo | None] = contextvars.ContextVar("kitex_grpc_rpcinfo", default=None)
+_current: Final[contextvars.ContextVar[RPCInfo | None]] = contextvars.ContextVar(
+    "kitex_grpc_rpcinfo", default=None
+)
 # The deadline of the call being served; outgoing calls made while serving it inherit it.
-_inherited_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+_inherited_deadline: Final[contextvars.ContextVar[float | None]] = contextvars.ContextVar(
     "kitex_grpc_deadline", default=None
 )
 

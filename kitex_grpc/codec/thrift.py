@@ -23,7 +23,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import CoroutineType
-from typing import Any
+from typing import Any, Final
 
 import thriftpy2
 import thriftpy2.protocol.cybin as _cybin
@@ -36,7 +36,7 @@ from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, Stream
 
 __all__ = ["MissingResultError", "load", "method_info", "service_info"]
 
-_TYPE_STRUCT = 12
+_TYPE_STRUCT: Final = 12
 # The Cython binary protocol and memory buffer (thriftpy2's stubs do not declare these names).
 TCyBinaryProtocol: Any = getattr(_cybin, "TCyBinaryProtocol")  # noqa: B009
 TCyMemoryBuffer: Any = getattr(_memory, "TCyMemoryBuffer")  # noqa: B009
@@ -70,9 +70,9 @@ def load(
 # so threads and nested calls each take a pair of their own (or make one). A buffer grows to the largest
 # message it held and never shrinks, so one that held more than _POOLED_MAX_BYTES is dropped instead
 # (so is one whose write failed).
-_POOLED_MAX_BYTES = 64 * 1024
-_readers: list[tuple[Any, Any]] = []
-_writers: list[tuple[Any, Any]] = []
+_POOLED_MAX_BYTES: Final = 64 * 1024
+_readers: Final[list[tuple[Any, Any]]] = []
+_writers: Final[list[tuple[Any, Any]]] = []
 
 
 def _take(pool: list[tuple[Any, Any]]) -> tuple[Any, Any]:
@@ -104,7 +104,7 @@ def serializer() -> Callable[[Any], bytes]:
 # declared sizes too, so each body is walked first (thrift_bounds.body_check). Should a reader
 # ever read past what the walk saw, these bytes after the body are the second line: a read that went
 # past the body's end has eaten into them, and the message is refused.
-_GUARD = bytes(8)
+_GUARD: Final = bytes(8)
 
 
 def deserializer(struct_type: Any) -> Callable[[bytes], Any]:

@@ -7,7 +7,7 @@ split across reads is held in a ``bytearray`` and copied out once, when it is co
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from kitex_grpc.errors import ProtocolError
 
@@ -15,7 +15,7 @@ __all__ = ["BytesLike", "StreamDecoder", "i32_at", "keep_tail", "parse_source", 
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 
-_I32_MAX = (1 << 31) - 1
+_I32_MAX: Final = (1 << 31) - 1
 
 
 def u32_at(buf: bytes, pos: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.frames import StreamDecoder, u32_at
@@ -41,12 +41,13 @@ __all__ = [
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 _T = TypeVar("_T")
 
-VERSION_1 = 0x80010000
-VERSION_MASK = 0xFFFF0000
-_TYPE_MASK = 0x000000FF
-MAX_FRAME_SIZE = 0x3FFFFFFF  # same bound as a TTHeader frame
-MAX_DEPTH = 64  # nesting allowed when skipping unknown values
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+VERSION_1: Final = 0x80010000
+VERSION_MASK: Final = 0xFFFF0000
+_TYPE_MASK: Final = 0x000000FF
+MAX_FRAME_SIZE: Final = 0x3FFFFFFF  # same bound as a TTHeader frame
+MAX_DEPTH: Final = 64  # nesting allowed when skipping unknown values
+_I32_MIN: Final = -(1 << 31)
+_I32_MAX: Final = (1 << 31) - 1
 
 
 class MessageType(enum.IntEnum):
@@ -75,15 +76,15 @@ class TType(enum.IntEnum):
     LIST = 15
 
 
-_U32 = struct.Struct(">I")
-_I32 = struct.Struct(">i")
-_MSG_HEAD = struct.Struct(">Ii")  # version|type, name length
-_FIELD = struct.Struct(">bh")  # field type, field id
-_LIST_HEAD = struct.Struct(">bi")  # element type, size
-_MAP_HEAD = struct.Struct(">bbi")  # key type, value type, size
-_unpack_u32_from = _U32.unpack_from
-_unpack_i32_from = _I32.unpack_from
-FIXED_SIZE: dict[int, int] = {  # bytes of each fixed-size value type
+_U32: Final = struct.Struct(">I")
+_I32: Final = struct.Struct(">i")
+_MSG_HEAD: Final = struct.Struct(">Ii")  # version|type, name length
+_FIELD: Final = struct.Struct(">bh")  # field type, field id
+_LIST_HEAD: Final = struct.Struct(">bi")  # element type, size
+_MAP_HEAD: Final = struct.Struct(">bbi")  # key type, value type, size
+_unpack_u32_from: Final = _U32.unpack_from
+_unpack_i32_from: Final = _I32.unpack_from
+FIXED_SIZE: Final[dict[int, int]] = {  # bytes of each fixed-size value type
     TType.BOOL: 1,
     TType.BYTE: 1,
     TType.DOUBLE: 8,

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.frames import StreamDecoder, i32_at, u32_at
@@ -58,15 +58,16 @@ __all__ = [
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 _T = TypeVar("_T")
 
-MAGIC = 0x1000  # the u16 at offset 4
-TTHEADER_MAGIC = 0x10000000  # the same magic seen as the u32 at offset 4 with FLAGS = 0
-MAGIC_MASK = 0xFFFF0000
-PREFIX_SIZE = 14  # LENGTH .. HEADER_SIZE
-MAX_FRAME_SIZE = 0x3FFFFFFF  # largest LENGTH accepted (gopkg ttheader MaxFrameSize)
-MAX_HEADER_SIZE = 4 * 0xFFFF  # header-info area in bytes (gopkg ttheader MaxHeaderSize)
-MAX_STRING_SIZE = 0xFFFF  # each key, value and ACL token (u16 length)
-_MAX_COUNT = 0xFFFF  # entries in one key/value block (u16 count)
-_I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
+MAGIC: Final = 0x1000  # the u16 at offset 4
+TTHEADER_MAGIC: Final = 0x10000000  # the same magic seen as the u32 at offset 4 with FLAGS = 0
+MAGIC_MASK: Final = 0xFFFF0000
+PREFIX_SIZE: Final = 14  # LENGTH .. HEADER_SIZE
+MAX_FRAME_SIZE: Final = 0x3FFFFFFF  # largest LENGTH accepted (gopkg ttheader MaxFrameSize)
+MAX_HEADER_SIZE: Final = 4 * 0xFFFF  # header-info area in bytes (gopkg ttheader MaxHeaderSize)
+MAX_STRING_SIZE: Final = 0xFFFF  # each key, value and ACL token (u16 length)
+_MAX_COUNT: Final = 0xFFFF  # entries in one key/value block (u16 count)
+_I32_MIN: Final = -(1 << 31)
+_I32_MAX: Final = (1 << 31) - 1
 
 # Kitex's key for the ACL token block: metainfo's transient prefix + "gdpr-token" (gopkg ttheader/metakey.go).
 GDPR_TOKEN_KEY = "RPC_TRANSIT_gdpr-token"

@@ -38,7 +38,7 @@ import importlib
 import logging
 import time
 from collections.abc import MutableSet
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from kitex_grpc import metainfo
 from kitex_grpc.codec.envelope import Envelope
@@ -69,13 +69,13 @@ logger = logging.getLogger("kitex_grpc.transport.ttheader")
 
 # asyncio's bookkeeping of the running task (public in effect: asyncio's eager tasks use it in 3.12+).
 # Without them (another Python), requests are served by the worker task only, never eagerly.
-_enter_task: Any = getattr(asyncio.tasks, "_enter_task", None)
-_leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
-_CAN_STEP_EAGERLY = _enter_task is not None and _leave_task is not None
+_enter_task: Final[Any] = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task: Final[Any] = getattr(asyncio.tasks, "_leave_task", None)
+_CAN_STEP_EAGERLY: Final = _enter_task is not None and _leave_task is not None
 # The same bookkeeping's loop -> running task map: asyncio.current_task(loop) is a Python call
 # around its get() on Python 3.11.
-_current_tasks: Any = getattr(asyncio.tasks, "_current_tasks", None)
-_current_task: Any = asyncio.current_task if _current_tasks is None else _current_tasks.get
+_current_tasks: Final[Any] = getattr(asyncio.tasks, "_current_tasks", None)
+_current_task: Final[Any] = asyncio.current_task if _current_tasks is None else _current_tasks.get
 
 _FRAMINGS = {
     DetectedProtocol.TTHEADER: Framing.TTHEADER,
@@ -83,13 +83,15 @@ _FRAMINGS = {
     DetectedProtocol.KITEX_PROTOBUF: Framing.FRAMED,
     DetectedProtocol.BUFFERED: Framing.BUFFERED,
 }
-_CALL, _ONEWAY = int(MessageType.CALL), int(MessageType.ONEWAY)
-_REPLY, _EXCEPTION = int(MessageType.REPLY), int(MessageType.EXCEPTION)
-_REPLY_INT = {int(IntKey.MSG_TYPE): str(_REPLY)}
-_EXCEPTION_INT = {int(IntKey.MSG_TYPE): str(_EXCEPTION)}
+_CALL: Final = int(MessageType.CALL)
+_ONEWAY: Final = int(MessageType.ONEWAY)
+_REPLY: Final = int(MessageType.REPLY)
+_EXCEPTION: Final = int(MessageType.EXCEPTION)
+_REPLY_INT: Final = {int(IntKey.MSG_TYPE): str(_REPLY)}
+_EXCEPTION_INT: Final = {int(IntKey.MSG_TYPE): str(_EXCEPTION)}
 _REPLY_INFO = header_info({}, _REPLY_INT)
 H2_SERVER_MODULE = "kitex_grpc.transport.h2.server"  # the h2 gRPC transport HTTP/2 is handed to
-_CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
+_CONN_RESET: Final = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
 _BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
 _RPC_TIMEOUT, _FROM_SERVICE, _FROM_METHOD = (
     int(IntKey.RPC_TIMEOUT),

@@ -20,7 +20,7 @@ import enum
 import struct
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from kitex_grpc.codec.envelope import KITEX_PROTOBUF, THRIFT, Envelope
 from kitex_grpc.errors import ProtocolError
@@ -48,12 +48,12 @@ __all__ = [
     "header_info",
 ]
 
-_U32 = struct.Struct(">I")
-_pack_prefix = struct.Struct(">IHHiH").pack  # LENGTH, MAGIC, FLAGS, SEQ, HEADER_SIZE
-_pack_i32 = struct.Struct(">i").pack
-_MASK = 0xFFFF0000
-_THRIFT_V1 = 0x80010000
-_PROTOBUF_V1 = 0x90010000
+_U32: Final = struct.Struct(">I")
+_pack_prefix: Final = struct.Struct(">IHHiH").pack  # LENGTH, MAGIC, FLAGS, SEQ, HEADER_SIZE
+_pack_i32: Final = struct.Struct(">i").pack
+_MASK: Final = 0xFFFF0000
+_THRIFT_V1: Final = 0x80010000
+_PROTOBUF_V1: Final = 0x90010000
 
 
 class Framing(enum.Enum):
