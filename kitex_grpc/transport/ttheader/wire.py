@@ -31,6 +31,7 @@ from kitex_grpc.protocol.ttheader import (
     MAGIC,
     MAX_FRAME_SIZE,
     PREFIX_SIZE,
+    TTHEADER_MAGIC,
     BytesLike,
     HeaderInfo,
     TTHeader,
@@ -50,7 +51,7 @@ __all__ = [
 
 _U32: Final = struct.Struct(">I")
 _pack_prefix: Final = struct.Struct(">IHHiH").pack  # LENGTH, MAGIC, FLAGS, SEQ, HEADER_SIZE
-_pack_i32: Final = struct.Struct(">i").pack
+_MAGIC_NO_FLAGS: Final = TTHEADER_MAGIC.to_bytes(4, "big")  # MAGIC, then FLAGS 0
 _MASK: Final = 0xFFFF0000
 _THRIFT_V1: Final = 0x80010000
 _PROTOBUF_V1: Final = 0x90010000
@@ -180,7 +181,7 @@ class MessageEncoder:
     Protobuf envelope it defers to :func:`encode_with_info`. ``info`` is ignored without a header.
     """
 
-    __slots__ = ("_envelope", "_framing", "_head", "_info", "_method", "_msg_type", "_thrift", "_words")
+    __slots__ = ("_envelope", "_framing", "_head", "_header_size", "_info", "_method", "_msg_type", "_thrift")
 
     def __init__(self, framing: Framing, envelope: Envelope, method: str, msg_type: int, info: bytes) -> None:
         self._framing = framing
@@ -188,7 +189,7 @@ class MessageEncoder:
         self._method = method
         self._msg_type = msg_type
         self._info = info if framing.has_header else b""
-        self._words = len(info) >> 2
+        self._header_size = (len(info) >> 2).to_bytes(2, "big")  # the prefix's HEADER_SIZE, in words
         self._thrift = envelope is THRIFT
         # The strict message header up to its seq id (validated by encode_message_begin).
         self._head = tm.encode_message_begin(method, msg_type, 0)[:-4] if self._thrift else b""
@@ -201,26 +202,40 @@ class MessageEncoder:
             return encode_with_info(
                 framing, self._envelope, self._method, self._msg_type, seq_id, body, self._info
             )
+        # int.to_bytes rather than struct: compiled, it is a native call, not a method lookup.
         head = self._head
         framing = self._framing
+        seq = seq_id.to_bytes(4, "big", signed=True)  # the TTHeader's SEQ and the message's seq id
         if framing is Framing.TTHEADER:
             info = self._info
             length = PREFIX_SIZE - 4 + len(info) + len(head) + 4 + len(body)
             if length > MAX_FRAME_SIZE:
                 raise ProtocolError(f"ttheader: frame length {length} exceeds the limit {MAX_FRAME_SIZE}")
-            prefix = _pack_prefix(length, MAGIC, 0, seq_id, self._words)
-            return b"".join((prefix, info, head, _pack_i32(seq_id), body))
+            return b"".join(
+                (length.to_bytes(4, "big"), _MAGIC_NO_FLAGS, seq, self._header_size, info, head, seq, body)
+            )
         message_size = len(head) + 4 + len(body)
         if framing is Framing.FRAMED:
-            return b"".join((_U32.pack(message_size), head, _pack_i32(seq_id), body))
+            return b"".join((message_size.to_bytes(4, "big"), head, seq, body))
         if framing is Framing.BUFFERED:
-            return b"".join((head, _pack_i32(seq_id), body))
+            return b"".join((head, seq, body))
         info = self._info
         length = PREFIX_SIZE + len(info) + message_size
         if length > MAX_FRAME_SIZE:
             raise ProtocolError(f"ttheader: frame length {length} exceeds the limit {MAX_FRAME_SIZE}")
-        prefix = _pack_prefix(length, MAGIC, 0, seq_id, self._words)
-        return b"".join((prefix, info, _U32.pack(message_size), head, _pack_i32(seq_id), body))
+        return b"".join(
+            (
+                length.to_bytes(4, "big"),
+                _MAGIC_NO_FLAGS,
+                seq,
+                self._header_size,
+                info,
+                message_size.to_bytes(4, "big"),
+                head,
+                seq,
+                body,
+            )
+        )
 
 
 def _unframe(payload: bytes, what: str) -> bytes:
