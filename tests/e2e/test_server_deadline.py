@@ -95,10 +95,16 @@ def _shorter_deadline(next_endpoint: Any) -> Any:
 
 async def _call_grpc(protocol: TransportProtocol, waiting: Waiting, tracer: ErrorTracer, message: str) -> str:
     tp = server.with_transport_protocol(protocol)
+    # The client is always the h2 transport's. grpcio's client enforces the deadline it sends: its
+    # cancellation (RST_STREAM) can reach the server a moment before the server's own timer fires,
+    # and the call would then end as cancelled by the client rather than by the server's deadline.
+    # The h2 client sends the same grpc-timeout and waits CLIENT_WAIT.
     async with (
         serve(tp, server.with_tracer(tracer), handler=GrpcWaiting(waiting)) as (svr, _),
         connect(
-            svr, client.with_transport_protocol(protocol), client.with_middleware(_shorter_deadline)
+            svr,
+            client.with_transport_protocol(TransportProtocol.GRPC_H2),
+            client.with_middleware(_shorter_deadline),
         ) as cli,
     ):
         return str((await cli.Unary(Req(message=message), callopt.with_rpc_timeout(CLIENT_WAIT))).message)

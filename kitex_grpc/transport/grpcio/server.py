@@ -110,8 +110,12 @@ class GrpcioServerTransport:
 
     def _begin(self, entry: MethodEntry, context: _Context) -> Any:
         metadata: Metadata = [(m.key, m.value) for m in context.invocation_metadata() or ()]
+        # The clock is read before the time remaining, so the deadline is never later than grpcio's:
+        # grpcio cancels the handler's task when its own deadline passes, and a cancellation at or
+        # after ri.deadline counts as the call's timeout (observability.tracer._outcome).
+        now = time.monotonic()
         remaining = context.time_remaining()
-        deadline = None if remaining is None or remaining > 1e9 else time.monotonic() + remaining
+        deadline = None if remaining is None or remaining > 1e9 else now + remaining
         transient, persistent = metainfo.from_http2_headers(metadata)
         self.dispatcher.begin_call(transient, persistent)
         return self.dispatcher.new_rpcinfo(
