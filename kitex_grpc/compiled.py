@@ -3,7 +3,7 @@
 The hot sans-IO and codec modules of the TTHeader path are compiled to C extensions with mypyc when
 the package is built with a C compiler at hand (``setup.py``). The same source runs as plain Python
 otherwise, or when the build is told ``KITEX_GRPC_PURE_PYTHON=1``; behaviour is the same, only the
-CPU per call differs (15-20% less on each side of a TTHeader call, see bench/README.md).
+CPU per call differs (see bench/README.md).
 
 ``setup.py`` reads :data:`COMPILED_MODULES` from this file by path, before any dependency is installed,
 so this module imports nothing of kitex_grpc's and nothing outside the standard library.
@@ -19,7 +19,9 @@ __all__ = ["COMPILED_MODULES", "compiled_modules", "runs_compiled", "source_path
 
 # Only modules whose classes nothing subclasses: an interpreted class cannot subclass a compiled one.
 # A class that subclasses one of asyncio's (the server transport's connection) stays a regular Python
-# class with compiled methods. Calls between these modules are direct C calls.
+# class with compiled methods. Calls between these modules are direct C calls. A module-level name
+# read on a hot path should be Final: compiled code reads a Final name from a C static, any other
+# from the module's globals dict on every use.
 COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.protocol.frames",
     "kitex_grpc.protocol.ttheader",
