@@ -97,7 +97,8 @@ class GrpcioClientTransport:
         """Wait for the channel to be ready within the connect timeout (Kitex's dial timeout)."""
         address = ri.callee.address
         try:
-            await asyncio.wait_for(channel.channel_ready(), ri.config.connect_timeout)
+            async with asyncio.timeout(ri.config.connect_timeout):  # not wait_for: see preconnect
+                await channel.channel_ready()
         except TimeoutError:
             raise GetConnectionError(
                 f"dial {address} timed out after {ri.config.connect_timeout * 1000:.0f}ms"
@@ -172,7 +173,11 @@ class GrpcioClientTransport:
         """
         channel = self._channel(address)
         try:
-            await asyncio.wait_for(channel.channel_ready(), connect_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when the channel
+            # becomes ready in the same loop turn as the caller is cancelled, and the cancellation is
+            # lost (a discovery keep-alive task then never ended: python/cpython#86296).
+            async with asyncio.timeout(connect_timeout):
+                await channel.channel_ready()
         except TimeoutError:
             raise GetConnectionError(
                 f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"

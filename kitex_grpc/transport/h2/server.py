@@ -165,7 +165,8 @@ class H2ServerTransport:
         await self.drain_adopted(grace)
         if server is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), _CANCEL_GRACE)
+                async with asyncio.timeout(_CANCEL_GRACE):  # not wait_for: it can lose a cancellation on 3.11
+                    await server.wait_closed()
 
     async def drain_adopted(self, grace: float) -> None:
         """Drain every connection: GOAWAY, let calls finish within ``grace`` seconds, then close."""
