@@ -14,6 +14,7 @@ from kitex_grpc.discovery import Change, Instance, Result, WeightedRoundRobinBal
 from kitex_grpc.errors import GetConnectionError
 from kitex_grpc.governance import WarmUpOption
 from tests.discovery.helpers import free_port
+from tests.support import NOT_ABOUT_DIALING
 from tests.ttheader.support import (
     Req,
     ThriftEcho,
@@ -59,6 +60,7 @@ def new_client(resolver: MutableResolver, *opts: client.ClientOption) -> thrift.
         client.with_resolver(resolver),
         client.with_transport_protocol("ttheader"),
         client.with_load_balancer(WeightedRoundRobinBalancer(), refresh_interval=60.0),
+        NOT_ABOUT_DIALING,
         *opts,
     )
 
