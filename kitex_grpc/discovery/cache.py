@@ -132,8 +132,6 @@ class TargetCache:
 
     async def _refresh_loop(self) -> None:
         while True:
-            # asyncio.timeout, not wait_for, which on Python 3.11 can lose a cancellation that comes
-            # in the loop turn the wake-up does (python/cpython#86296): stop() must end this loop.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._options.refresh_interval):
                     await self._wake.wait()

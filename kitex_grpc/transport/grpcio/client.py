@@ -93,16 +93,18 @@ class GrpcioClientTransport:
             self._channels[address] = channel
         return channel
 
-    async def _connect(self, ri: RPCInfo, channel: grpc.aio.Channel) -> None:
-        """Wait for the channel to be ready within the connect timeout (Kitex's dial timeout)."""
-        address = ri.callee.address
+    async def _connect(self, address: str, channel: grpc.aio.Channel, connect_timeout: float) -> None:
+        """Wait for the channel to be ready within the connect timeout (Kitex's dial timeout).
+
+        asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation that comes in
+        the loop turn the channel becomes ready (python/cpython#86296; ruff's TID251 bans it here).
+        """
         try:
-            async with asyncio.timeout(ri.config.connect_timeout):  # not wait_for: see preconnect
+            async with asyncio.timeout(connect_timeout):
                 await channel.channel_ready()
         except TimeoutError:
-            raise GetConnectionError(
-                f"dial {address} timed out after {ri.config.connect_timeout * 1000:.0f}ms"
-            ) from None
+            detail = f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"
+            raise GetConnectionError(detail) from None
         self._ready.add(address)
 
     def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...] | None:
@@ -120,7 +122,7 @@ class GrpcioClientTransport:
             return multicallable
         channel = self._channel(address)
         if address not in self._ready:
-            await self._connect(ri, channel)
+            await self._connect(address, channel, ri.config.connect_timeout)
         if multicallable is None:
             method = ri.method
             make = channel.stream_stream if streaming else channel.unary_unary
@@ -171,18 +173,7 @@ class GrpcioClientTransport:
 
         A channel multiplexes every call, so ``conns`` is not used.
         """
-        channel = self._channel(address)
-        try:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when the channel
-            # becomes ready in the same loop turn as the caller is cancelled, and the cancellation is
-            # lost (a discovery keep-alive task then never ended: python/cpython#86296).
-            async with asyncio.timeout(connect_timeout):
-                await channel.channel_ready()
-        except TimeoutError:
-            raise GetConnectionError(
-                f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"
-            ) from None
-        self._ready.add(address)
+        await self._connect(address, self._channel(address), connect_timeout)
 
     async def close(self) -> None:
         self._closed = True

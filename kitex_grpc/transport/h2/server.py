@@ -165,7 +165,7 @@ class H2ServerTransport:
         await self.drain_adopted(grace)
         if server is not None:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_CANCEL_GRACE):  # not wait_for: it can lose a cancellation on 3.11
+                async with asyncio.timeout(_CANCEL_GRACE):
                     await server.wait_closed()
 
     async def drain_adopted(self, grace: float) -> None:
