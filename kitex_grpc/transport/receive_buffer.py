@@ -19,14 +19,15 @@ from __future__ import annotations
 import asyncio
 import threading
 
-__all__ = ["RECEIVE_BUFFER_SIZE", "ReceiveBufferProtocol"]
+__all__ = ["RECEIVE_BUFFER_SIZE", "ReceiveBufferProtocol", "thread_buffer"]
 
 RECEIVE_BUFFER_SIZE = 256 * 1024  # asyncio's own read size (selector_events max_size)
 
 _per_thread = threading.local()
 
 
-def _thread_buffer() -> memoryview:
+def thread_buffer() -> memoryview:
+    """This thread's shared receive buffer (made on first use)."""
     view: memoryview | None = getattr(_per_thread, "view", None)
     if view is None:
         view = _per_thread.view = memoryview(bytearray(RECEIVE_BUFFER_SIZE))
@@ -49,7 +50,7 @@ class ReceiveBufferProtocol(asyncio.BufferedProtocol):
         try:
             return self._receive_view
         except AttributeError:
-            view = self._receive_view = _thread_buffer()
+            view = self._receive_view = thread_buffer()
             return view
 
     def buffer_updated(self, nbytes: int) -> None:

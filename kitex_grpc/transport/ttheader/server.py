@@ -50,7 +50,7 @@ from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
 from kitex_grpc.suspension import FINISHED, NOT_STARTED, EagerStepper, Resumption
 from kitex_grpc.transport.base import CallDispatcher
-from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol
+from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol, thread_buffer
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
 from kitex_grpc.transport.ttheader.routing import RouteError, route
@@ -203,6 +203,15 @@ class _ServerConnection(ReceiveBufferProtocol):
         # _sweep too; the sweep's timer itself runs on the loop's clock.
         self.last_active = time.monotonic()  # last bytes read or request answered
         self.partial_since: float | None = None  # when the unfinished request's bytes began arriving
+        self._view = thread_buffer()  # protocols are made on the loop's thread, which reads into it
+
+    # -- asyncio.BufferedProtocol: the inherited methods, compiled here (they run on every read) --------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._view[:nbytes])
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
