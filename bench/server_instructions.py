@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +69,9 @@ def _drive(client: BlockingClient, payload: int, threads: int, calls: int) -> No
     workers = [threading.Thread(target=worker, args=(c,), daemon=True) for c in callers]
     for w in workers:
         w.start()
+    deadline = time.monotonic() + CALL_TIMEOUT
     for w in workers:
-        w.join(CALL_TIMEOUT)
+        w.join(max(0.0, deadline - time.monotonic()))
         if w.is_alive():
             raise SystemExit(f"calls did not finish within {CALL_TIMEOUT:.0f}s")
     if failures:
@@ -124,9 +126,8 @@ def _readline(stream: Any, timeout: float) -> bytes:
 def per_call(impl: registry.Impl, calls: int, threads: int, payload: int, out_dir: Path) -> float:
     small = calls // threads * threads
     large = 5 * small
-    return (count(impl, large, threads, payload, out_dir) - count(impl, small, threads, payload, out_dir)) / (
-        large - small
-    )
+    extra = count(impl, large, threads, payload, out_dir) - count(impl, small, threads, payload, out_dir)
+    return extra / (large - small)
 
 
 def main(argv: list[str] | None = None) -> int:
