@@ -203,15 +203,16 @@ class _ServerConnection(ReceiveBufferProtocol):
         # _sweep too; the sweep's timer itself runs on the loop's clock.
         self.last_active = time.monotonic()  # last bytes read or request answered
         self.partial_since: float | None = None  # when the unfinished request's bytes began arriving
-        self._view = thread_buffer()  # protocols are made on the loop's thread, which reads into it
+        # the base class's view, taken here: protocols are made on the loop's thread, which reads into it
+        self._receive_view = thread_buffer()
 
-    # -- asyncio.BufferedProtocol: the inherited methods, compiled here (they run on every read) --------
+    # -- asyncio.BufferedProtocol: the base class's two methods again, compiled (they run on every read) --
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
+        return self._receive_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self._view[:nbytes])
+        self.data_received(self._receive_view[:nbytes])
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
