@@ -31,6 +31,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.transport.ttheader.client",
     "kitex_grpc.codec.thrift",
     "kitex_grpc.codec.thrift_walk",
+    "kitex_grpc.codec.thrift_binary",
     "kitex_grpc.rpcinfo",
     "kitex_grpc.metainfo",
     "kitex_grpc.transport.ttheader.server",

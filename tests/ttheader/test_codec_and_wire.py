@@ -144,35 +144,43 @@ def test_seq_ids_are_process_global_and_skip_zero() -> None:
 
 
 def test_reused_buffers_survive_bad_bytes_and_large_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pools are the Cython path's; in the compiled build the fast path (thrift_binary) sits in front
+    # of it, so the Cython path is called directly here.
+    from kitex_grpc.codec import thrift as codec
+
+    args_type = echo_thrift.Echo.echo_args
+    read = codec.cython_deserializer(args_type)
+    write = codec.write_cython
+    small = write(args_type(Req(message="small")))
+    with monkeypatch.context() as patched:  # without the walk (test_thrift_bounds.py) the reader fails
+        patched.setattr(codec, "body_check", lambda struct_type: len)
+        unchecked = codec.cython_deserializer(args_type)
+        with pytest.raises(ProtocolError, match="cannot decode echo_args: SystemError"):
+            unchecked(b"\x0c\x00\x01\x0b\x00\x01\xff\xff\xff\xff")  # negative length
+    assert read(small).req == Req(message="small")  # the pooled reader starts afresh
+    big = Req(message="x" * (codec._POOLED_MAX_BYTES + 1))
+    pooled = len(codec._writers), len(codec._readers)
+    big_body = write(args_type(big))
+    assert read(big_body).req == big
+    assert pooled >= (1, 1)  # the calls above left a pair in each pool; the big calls took them
+    assert (len(codec._writers), len(codec._readers)) == (pooled[0] - 1, pooled[1] - 1)  # not kept
+    assert write(args_type(Req(message="small"))) == small  # no leftovers
+    with pytest.raises(Exception):  # noqa: B017 - thriftpy2 raises its own types for a bad struct
+        write(args_type(Req(message=object())))
+    assert write(args_type(Req(message="small"))) == small
+
+
+@pytest.mark.parametrize("path", ["public", "cython"])
+def test_reused_buffers_are_per_caller_across_threads(path: str) -> None:
+    import threading
+
     from kitex_grpc.codec import thrift as codec
 
     method = ECHO_INFO.methods["echo"]
     assert method.pack_request is not None
-    small = method.serialize_request(method.pack_request(Req(message="small")))
-    with monkeypatch.context() as patched:  # without the walk (test_thrift_bounds.py) the reader fails
-        patched.setattr(codec, "body_check", lambda struct_type: len)
-        unchecked = codec.deserializer(echo_thrift.Echo.echo_args)
-        with pytest.raises(ProtocolError, match="cannot decode echo_args: SystemError"):
-            unchecked(b"\x0c\x00\x01\x0b\x00\x01\xff\xff\xff\xff")  # negative length
-    assert method.deserialize_request(small).req == Req(message="small")  # the pooled reader starts afresh
-    big = Req(message="x" * (codec._POOLED_MAX_BYTES + 1))
-    pooled = len(codec._writers), len(codec._readers)
-    big_body = method.serialize_request(method.pack_request(big))
-    assert method.deserialize_request(big_body).req == big
-    assert pooled >= (1, 1)  # the calls above left a pair in each pool; the big calls took them
-    assert (len(codec._writers), len(codec._readers)) == (pooled[0] - 1, pooled[1] - 1)  # not kept
-    assert method.serialize_request(method.pack_request(Req(message="small"))) == small  # no leftovers
-    with pytest.raises(Exception):  # noqa: B017 - thriftpy2 raises its own types for a bad struct
-        method.serialize_request(method.pack_request(Req(message=object())))  # type: ignore[arg-type]
-    assert method.serialize_request(method.pack_request(Req(message="small"))) == small
-
-
-def test_reused_buffers_are_per_caller_across_threads() -> None:
-    import threading
-
-    method = ECHO_INFO.methods["echo"]
-    assert method.pack_request is not None
     pack, write, read = method.pack_request, method.serialize_request, method.deserialize_request
+    if path == "cython":  # the pooled buffers, behind the compiled build's fast path
+        write, read = codec.write_cython, codec.cython_deserializer(echo_thrift.Echo.echo_args)
     failures: list[str] = []
     start = threading.Barrier(4)
 

@@ -7,21 +7,19 @@ event loop, and a container of elements of an unknown type loops its declared co
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kitex_grpc import thrift
 from kitex_grpc.codec import thrift as codec
 from kitex_grpc.codec import thrift_bounds, thrift_walk
 from kitex_grpc.codec.thrift_bounds import body_check
 from kitex_grpc.errors import ProtocolError
+from tests.ttheader.shape_values import edits, mutated, shape_values, shapes
 from tests.ttheader.support import ECHO_INFO, echo_thrift
 
-shapes: Any = thrift.load(Path(__file__).with_name("shapes.thrift"))
 serialize = codec.serializer()
 deserialize = codec.deserializer(shapes.Shapes)
 check_shapes = body_check(shapes.Shapes)
@@ -164,32 +162,6 @@ def test_the_guard_still_catches_an_overrun_the_walk_let_through(monkeypatch: py
 
 # -- every body the writer makes passes, and reads back; no mutation of one gets the reader past its end
 
-words = st.text(max_size=8)
-small_ints = st.integers(-(2**31), 2**31 - 1)
-inners = st.builds(shapes.Inner, id=small_ints, name=words)
-trees = st.recursive(
-    st.builds(shapes.Node, value=st.integers(-(2**63), 2**63 - 1), children=st.just([])),
-    lambda kids: st.builds(shapes.Node, value=st.integers(0, 9), children=st.lists(kids, max_size=3)),
-    max_leaves=12,
-)
-shape_values = st.builds(
-    shapes.Shapes,
-    numbers=st.none() | st.lists(st.integers(-(2**63), 2**63 - 1), max_size=5),
-    words=st.none() | st.lists(words, max_size=5),
-    groups=st.none() | st.dictionaries(words, st.lists(small_ints, max_size=3), max_size=3),
-    inners=st.none() | st.lists(inners, max_size=3),
-    by_id=st.none() | st.dictionaries(small_ints, st.lists(small_ints, max_size=3), max_size=3),
-    blob=st.none() | st.binary(max_size=16),
-    tree=st.none() | trees,
-    table=st.none() | st.dictionaries(small_ints, inners, max_size=3),
-    flag=st.none() | st.booleans(),
-    small=st.none() | st.integers(-128, 127),
-    short_int=st.none() | st.integers(-(2**15), 2**15 - 1),
-    ratio=st.none() | st.floats(allow_nan=False),
-    nested=st.none() | st.lists(st.lists(words, max_size=3), max_size=3),
-    labels=st.none() | st.dictionaries(words, words, max_size=3),
-)
-
 
 @settings(max_examples=300, deadline=None)
 @given(shape_values)
@@ -202,14 +174,11 @@ def test_every_written_body_passes_the_walk_and_reads_back(value: Any) -> None:
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shape_values, st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+@given(shape_values, edits)
 def test_a_mutated_body_is_read_or_refused_never_read_past_its_end(
-    value: Any, edits: list[tuple[int, int]]
+    value: Any, changes: list[tuple[int, int]]
 ) -> None:
-    body = bytearray(serialize(value))
-    for position, byte in edits:
-        body[position % len(body)] = byte
-    data = bytes(body)
+    data = mutated(serialize(value), changes)
     results = {name: outcome(walk, data) for name, walk in WALKS.items()}
     assert results["generated"] == results["table"]  # the same offset, or the same refusal
     try:
