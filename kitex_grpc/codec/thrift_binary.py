@@ -132,8 +132,8 @@ class StructCodec:
         self.by_id[field_id] = field
 
 
-_lock = threading.RLock()
-_codecs: dict[Any, StructCodec] = {}
+_lock = threading.Lock()
+_codecs: dict[Any, StructCodec] = {}  # only whole codecs: it is read without the lock
 
 
 def struct_codec(struct_type: Any) -> StructCodec:
@@ -142,55 +142,51 @@ def struct_codec(struct_type: Any) -> StructCodec:
     if codec is not None:
         return codec
     with _lock:
-        return _codec(struct_type)
+        making: dict[Any, StructCodec] = {}
+        codec = _codec(struct_type, making)
+        # Published when all are whole; on an error none is, and the next call tries again.
+        _codecs.update(making)
+        return codec
 
 
 def write_struct(obj: Any) -> bytes:
     """``obj`` (a thriftpy2 struct) as a struct body; raises on what it hands over."""
-    codec = _codecs.get(type(obj))
-    if codec is None:
-        codec = struct_codec(type(obj))
-    return codec.write(obj)
+    return struct_codec(type(obj)).write(obj)
 
 
-def _codec(struct_type: Any) -> StructCodec:  # under _lock
-    codec = _codecs.get(struct_type)
+def _codec(struct_type: Any, making: dict[Any, StructCodec]) -> StructCodec:  # under _lock
+    codec = _codecs.get(struct_type) or making.get(struct_type)
     if codec is not None:
         return codec
-    codec = StructCodec(struct_type)
-    _codecs[struct_type] = codec  # entered first: a struct that contains itself finds it
-    try:
-        for field_id, spec in struct_type.thrift_spec.items():
-            # thriftpy2: (type, name, required) or (type, name, type argument, required)
-            value_type = _value_type(int(spec[0]), spec[2] if len(spec) > 3 else None)
-            codec._add(int(field_id), Field(str(spec[1]), value_type, int(field_id)))
-    except BaseException:
-        del _codecs[struct_type]  # not a struct, or an IDL type the protocol cannot carry
-        raise
+    codec = making[struct_type] = StructCodec(struct_type)  # first: a struct that contains itself finds it
+    for field_id, spec in struct_type.thrift_spec.items():
+        # thriftpy2: (type, name, required) or (type, name, type argument, required)
+        value_type = _value_type(int(spec[0]), spec[2] if len(spec) > 3 else None, making)
+        codec._add(int(field_id), Field(str(spec[1]), value_type, int(field_id)))
     return codec
 
 
-def _value_type(ttype: int, arg: Any) -> ValueType:  # under _lock
+def _value_type(ttype: int, arg: Any, making: dict[Any, StructCodec]) -> ValueType:  # under _lock
     value_type = ValueType(ttype)
     if ttype in _SCALARS:
         return value_type
     if ttype == _STRUCT:
-        value_type.codec = _codec(arg)
+        value_type.codec = _codec(arg, making)
     elif ttype in (_LIST, _SET):
-        value_type.element = _argument(arg)
+        value_type.element = _argument(arg, making)
     elif ttype == _MAP:
-        value_type.element = _argument(arg[0])
-        value_type.value = _argument(arg[1])
+        value_type.element = _argument(arg[0], making)
+        value_type.value = _argument(arg[1], making)
     else:
         raise HandOverError(f"thrift: the IDL uses type {ttype}")
     return value_type
 
 
-def _argument(spec: Any) -> ValueType:  # under _lock
+def _argument(spec: Any, making: dict[Any, StructCodec]) -> ValueType:  # under _lock
     """A container's type argument: a bare type, or (type, its own argument)."""
     if isinstance(spec, int):
-        return _value_type(spec, None)
-    return _value_type(int(spec[0]), spec[1])
+        return _value_type(spec, None, making)
+    return _value_type(int(spec[0]), spec[1], making)
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -252,3 +252,25 @@ def test_values_thriftpy2_cannot_write_raise_its_error(case: str) -> None:
     assert str(public.value) == str(cython.value)
     # not raised while handling the fast path's error: only thriftpy2's own is chained
     assert repr(public.value.__context__) == repr(cython.value.__context__)
+
+
+def test_a_codec_is_published_only_when_whole() -> None:
+    # The codecs are looked up without a lock: another thread must never find one whose fields are
+    # still being added (it would write only STOP, or skip every field). A nested struct's codec is
+    # made during its parent's, and published with it.
+    seen_while_making: list[bool] = []
+
+    class SpySpec(dict[int, tuple[Any, ...]]):
+        def items(self) -> Any:
+            seen_while_making.append(Outer in thrift_binary._codecs or Inner in thrift_binary._codecs)
+            return super().items()
+
+    Inner = type("Inner", (shapes.Inner,), {"thrift_spec": SpySpec(shapes.Inner.thrift_spec)})
+    Outer = type("Outer", (shapes.Inner,), {"thrift_spec": SpySpec({1: (STRUCT, "child", Inner, False)})})
+    codec = thrift_binary.struct_codec(Outer)
+    assert seen_while_making == [False, False]  # Outer's spec, then Inner's
+    assert thrift_binary._codecs[Outer] is codec and Inner in thrift_binary._codecs
+    value = Outer()
+    value.child = Inner(id=3, name="x")
+    inner = body(field(I32, 1), i32(3), field(STRING, 2), string(b"x"), STOP)
+    assert thrift_binary.write_struct(value) == body(field(STRUCT, 1), inner, STOP)
