@@ -26,7 +26,7 @@ INTEROP_COMMON_SRCS := $(INTEROP_DIR)/go.mod $(INTEROP_DIR)/go.sum \
 
 .PHONY: interop-build interop-clean
 
-interop-build: $(INTEROP_BIN)/server $(INTEROP_BIN)/client
+interop-build: $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load
 
 $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
 	@if [ -z "$(INTEROP_GO)" ] || ! "$(INTEROP_GO)" version >/dev/null 2>&1; then \
@@ -37,4 +37,4 @@ $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
 	cd $(INTEROP_DIR) && $(INTEROP_GOENV) $(INTEROP_GO) build -o $@ ./cmd/$*
 
 interop-clean:
-	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client
+	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load
