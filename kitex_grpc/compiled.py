@@ -34,6 +34,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.codec.thrift_binary",
     "kitex_grpc.rpcinfo",
     "kitex_grpc.metainfo",
+    "kitex_grpc.transport.epoll_io",
     "kitex_grpc.transport.ttheader.server",
     "kitex_grpc.server.middlewares",
     "kitex_grpc.server.dispatch",

@@ -36,6 +36,7 @@ import collections
 import contextvars
 import importlib
 import logging
+import socket
 import time
 from collections.abc import MutableSet
 from typing import Any, Final, Protocol, cast
@@ -50,6 +51,12 @@ from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
 from kitex_grpc.suspension import FINISHED, NOT_STARTED, EagerStepper, Resumption
 from kitex_grpc.transport.base import CallDispatcher
+from kitex_grpc.transport.epoll_io import (
+    EpollListener,
+    EpollTransport,
+    can_serve_with_epoll,
+    listening_sockets,
+)
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol, thread_buffer
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
@@ -100,6 +107,17 @@ _RPC_TIMEOUT, _FROM_SERVICE, _FROM_METHOD = (
 )
 
 
+# Serve connections from one epoll set where the loop allows it (kitex_grpc.transport.epoll_io);
+# tests turn it off to run the loop.create_server path on asyncio's loop too.
+SERVE_WITH_EPOLL = True
+
+
+class _Listener(Protocol):
+    """What stop() needs of the listener: an asyncio.Server or an EpollListener."""
+
+    def close(self) -> None: ...
+
+
 class ConnectionLimiter(Protocol):
     """What :meth:`TTHeaderServerTransport.limit_connections` takes (governance's ConnectionLimiter)."""
 
@@ -109,6 +127,7 @@ class ConnectionLimiter(Protocol):
 
 
 SHAPE_CACHE_SIZE = 4096  # (header info, method, envelope) combinations remembered per server
+_BACKLOG: Final = 1024  # the listening sockets' accept queue
 
 
 class _Shape:
@@ -646,8 +665,24 @@ class _Counted(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
 
+class _Primed(asyncio.Protocol):
+    """Gives a new transport to ``inner`` together with the bytes read before it existed."""
+
+    def __init__(self, inner: asyncio.Protocol, head: bytes) -> None:
+        self._inner = inner
+        self._head = head
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Before the transport's first read: the head comes first, and every later callback goes to
+        # inner directly.
+        transport.set_protocol(self._inner)
+        self._inner.connection_made(transport)
+        self._inner.data_received(self._head)
+
+
 class TTHeaderServerTransport:
-    """Serves every registered service on one asyncio TCP listener (``loop.create_server``)."""
+    """Serves every registered service on one TCP listener: an :class:`EpollListener` on asyncio's
+    own loop on Linux, ``loop.create_server`` on any other loop."""
 
     def __init__(self, options: ServerOptions, dispatcher: CallDispatcher) -> None:
         self._options = options
@@ -657,7 +692,8 @@ class TTHeaderServerTransport:
         # that replaces this attribute with a set subclass (as the tests do) would miss the changes.
         self.connections: MutableSet[_ServerConnection] = set()
         self.draining = False
-        self._server: asyncio.Server | None = None
+        self._server: _Listener | None = None
+        self._adoptions: set[asyncio.Task[None]] = set()  # HTTP/2 sockets being handed to asyncio
         self._address = ""
         self._idle = asyncio.Event()
         self._h2: Any = None
@@ -691,14 +727,20 @@ class TTHeaderServerTransport:
             raise ValueError("with_tls: the TTHeader transports do not support TLS")
         host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: _ServerConnection(self), host or None, port, reuse_address=True, backlog=1024
-        )
-        self._server = server
-        # a tuple on asyncio's loop, a list on uvloop's (compiled code would check for a tuple)
-        sockets: Any = cast("Any", server).sockets
-        sock = sockets[0].getsockname()
-        self._address = format_address(host or "0.0.0.0", sock[1])
+        if SERVE_WITH_EPOLL and can_serve_with_epoll(loop):
+            sockets = await listening_sockets(host, port, _BACKLOG)
+            listener = EpollListener(loop, sockets, lambda: _ServerConnection(self))
+            listener.start()
+            self._server = listener
+            bound = sockets[0].getsockname()
+        else:
+            server = await loop.create_server(
+                lambda: _ServerConnection(self), host or None, port, reuse_address=True, backlog=_BACKLOG
+            )
+            self._server = server
+            # a tuple on asyncio's loop, a list on uvloop's (compiled code would check for a tuple)
+            bound = cast("Any", server).sockets[0].getsockname()
+        self._address = format_address(host or "0.0.0.0", bound[1])
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
 
     def _sweep_interval(self) -> float:
@@ -765,9 +807,22 @@ class TTHeaderServerTransport:
         proto: asyncio.Protocol = self._h2.connection_protocol()
         if counted is not None:
             proto = _Counted(proto, *counted)
+        if isinstance(transport, EpollTransport):  # asyncio's own transport takes the socket over
+            task = asyncio.get_running_loop().create_task(self._adopt_socket(transport.detach(), proto, head))
+            self._adoptions.add(task)
+            task.add_done_callback(self._adoptions.discard)
+            return
         transport.set_protocol(proto)
         proto.connection_made(transport)
         proto.data_received(head)
+
+    async def _adopt_socket(self, sock: socket.socket, proto: asyncio.Protocol, head: bytes) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: _Primed(proto, head), sock)
+        except Exception as exc:
+            logger.warning("ttheader server: cannot hand an HTTP/2 connection to the h2 transport: %s", exc)
+            sock.close()
+            proto.connection_lost(exc)  # a _Counted one releases its limiter key
 
     async def stop(self, grace: float) -> None:
         """Stop listening; answer in-flight requests (with ``crrst``) within ``grace``; then close.
@@ -782,6 +837,8 @@ class TTHeaderServerTransport:
             self._sweeper = None
         self.draining = True
         server.close()
+        if self._adoptions:  # HTTP/2 sockets still being handed over: the h2 transport drains them too
+            await asyncio.gather(*self._adoptions, return_exceptions=True)
         drains = [self._drain(grace)]
         if self._h2 is not None:
             drains.append(self._h2.drain_adopted(grace))
