@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,12 @@ def drive(
         t.join()
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU seconds so far; NaN when unreadable (the figure is then left out)."""
+    cpu = proc.process_cpu_seconds(pid)
+    return math.nan if cpu is None else cpu
+
+
 class CpuSampler:
     """Each slice's server's CPU seconds, and the client process's, over the slice's counted span."""
 
@@ -218,8 +225,7 @@ class CpuSampler:
         self.spans.append((server0, self._server(k), client0, self._client_cpu()))
 
     def _server(self, k: int) -> float:
-        cpu = proc.process_cpu_seconds(self._pids[self._targets[k]])
-        return cpu if cpu is not None else math.nan
+        return cpu_seconds(self._pids[self._targets[k]])
 
     def pace(self, start: float, length: float, settle: float) -> None:
         """Sample at each slice's settle point and end, ``start`` being slice 0's perf_counter time.
@@ -272,7 +278,7 @@ def go_load(
             if kind != "START":
                 raise CaseFailedError(f"the Go load client did not start (exit status {p.wait(budget)})")
             start = time.perf_counter() + int(start_ns) / 1e9 - time.time()
-            sampler = CpuSampler(pids, targets, lambda: proc.process_cpu_seconds(p.pid) or math.nan)
+            sampler = CpuSampler(pids, targets, partial(cpu_seconds, p.pid))
             sampler.pace(start, args.slice, args.settle)
             out, _ = p.communicate(timeout=budget)
         finally:

@@ -1,4 +1,4 @@
-"""bench/interleave.py: its schedule and arithmetic, and one short run against real servers."""
+"""bench/interleave.py: its schedule and arithmetic, and short runs against real servers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from bench.interleave import (
     median,
     schedule,
 )
+from tests.interop.kitex_peer import build_binaries
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,16 +76,17 @@ def test_statistics() -> None:
     assert bootstrap_interval([0.9, 1.0, 1.1, 1.2, 1.3]) == (low, high)  # seeded: the same every time
 
 
-def test_a_short_interleaved_run_of_two_real_servers(tmp_path: Path) -> None:
+def short_run(tmp_path: Path, *options: str) -> tuple[dict[str, Any], str]:
+    """Two rounds of kitex-server-sync against thriftpy2-threaded at 64 B: the JSON report, stdout."""
     out = tmp_path / "interleave.json"
     cmd = [
         sys.executable, "-m", "bench.interleave", "kitex-server-sync", "thriftpy2-threaded",
         "--payload", "64", "--rounds", "2", "--slice", "0.3", "--settle", "0.05", "--warmup", "0.2",
-        "--inflight", "4", "--no-pin", "--json", str(out),
+        "--inflight", "4", "--no-pin", "--json", str(out), *options,
     ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=90, check=False)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads(out.read_text())
+    report: dict[str, Any] = json.loads(out.read_text())
     slices = report["payloads"]["64"]["slices"]
     pair = ["kitex-server-sync", "thriftpy2-threaded"]
     assert [(s["round"], s["impl"]) for s in slices] == schedule(pair, 2)
@@ -91,3 +94,18 @@ def test_a_short_interleaved_run_of_two_real_servers(tmp_path: Path) -> None:
     (comparison,) = report["payloads"]["64"]["comparisons"]
     assert len(comparison["ratios"]) == 2
     assert "64 B: kitex-server-sync / thriftpy2-threaded over 2 rounds" in done.stdout
+    return report, done.stdout
+
+
+def test_a_short_interleaved_run_of_two_real_servers(tmp_path: Path) -> None:
+    report, stdout = short_run(tmp_path)
+    assert report["settings"]["client"] == "python"
+    assert "GOAL #4 unary 64 B, interleaved" in stdout
+
+
+@pytest.mark.interop
+def test_a_short_interleaved_run_with_the_go_kitex_client(tmp_path: Path) -> None:
+    build_binaries()  # fails in CI without Go, skips elsewhere
+    report, stdout = short_run(tmp_path, "--client", "go")
+    assert report["settings"]["client"] == "go"
+    assert "GOAL" not in stdout  # the goal is stated for thriftpy2's client
