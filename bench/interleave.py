@@ -239,11 +239,16 @@ class CpuSampler:
 
 
 def thread_load(
-    clients: list[BlockingClient], pids: list[int], targets: list[int], payload: int, args: argparse.Namespace
+    clients: list[BlockingClient],
+    callers: list[list[Callable[[Any], Any]]],
+    pids: list[int],
+    targets: list[int],
+    payload: int,
+    args: argparse.Namespace,
 ) -> tuple[list[int], CpuSampler]:
-    """The shared blocking client, in this process: ``--inflight`` threads. Calls per slice."""
+    """The shared blocking client, in this process: one thread per row of ``callers`` (a caller per
+    server each). Calls per slice."""
     request = clients[0].request(b"x" * payload)
-    callers = [[c.connect_caller() for c in clients] for _ in range(args.inflight)]
     start = time.perf_counter() + args.warmup
     counter = SliceCounter(targets, start, args.slice, args.settle)
     sampler = CpuSampler(pids, targets, time.process_time)
@@ -395,6 +400,10 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> int:
                 else [await _blocking_client(i, a) for i, a in zip(impls, addresses, strict=True)]
             )
             try:
+                # One connection per thread to every server, kept for every payload.
+                callers = [
+                    [c.connect_caller() for c in clients] for _ in range(args.inflight if clients else 0)
+                ]
                 for payload in args.payload:
                     plan = schedule(labels, args.rounds)
                     targets = [labels.index(name) for _, name in plan]
@@ -404,7 +413,7 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> int:
                         )
                     else:
                         counts, sampler = await asyncio.to_thread(
-                            thread_load, clients, pids, targets, payload, args
+                            thread_load, clients, callers, pids, targets, payload, args
                         )
                     slices = to_slices(plan, counts, sampler, args)
                     report["payloads"][str(payload)] = {
