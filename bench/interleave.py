@@ -1,12 +1,12 @@
 """Servers compared by one client, interleaved: ``python -m bench.interleave IMPL IMPL... [options]``.
 
 ``bench/run.py`` measures each server in a case of its own, seconds apart. On a shared VM the
-machine's speed changes between fast and slow phases that last seconds, so one case can run in a
-fast phase and the next in a slow one; a single pair's ratio then spreads from 0.8x to 1.4x (see
-bench/README.md). Here every named server runs at once (each in its own process, pinned to the same
-CPU), and one client process (pinned to the other CPU) switches all its threads from one server to
-the next every ``--slice`` seconds: A B, then B A, and so on. A round gives every server one slice,
-back to back, so a phase of the machine lands on both sides of each round's ratio.
+machine's speed changes from one half second to the next (one server's rate by up to 20%), so a
+single round's ratio of two such cases spreads from 0.7x to 1.4x (see bench/README.md). Here every
+named server runs at once (each in its own process, pinned to the same CPU), and one client process
+(pinned to the other CPU) switches all its calls from one server to the next every ``--slice``
+seconds: A B, then B A, and so on. A round gives every server one slice, back to back, so a change
+of the machine's speed lands on both sides of each round's ratio.
 
 The implementations must share one blocking client (``BlockingClient``: the thriftpy2 sync client's
 impls ``kitex-server-sync``, ``thriftpy2-threaded`` and ``asyncio-floor``). The first one named is
@@ -30,6 +30,7 @@ import json
 import math
 import random
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -98,16 +99,6 @@ def schedule(impls: list[str], rounds: int) -> list[tuple[int, str]]:
     return out
 
 
-def geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
-def median(values: list[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-
-
 def bootstrap_interval(ratios: list[float]) -> tuple[float, float]:
     """A 95% percentile-bootstrap interval of the geometric mean, resampling rounds."""
     rng = random.Random(BOOTSTRAP_SEED)
@@ -128,8 +119,8 @@ def compare(slices: list[Slice], impl: str, versus: str) -> Comparison:
         if rates.get(impl) and rates.get(versus):
             cmp.ratios.append(rates[impl] / rates[versus])
     if cmp.ratios:
-        cmp.median = median(cmp.ratios)
-        cmp.geomean = geomean(cmp.ratios)
+        cmp.median = statistics.median(cmp.ratios)
+        cmp.geomean = statistics.geometric_mean(cmp.ratios)
         cmp.ci_low, cmp.ci_high = bootstrap_interval(cmp.ratios)
         cmp.at_least_one = sum(r >= 1.0 for r in cmp.ratios)
     return cmp
@@ -339,8 +330,9 @@ def summary_lines(impls: list[str], slices: list[Slice], payload: int, *, goals:
         rates = [s.rate for s in mine]
         srv = [s.server_cpu_us for s in mine if s.server_cpu_us is not None]
         cli = [s.client_cpu_us for s in mine if s.client_cpu_us is not None]
-        cpu = f"{median(srv):.1f}/{median(cli):.1f}" if srv and cli else "-"
-        lines.append(f"{name:<20} {median(rates):>12,.0f} {min(rates):>7,.0f}-{max(rates):<8,.0f}  {cpu:>14}")
+        cpu = f"{statistics.median(srv):.1f}/{statistics.median(cli):.1f}" if srv and cli else "-"
+        rate = statistics.median(rates)
+        lines.append(f"{name:<20} {rate:>12,.0f} {min(rates):>7,.0f}-{max(rates):<8,.0f}  {cpu:>14}")
     for other in impls[1:]:
         c = compare(slices, impls[0], other)
         if not c.ratios:
