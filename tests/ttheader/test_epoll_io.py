@@ -317,3 +317,50 @@ async def test_accepting_pauses_when_out_of_descriptors_and_resumes(caplog: pyte
         await asyncio.wait_for(protocol.lost, WAIT)
     finally:
         listener.close()
+
+
+HTTP2_PREFACE_AND_SETTINGS = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+GOAWAY = 0x7  # HTTP/2 frame type (RFC 9113 §6.8)
+
+
+async def frame_types_until_goaway(reader: asyncio.StreamReader) -> list[int]:
+    """The types of the HTTP/2 frames the server sends, up to its first GOAWAY or its close."""
+    types: list[int] = []
+    async with asyncio.timeout(WAIT):
+        while GOAWAY not in types:
+            try:
+                head = await reader.readexactly(9)
+            except asyncio.IncompleteReadError:
+                break
+            types.append(head[3])
+            await reader.readexactly(int.from_bytes(head[:3], "big"))
+    return types
+
+
+async def test_stop_waits_for_an_http2_hand_over_in_progress_and_drains_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A socket detached from the epoll set reaches the h2 transport a few loop passes later; a stop in
+    between must wait for it and send that connection its GOAWAY, not leave it open and undrained."""
+    loop = asyncio.get_running_loop()
+    handing_over, release = asyncio.Event(), asyncio.Event()
+    connect_accepted_socket = loop.connect_accepted_socket
+
+    async def held_back(*args: Any, **kwargs: Any) -> Any:
+        handing_over.set()
+        await release.wait()
+        return await connect_accepted_socket(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "connect_accepted_socket", held_back)
+    async with tt.serve() as (svr, _):
+        reader, writer = await tt.open_raw(svr.address)
+        writer.write(HTTP2_PREFACE_AND_SETTINGS)  # detected as HTTP/2: detached, handed over
+        await asyncio.wait_for(handing_over.wait(), WAIT)
+        stopping = asyncio.create_task(svr.stop())
+        for _ in range(50):  # loop passes, not time: a stop that does not wait is done within a few
+            await asyncio.sleep(0)
+        assert not stopping.done()
+        release.set()
+        assert GOAWAY in await frame_types_until_goaway(reader)
+        writer.close()
+        await asyncio.wait_for(stopping, WAIT)
