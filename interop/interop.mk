@@ -38,3 +38,21 @@ $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
 
 interop-clean:
 	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load
+
+# etcd for the discovery tests: built once from the Go module proxy at the version pinned in
+# interop/etcd/go.mod, into .cache/bin/etcd (tests/discovery/helpers.py looks there first, then on PATH).
+ETCD_DIR := $(INTEROP_DIR)/etcd
+ETCD_BIN ?= $(INTEROP_ROOT)/.cache/bin/etcd
+
+.PHONY: etcd-build
+
+etcd-build: $(ETCD_BIN)
+
+$(ETCD_BIN): $(ETCD_DIR)/go.mod $(ETCD_DIR)/go.sum
+	@if [ -z "$(INTEROP_GO)" ] || ! "$(INTEROP_GO)" version >/dev/null 2>&1; then \
+	  echo "interop.mk: ERROR: building etcd needs the Go toolchain (or put an etcd binary on PATH)" >&2; \
+	  exit 1; \
+	fi
+	@echo "==> building etcd $$(sed -n 's|.*go.etcd.io/etcd/server/v3 \(v[^ ]*\).*|\1|p' $(ETCD_DIR)/go.mod) into $@ (once)"
+	@mkdir -p $(dir $@)
+	@cd $(ETCD_DIR) && $(INTEROP_GOENV) $(INTEROP_GO) build -o $@ go.etcd.io/etcd/server/v3

@@ -15,13 +15,26 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-
 import kitex_grpc
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import ROOT
+from tests.gobuild import go_toolchain, make_go_target, unavailable
 from tests.support import EchoService, serve
 
-INSTALL_HINT = "install it with: apt-get update && apt-get install -y etcd-server"
+# `make etcd` builds the pinned etcd from the Go module proxy into .cache/bin (interop/etcd/go.mod).
+ETCD_BUILT = ROOT / ".cache" / "bin" / "etcd"
+
+
+def etcd_executable() -> str:
+    """The pinned etcd of .cache/bin (built now if Go is here), else one on PATH; CI fails without both."""
+    if not ETCD_BUILT.exists() and go_toolchain() is not None:
+        make_go_target("etcd-build", "etcd (make etcd)")
+    if ETCD_BUILT.exists():
+        return str(ETCD_BUILT)
+    exe = shutil.which("etcd")
+    if exe is None:
+        unavailable("the discovery tests need etcd: install Go (`make etcd` builds it) or put etcd on PATH")
+    assert exe is not None
+    return exe
 
 
 def free_port() -> int:
@@ -33,11 +46,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def run_etcd(tmp: Path) -> Iterator[str]:
     """A real etcd on free loopback ports with its data in ``tmp``; yields ``host:port`` (client API)."""
-    exe = shutil.which("etcd")
-    if exe is None:
-        if IN_CI:
-            pytest.fail(f"CI: etcd is required for the discovery tests; {INSTALL_HINT}")
-        pytest.skip(f"etcd is not installed; {INSTALL_HINT}")
+    exe = etcd_executable()
     client_url = f"http://127.0.0.1:{free_port()}"
     peer_url = f"http://127.0.0.1:{free_port()}"
     log = (tmp / "etcd.log").open("wb")

@@ -20,32 +20,15 @@ import pytest
 from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import metainfo, rpcinfo
 from kitex_grpc.errors import BizStatusError
+from tests.gobuild import IN_CI, make_go_target
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".cache" / "interop" / "bin"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def build_binaries() -> Path:
     """Build the Go binaries once (make interop-build). In CI a failure fails; elsewhere it skips."""
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        message = "Go is not installed: install Go >= 1.21 to run the Go Kitex interop tests"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    result = subprocess.run(
-        ["make", "-s", "interop-build", f"INTEROP_GO={go}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if result.returncode != 0:
-        message = f"building the Go Kitex binaries failed:\n{result.stdout}\n{result.stderr}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    make_go_target("interop-build", "the Go Kitex interop binaries")
     return BIN
 
 
