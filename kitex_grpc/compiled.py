@@ -15,7 +15,7 @@ import importlib
 import importlib.machinery
 from types import ModuleType
 
-__all__ = ["COMPILED_MODULES", "compiled_modules", "runs_compiled", "source_path"]
+__all__ = ["COMPILED_MODULES", "compiled_modules", "describe_build", "runs_compiled", "source_path"]
 
 # Only modules whose classes nothing subclasses: an interpreted class cannot subclass a compiled one.
 # A class that subclasses one of asyncio's (the server transport's connection) stays a regular Python
@@ -54,3 +54,17 @@ def runs_compiled(module: ModuleType) -> bool:
 def compiled_modules() -> list[str]:
     """The modules of :data:`COMPILED_MODULES` that this process loaded from a C extension."""
     return [name for name in COMPILED_MODULES if runs_compiled(importlib.import_module(name))]
+
+
+def describe_build() -> str:
+    """One line saying how this install runs: how many modules compiled, or plain Python and why."""
+    compiled = compiled_modules()
+    if len(compiled) == len(COMPILED_MODULES):
+        return f"kitex-grpc: {len(compiled)} modules compiled with mypyc"
+    if not compiled:
+        return "kitex-grpc: plain Python (no compiled modules: built without mypyc or a C compiler)"
+    return f"kitex-grpc: {len(compiled)} of {len(COMPILED_MODULES)} modules compiled: {compiled}"
+
+
+if __name__ == "__main__":
+    print(describe_build())

@@ -58,7 +58,9 @@ class ProtoModule:
     def services(self) -> dict[str, ServiceInfo]:
         return dict(self._services)
 
-    def __getattr__(self, name: str) -> type[Message]:
+    def __getattr__(self, name: str) -> Any:
+        # Any, not type[Message]: the fields of a message loaded at run time are unknown to a type
+        # checker, and typeshed's Message.__init__ takes no keyword arguments (types-protobuf >= 6).
         try:
             return self._short[name]
         except KeyError:
