@@ -227,10 +227,19 @@ HANDED_OVER = {
 }
 
 
+def _outcome(write: Any, value: TPayload) -> bytes | str:
+    """The bytes written, or the error raised (its type and message): the thriftpy2 release decides
+    which (0.5 and 0.6 refuse a bytearray for binary, 0.7 writes it)."""
+    try:
+        return bytes(write(value))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
 @pytest.mark.parametrize("case", list(HANDED_OVER))
 def test_unusual_values_are_written_as_thriftpy2_writes_them(case: str) -> None:
     value = HANDED_OVER[case]
-    assert write_public(value) == write_cython(value)
+    assert _outcome(write_public, value) == _outcome(write_cython, value)
 
 
 WRONG = {
