@@ -52,7 +52,7 @@ clean-compiled:
 $(GEN_STAMP): $(PROTOS) $(wildcard kitex_grpc/codegen/*.py) $(SYNC_STAMP)
 	@echo "==> gen/: kitex-grpc gen for $(words $(PROTOS)) .proto files"
 	@rm -rf gen
-	@$(VENV)/bin/kitex-grpc gen $(PROTOS) -o gen
+	@$(VENV)/bin/kitex-grpc gen $(PROTOS) -o gen >/dev/null
 	@touch $@
 
 gen: $(GEN_STAMP)

@@ -39,20 +39,23 @@ $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
 interop-clean:
 	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load
 
-# etcd for the discovery tests: built once from the Go module proxy at the version pinned in
-# interop/etcd/go.mod, into .cache/bin/etcd (tests/discovery/helpers.py looks there first, then on PATH).
-ETCD_DIR := $(INTEROP_DIR)/etcd
-ETCD_BIN ?= $(INTEROP_ROOT)/.cache/bin/etcd
+# Go programs the tests run, built once from the Go module proxy at the versions pinned in
+# interop/<name>/go.mod, into .cache/bin/<name>: etcd for the discovery tests (tests/discovery/helpers.py
+# looks there first, then on PATH) and h2spec for the HTTP/2 conformance test (tests/h2/test_h2spec.py).
+GO_TOOLS_BIN := $(INTEROP_ROOT)/.cache/bin
+GO_TOOL_PACKAGE_etcd := go.etcd.io/etcd/server/v3
+GO_TOOL_PACKAGE_h2spec := github.com/summerwind/h2spec/cmd/h2spec
 
-.PHONY: etcd-build
+.PHONY: etcd-build h2spec-build
 
-etcd-build: $(ETCD_BIN)
+etcd-build: $(GO_TOOLS_BIN)/etcd
+h2spec-build: $(GO_TOOLS_BIN)/h2spec
 
-$(ETCD_BIN): $(ETCD_DIR)/go.mod $(ETCD_DIR)/go.sum
+$(GO_TOOLS_BIN)/%: $(INTEROP_DIR)/%/go.mod $(INTEROP_DIR)/%/go.sum
 	@if [ -z "$(INTEROP_GO)" ] || ! "$(INTEROP_GO)" version >/dev/null 2>&1; then \
-	  echo "interop.mk: ERROR: building etcd needs the Go toolchain (or put an etcd binary on PATH)" >&2; \
+	  echo "interop.mk: ERROR: building $* needs the Go toolchain (set INTEROP_GO=/path/to/go)" >&2; \
 	  exit 1; \
 	fi
-	@echo "==> building etcd $$(sed -n 's|.*go.etcd.io/etcd/server/v3 \(v[^ ]*\).*|\1|p' $(ETCD_DIR)/go.mod) into $@ (once)"
+	@echo "==> building $* ($(GO_TOOL_PACKAGE_$*) as pinned in interop/$*/go.mod) into $@ (once)"
 	@mkdir -p $(dir $@)
-	@cd $(ETCD_DIR) && $(INTEROP_GOENV) $(INTEROP_GO) build -o $@ go.etcd.io/etcd/server/v3
+	@cd $(INTEROP_DIR)/$* && $(INTEROP_GOENV) $(INTEROP_GO) build -o $@ $(GO_TOOL_PACKAGE_$*)
