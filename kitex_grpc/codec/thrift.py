@@ -33,6 +33,7 @@ import thriftpy2.transport.memory as _memory
 from thriftpy2.thrift import TException
 
 from kitex_grpc.codec.thrift_bounds import body_check
+from kitex_grpc.codec.thrift_required import required_check
 from kitex_grpc.compiled import runs_compiled
 from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError, TApplicationType
 from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
@@ -182,6 +183,37 @@ def cython_deserializer(struct_type: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
+def _checked_writer(write: Callable[[Any], bytes], struct_type: Any) -> Callable[[Any], bytes]:
+    """``write``, refusing a value whose required fields are not all set (Apache Thrift's
+    ``validate()``): :class:`~kitex_grpc.codec.thrift_required.RequiredFieldError` before any byte."""
+    check = required_check(struct_type)
+    if check is None:  # nothing required in this IDL's reach: no cost
+        return write
+    checked: Callable[[Any], None] = check
+
+    def write_checked(obj: Any) -> bytes:
+        checked(obj)
+        return write(obj)
+
+    return write_checked
+
+
+def _checked_reader(read: Callable[[bytes], Any], struct_type: Any) -> Callable[[bytes], Any]:
+    """``read``, refusing a body without a required field (Kitex's generated readers: "required
+    field r_string is not set")."""
+    check = required_check(struct_type)
+    if check is None:
+        return read
+    checked: Callable[[Any], None] = check
+
+    def read_checked(data: bytes) -> Any:
+        obj = read(data)
+        checked(obj)
+        return obj
+
+    return read_checked
+
+
 def _arg_names(args_type: Any) -> list[str]:
     spec = args_type.thrift_spec
     return [spec[fid][1] for fid in sorted(spec)]
@@ -266,10 +298,10 @@ def method_info(service: Any, name: str) -> MethodInfo:
         args_type,
         result_type,
         oneway=oneway,
-        serialize_request=write,
-        deserialize_request=deserializer(args_type),
-        serialize_response=write,
-        deserialize_response=deserializer(result_type),
+        serialize_request=_checked_writer(write, args_type),
+        deserialize_request=_checked_reader(deserializer(args_type), args_type),
+        serialize_response=_checked_writer(write, result_type),
+        deserialize_response=_checked_reader(deserializer(result_type), result_type),
         pack_request=pack_request,
         unpack_response=unpack_response,
         adapt_handler=adapt_handler,

@@ -98,6 +98,18 @@ def _timeout_ms(seconds: float) -> str:
     return str(round(seconds * 1_000_000) // 1000)  # Go: int(timeout.Milliseconds()), truncating
 
 
+def _server_closes(reply: Message, envelope: Envelope) -> bool:
+    """Whether the server closes the connection after this EXCEPTION: it answered a request it could
+    not serve (unknown method, a body it cannot decode: any type but 6, a handler's error), and Kitex
+    closes then (``default_server_handler.go``). Over TTHeader ``crrst`` says so too; over Framed
+    nothing else does, and a pooled connection would fail the next call."""
+    try:
+        _, type_id = envelope.decode_exception(reply.body)
+    except Exception:
+        return True
+    return type_id != _INTERNAL_ERROR
+
+
 def _alive(conn: ClientConnection) -> bool:
     return conn.alive
 
@@ -257,7 +269,9 @@ class TTHeaderClientTransport:
         except BaseException:
             self._drop(conn)  # cancelled or failed mid-call: the stream state is unknown
             raise
-        if _CONN_RESET in reply.str_info:
+        if _CONN_RESET in reply.str_info or (
+            reply.msg_type == _EXCEPTION and _server_closes(reply, envelope)
+        ):
             self._drop(conn)
         else:
             self._release(conn)
