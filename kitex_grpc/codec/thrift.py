@@ -106,16 +106,33 @@ def write_cython(obj: Any) -> bytes:
     return data
 
 
-def serializer() -> Callable[[Any], bytes]:
-    """A function writing any thriftpy2 struct as a binary struct body."""
+def serializer(struct_type: Any = None) -> Callable[[Any], bytes]:
+    """A function writing a thriftpy2 struct as a binary struct body.
+
+    With ``struct_type``, a value of that type whose required fields (at any depth) are not all set
+    raises :class:`~kitex_grpc.codec.thrift_required.RequiredFieldError` instead, before any byte is
+    written (Apache Thrift's ``validate()``). The compiled path checks them as it writes and hands such
+    a value over; the interpreted path runs the type's plan (none at all for an IDL without them).
+    """
+    check = None if struct_type is None else required_check(struct_type)
     if not _FAST:
-        return write_cython
+        if check is None:
+            return write_cython
+        plain_check: Callable[[Any], None] = check
+
+        def serialize_checked(obj: Any) -> bytes:
+            plain_check(obj)
+            return write_cython(obj)
+
+        return serialize_checked
 
     def serialize(obj: Any) -> bytes:
         try:
             return thrift_binary.write_struct(obj)
         except Exception:  # handed over: the Cython path decides (its bytes or its error)
             pass
+        if check is not None:
+            check(obj)
         return write_cython(obj)
 
     return serialize
@@ -133,20 +150,35 @@ _GUARD: Final = bytes(8)
 def deserializer(struct_type: Any) -> Callable[[bytes], Any]:
     """A function reading a binary struct body into a new ``struct_type``.
 
-    Bytes that do not hold a whole struct raise :class:`ProtocolError`; bytes after its end are
-    ignored, as Kitex ignores them.
+    Bytes that do not hold a whole struct raise :class:`ProtocolError`, and so does a struct whose
+    required field (at any depth) the body did not set (a
+    :class:`~kitex_grpc.codec.thrift_required.RequiredFieldError`, as Kitex's readers refuse it);
+    bytes after its end are ignored, as Kitex ignores them.
     """
     read_cython = cython_deserializer(struct_type)
+    check = required_check(struct_type)
     if not _FAST:
-        return read_cython
+        if check is None:
+            return read_cython
+        plain_check: Callable[[Any], None] = check
+
+        def deserialize_checked(data: bytes) -> Any:
+            obj = read_cython(data)
+            plain_check(obj)
+            return obj
+
+        return deserialize_checked
     read = thrift_binary.struct_codec(struct_type).read
 
     def deserialize(data: bytes) -> Any:
         try:
-            return read(data)
+            return read(data)  # it hands over a struct whose required field is unset
         except Exception:  # handed over: the walk and the Cython path decide
             pass
-        return read_cython(data)
+        obj = read_cython(data)
+        if check is not None:
+            check(obj)
+        return obj
 
     return deserialize
 
@@ -183,37 +215,6 @@ def cython_deserializer(struct_type: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def _checked_writer(write: Callable[[Any], bytes], struct_type: Any) -> Callable[[Any], bytes]:
-    """``write``, refusing a value whose required fields are not all set (Apache Thrift's
-    ``validate()``): :class:`~kitex_grpc.codec.thrift_required.RequiredFieldError` before any byte."""
-    check = required_check(struct_type)
-    if check is None:  # nothing required in this IDL's reach: no cost
-        return write
-    checked: Callable[[Any], None] = check
-
-    def write_checked(obj: Any) -> bytes:
-        checked(obj)
-        return write(obj)
-
-    return write_checked
-
-
-def _checked_reader(read: Callable[[bytes], Any], struct_type: Any) -> Callable[[bytes], Any]:
-    """``read``, refusing a body without a required field (Kitex's generated readers: "required
-    field r_string is not set")."""
-    check = required_check(struct_type)
-    if check is None:
-        return read
-    checked: Callable[[Any], None] = check
-
-    def read_checked(data: bytes) -> Any:
-        obj = read(data)
-        checked(obj)
-        return obj
-
-    return read_checked
-
-
 def _arg_names(args_type: Any) -> list[str]:
     spec = args_type.thrift_spec
     return [spec[fid][1] for fid in sorted(spec)]
@@ -237,7 +238,6 @@ def method_info(service: Any, name: str) -> MethodInfo:
     exceptions = _exception_fields(result_type)
     exception_types = tuple(exc for _, exc in exceptions)
     has_success = 0 in result_type.thrift_spec
-    write = serializer()
 
     def pack_request(request: Any) -> Any:
         if isinstance(request, args_type):
@@ -298,10 +298,10 @@ def method_info(service: Any, name: str) -> MethodInfo:
         args_type,
         result_type,
         oneway=oneway,
-        serialize_request=_checked_writer(write, args_type),
-        deserialize_request=_checked_reader(deserializer(args_type), args_type),
-        serialize_response=_checked_writer(write, result_type),
-        deserialize_response=_checked_reader(deserializer(result_type), result_type),
+        serialize_request=serializer(args_type),
+        deserialize_request=deserializer(args_type),
+        serialize_response=serializer(result_type),
+        deserialize_response=deserializer(result_type),
         pack_request=pack_request,
         unpack_response=unpack_response,
         adapt_handler=adapt_handler,

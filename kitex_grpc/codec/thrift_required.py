@@ -64,7 +64,11 @@ class _Plan:
         for field, value_type in self.nested:
             value = getattr(obj, field, None)
             if value is not None:
-                _check_value(value, value_type)
+                plan = value_type.plan
+                if plan is not None:  # a struct: no call of _check_value
+                    plan.check(value)
+                else:
+                    _check_value(value, value_type)
 
 
 def _check_value(value: Any, value_type: _Value) -> None:
