@@ -3,7 +3,7 @@
 - Int key 12 (RPC timeout) that is no timeout Kitex would apply (310 digits, beyond int64, not a
   number, 0 or less): the request is served without a deadline, as a Kitex server ignores it.
 - Good requests in the same read as a malformed frame: each is answered, then the connection closes
-  for the bad bytes (TTHeader and Framed).
+  for the bad bytes (TTHeader, Framed and Buffered).
 
 Raw sockets against a real server on 127.0.0.1; every read is bounded.
 """
@@ -116,14 +116,16 @@ async def read_to_eof_or_some(reader: asyncio.StreamReader) -> bytes:
 
 BAD_TTHEADER = struct.pack(">IHHiH", 20, 0x1000, 0, 9, 0) + bytes(10)  # header size 0: invalid
 BAD_FRAMED = struct.pack(">II", 12, 0x12345678) + bytes(8)  # not a Thrift message
+BAD_BUFFERED = struct.pack(">I", 0x12345678) + bytes(12)  # not a strict Thrift message header
+BAD = {Framing.TTHEADER: BAD_TTHEADER, Framing.FRAMED: BAD_FRAMED, Framing.BUFFERED: BAD_BUFFERED}
 
 
-@pytest.mark.parametrize("framing", [Framing.TTHEADER, Framing.FRAMED], ids=lambda f: f.name)
+@pytest.mark.parametrize("framing", list(BAD), ids=lambda f: f.name)
 async def test_good_requests_before_a_bad_frame_in_one_read_are_answered(
     framing: Framing, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, LOGGER)
-    bad = BAD_TTHEADER if framing is Framing.TTHEADER else BAD_FRAMED
+    bad = BAD[framing]
     # sleep:20 suspends the second request: the close waits for every good one to be answered.
     messages = ["one", "sleep:20", "three"]
     data = b"".join(request(m, i + 1, framing) for i, m in enumerate(messages)) + bad
