@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kitex_grpc import TransportProtocol, client, server
+from kitex_grpc import TransportProtocol, client, rpcinfo, server
 from kitex_grpc.errors import BizStatusError, KitexError
 from kitex_grpc.protocol import grpc_headers
 from kitex_grpc.status import StatusCode
@@ -118,3 +118,27 @@ async def test_h2_server_ends_the_stream_with_internal_when_sending_the_status_f
         assert sum("ending it with INTERNAL" in r.getMessage() for r in caplog.records) == 2
         monkeypatch.undo()
         assert (await cli.Unary(Req(message="after"))).message == "after"
+
+
+class BadTrailers(EchoService):
+    """Appends trailing metadata no HTTP/2 header can carry to an otherwise good reply."""
+
+    async def Unary(self, request: Req) -> Reply:
+        ri = rpcinfo.current()
+        assert ri is not None
+        ri.response_metadata.append(("x-bad", "ü\n"))
+        return Reply(message=request.message)
+
+
+@pytest.mark.parametrize(("server_tp", "client_tp"), PAIRS, ids=lambda tp: tp.name)
+async def test_trailers_that_cannot_be_sent_end_the_call_with_internal(
+    server_tp: TransportProtocol, client_tp: TransportProtocol
+) -> None:
+    async with (
+        serve(server.with_transport_protocol(server_tp), handler=BadTrailers()) as (svr, _),
+        connect(svr, client.with_transport_protocol(client_tp)) as cli,
+    ):
+        with pytest.raises(KitexError) as info:
+            async with asyncio.timeout(PROMPT):
+                await cli.Unary(Req(message="x"))
+        assert info.value.grpc_status is StatusCode.INTERNAL and info.value.remote
