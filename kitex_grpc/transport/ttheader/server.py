@@ -277,7 +277,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._queue.extend(messages)
         if not (self._in_order and self._active):
             self._serve_eagerly()
-        if self._bad_input is not None and not self._active:
+        if self._bad_input is not None and not self._active and not self._closing:
             self._abandon(self._bad_input)
 
     def eof_received(self) -> bool | None:
@@ -431,7 +431,8 @@ class _ServerConnection(ReceiveBufferProtocol):
     def _became_idle(self) -> None:
         self.last_active = time.monotonic()
         if self._bad_input is not None:
-            self._abandon(self._bad_input)
+            if not self._closing:
+                self._abandon(self._bad_input)
             return
         if self._server.draining and self._transport is not None:
             self._transport.close()
