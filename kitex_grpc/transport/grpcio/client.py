@@ -159,10 +159,10 @@ class GrpcioClientTransport:
     def _never_sent(self, address: str, exc: grpc.aio.AioRpcError) -> bool:
         """Whether an UNAVAILABLE call failed in grpcio's own connect, before any byte was sent.
 
-        grpcio's pick_first fails a call it has no connection for with exactly this message
-        (grpc core's pick_first policy); the channel is then not READY. A live server's
-        UNAVAILABLE (whatever its text) arrives on a READY channel, with the request sent: that one
-        stays a RemoteOrNetworkError.
+        grpc core's pick_first policy fails a call it has no connection for with a status text that
+        starts so, and the channel is then not READY. A live server's UNAVAILABLE (whatever its
+        text) arrives on a READY channel, with the request sent: that one stays a
+        RemoteOrNetworkError.
         """
         details = exc.details() or ""
         if not details.startswith(_CONNECT_FAILED) or exc.initial_metadata():

@@ -9,7 +9,8 @@ Per call (Kitex ``client/client.go``, ``pkg/transmeta/ttheader.go``, ``pkg/remot
    str key ``isn`` and the metainfo of this hop (``RPC_TRANSIT_`` / ``RPC_PERSIST_``);
 3. a connection from the pool (dialled within the connect timeout, else GetConnectionError);
 4. one-way: write and discard the connection, as Kitex does; otherwise wait for the reply, check
-   it, release the connection (or close it when the server sent ``crrst``, or anything went wrong);
+   it, release the connection (or close it when the server sent ``crrst`` or an EXCEPTION it closes
+   after, or anything went wrong);
 5. ``biz-status`` → BizStatusError, every reply str key → the caller's backward values;
 6. an EXCEPTION "biz error: context deadline exceeded" (type 6) to a request that carried int key 12
    → RPCTimeoutError (``remote``): the server's timer for our deadline beat the client's own.
@@ -99,10 +100,11 @@ def _timeout_ms(seconds: float) -> str:
 
 
 def _server_closes(reply: Message, envelope: Envelope) -> bool:
-    """Whether the server closes the connection after this EXCEPTION: it answered a request it could
-    not serve (unknown method, a body it cannot decode: any type but 6, a handler's error), and Kitex
-    closes then (``default_server_handler.go``). Over TTHeader ``crrst`` says so too; over Framed
-    nothing else does, and a pooled connection would fail the next call."""
+    """Whether the server closes the connection after this EXCEPTION: any type but 6 (a handler's
+    error, after which the connection stays) answers a request it could not serve (unknown method, a
+    body it cannot decode), and Kitex closes the connection then
+    (``pkg/remote/trans/default_server_handler.go``). Over TTHeader ``crrst`` says so too; over Framed
+    nothing else does, and the pooled connection would fail the next call."""
     try:
         _, type_id = envelope.decode_exception(reply.body)
     except Exception:
