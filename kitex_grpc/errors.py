@@ -271,15 +271,27 @@ class BizStatusError(KitexError):
 
     __hash__ = Exception.__hash__
 
-    def encode_extra(self) -> str:
-        """``biz-extra`` as Kitex writes it: a compact JSON object of strings."""
-        return json.dumps(self.extra, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    def encode_extra(self, *, ascii_only: bool = False) -> str:
+        """``biz-extra`` as Kitex writes it: a compact JSON object of strings.
+
+        Kitex writes raw UTF-8 (``pkg/utils`` ``Map2JSONStr``), which a TTHeader string key
+        carries. With ``ascii_only`` every character outside printable ASCII is a ``\\uXXXX`` escape
+        instead, which any JSON decoder (Kitex's included) reads back to the same map: an HTTP/2
+        header value may only hold printable ASCII (gRPC's PROTOCOL-HTTP2.md, "ASCII-Value").
+        """
+        text = json.dumps(self.extra, separators=(",", ":"), ensure_ascii=ascii_only, sort_keys=True)
+        # ensure_ascii keeps DEL (0x7f), which is not printable; it can only sit inside a JSON string.
+        return text.replace("\x7f", "\\u007f") if ascii_only else text
 
     def grpc_trailers(self) -> list[tuple[str, str]]:
-        """The trailers Go Kitex sends with a biz error over gRPC; the message rides in grpc-message."""
+        """The trailers Go Kitex sends with a biz error over gRPC; the message rides in grpc-message.
+
+        ``biz-extra`` is ASCII-escaped JSON (see :meth:`encode_extra`), so extra values of any text
+        fit in a header.
+        """
         trailers = [(BIZ_STATUS_KEY, str(self.code))]
         if self.extra:
-            trailers.append((BIZ_EXTRA_KEY, self.encode_extra()))
+            trailers.append((BIZ_EXTRA_KEY, self.encode_extra(ascii_only=True)))
         return trailers
 
     @classmethod

@@ -33,6 +33,7 @@ import thriftpy2.transport.memory as _memory
 from thriftpy2.thrift import TException
 
 from kitex_grpc.codec.thrift_bounds import body_check
+from kitex_grpc.codec.thrift_required import required_check
 from kitex_grpc.compiled import runs_compiled
 from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError, TApplicationType
 from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
@@ -105,16 +106,33 @@ def write_cython(obj: Any) -> bytes:
     return data
 
 
-def serializer() -> Callable[[Any], bytes]:
-    """A function writing any thriftpy2 struct as a binary struct body."""
+def serializer(struct_type: Any = None) -> Callable[[Any], bytes]:
+    """A function writing a thriftpy2 struct as a binary struct body.
+
+    With ``struct_type``, a value of that type whose required fields (at any depth) are not all set
+    raises :class:`~kitex_grpc.codec.thrift_required.RequiredFieldError` instead, before any byte is
+    written (Apache Thrift's ``validate()``). The compiled path checks them as it writes and hands such
+    a value over; the interpreted path runs the type's plan (none at all for an IDL without them).
+    """
+    check = None if struct_type is None else required_check(struct_type)
     if not _FAST:
-        return write_cython
+        if check is None:
+            return write_cython
+        plain_check: Callable[[Any], None] = check
+
+        def serialize_checked(obj: Any) -> bytes:
+            plain_check(obj)
+            return write_cython(obj)
+
+        return serialize_checked
 
     def serialize(obj: Any) -> bytes:
         try:
             return thrift_binary.write_struct(obj)
         except Exception:  # handed over: the Cython path decides (its bytes or its error)
             pass
+        if check is not None:
+            check(obj)
         return write_cython(obj)
 
     return serialize
@@ -132,20 +150,35 @@ _GUARD: Final = bytes(8)
 def deserializer(struct_type: Any) -> Callable[[bytes], Any]:
     """A function reading a binary struct body into a new ``struct_type``.
 
-    Bytes that do not hold a whole struct raise :class:`ProtocolError`; bytes after its end are
-    ignored, as Kitex ignores them.
+    Bytes that do not hold a whole struct raise :class:`ProtocolError`, and so does a struct whose
+    required field (at any depth) the body did not set (a
+    :class:`~kitex_grpc.codec.thrift_required.RequiredFieldError`, as Kitex's readers refuse it);
+    bytes after its end are ignored, as Kitex ignores them.
     """
     read_cython = cython_deserializer(struct_type)
+    check = required_check(struct_type)
     if not _FAST:
-        return read_cython
+        if check is None:
+            return read_cython
+        plain_check: Callable[[Any], None] = check
+
+        def deserialize_checked(data: bytes) -> Any:
+            obj = read_cython(data)
+            plain_check(obj)
+            return obj
+
+        return deserialize_checked
     read = thrift_binary.struct_codec(struct_type).read
 
     def deserialize(data: bytes) -> Any:
         try:
-            return read(data)
+            return read(data)  # it hands over a struct whose required field is unset
         except Exception:  # handed over: the walk and the Cython path decide
             pass
-        return read_cython(data)
+        obj = read_cython(data)
+        if check is not None:
+            check(obj)
+        return obj
 
     return deserialize
 
@@ -205,7 +238,6 @@ def method_info(service: Any, name: str) -> MethodInfo:
     exceptions = _exception_fields(result_type)
     exception_types = tuple(exc for _, exc in exceptions)
     has_success = 0 in result_type.thrift_spec
-    write = serializer()
 
     def pack_request(request: Any) -> Any:
         if isinstance(request, args_type):
@@ -266,9 +298,9 @@ def method_info(service: Any, name: str) -> MethodInfo:
         args_type,
         result_type,
         oneway=oneway,
-        serialize_request=write,
+        serialize_request=serializer(args_type),
         deserialize_request=deserializer(args_type),
-        serialize_response=write,
+        serialize_response=serializer(result_type),
         deserialize_response=deserializer(result_type),
         pack_request=pack_request,
         unpack_response=unpack_response,

@@ -14,7 +14,9 @@ mypyc; :mod:`kitex_grpc.compiled`). It reads and writes what thriftpy2 0.7's Cyt
   field sent twice the last wins;
 * a read applies the walk's refusals too: a size the body cannot back, a negative size, a type the
   protocol does not know, nesting past :data:`~kitex_grpc.protocol.thrift_message.MAX_DEPTH`;
-* a write emits the set (not ``None``) fields of the struct's spec, in spec order.
+* a write emits the set (not ``None``) fields of the struct's spec, in spec order;
+* a struct whose ``required`` field is unset (``None``), read or to be written, is handed over, and
+  the interpreted path refuses it (:mod:`~kitex_grpc.codec.thrift_required`).
 
 What it hands over raises (:class:`HandOverError`, or the error of the step that failed), and
 :mod:`~kitex_grpc.codec.thrift` runs the interpreted path instead, which gives the answer of record,
@@ -88,28 +90,31 @@ class ValueType:
 
 
 class Field:
-    """One field of a struct: its attribute name, its type, and its 3-byte head (wire type, id)."""
+    """One field of a struct: its attribute name, its type, its 3-byte head (wire type, id), and
+    whether the IDL marks it ``required``."""
 
-    __slots__ = ("head", "name", "type")
+    __slots__ = ("head", "name", "required", "type")
 
-    def __init__(self, name: str, value_type: ValueType, field_id: int) -> None:
+    def __init__(self, name: str, value_type: ValueType, field_id: int, required: bool = False) -> None:
         # Interned, as attribute names are: set or read with an uninterned name, each attribute
         # access would intern it again and miss the type's attribute cache.
         self.name = sys.intern(name)
         self.type = value_type
         self.head = bytes((value_type.wire, field_id >> 8 & 0xFF, field_id & 0xFF))
+        self.required = required
 
 
 class StructCodec:
     """The table of one thriftpy2 struct type: its fields by id, and in spec order."""
 
-    __slots__ = ("by_id", "in_order", "other_ids", "struct_type")
+    __slots__ = ("by_id", "in_order", "other_ids", "required", "struct_type")
 
     def __init__(self, struct_type: Any) -> None:
         self.struct_type = struct_type
         self.by_id: list[Field | None] = []  # ids 0 up to the largest
         self.other_ids: dict[int, Field] = {}  # negative ids
         self.in_order: list[Field] = []
+        self.required: list[Field] = []  # the IDL's required fields (empty for most structs)
 
     def read(self, data: bytes) -> Any:
         """The struct at the start of ``data`` (bytes after its end are ignored); raises on what it
@@ -124,6 +129,8 @@ class StructCodec:
 
     def _add(self, field_id: int, field: Field) -> None:
         self.in_order.append(field)
+        if field.required:
+            self.required.append(field)
         if field_id < 0:
             self.other_ids[field_id] = field
             return
@@ -162,7 +169,7 @@ def _codec(struct_type: Any, making: dict[Any, StructCodec]) -> StructCodec:  # 
     for field_id, spec in struct_type.thrift_spec.items():
         # thriftpy2: (type, name, required) or (type, name, type argument, required)
         value_type = _value_type(int(spec[0]), spec[2] if len(spec) > 3 else None, making)
-        codec._add(int(field_id), Field(str(spec[1]), value_type, int(field_id)))
+        codec._add(int(field_id), Field(str(spec[1]), value_type, int(field_id), spec[-1] is True))
     return codec
 
 
@@ -212,6 +219,8 @@ class _Reader:
             wire = data[pos]  # past the end raises
             if wire == 0:  # STOP
                 self.pos = pos + 1
+                if codec.required:
+                    _check_required(obj, codec)
                 return obj
             if pos + 4 > size:  # a field's 3-byte head and at least one byte of value
                 raise HandOverError
@@ -313,6 +322,13 @@ class _Reader:
         return result
 
 
+def _check_required(obj: Any, codec: StructCodec) -> None:
+    """Hands over a struct whose required field the body did not set: the interpreted path names it."""
+    for field in codec.required:
+        if getattr(obj, field.name, None) is None:
+            raise HandOverError
+
+
 # ------------------------------------------------------------------------------------------ writing
 
 
@@ -322,6 +338,8 @@ def _write_struct(out: BytesWriter, obj: Any, codec: StructCodec, depth: int) ->
     for field in codec.in_order:
         value = getattr(obj, field.name, None)
         if value is None:
+            if field.required:  # handed over: the interpreted path names the field
+                raise HandOverError
             continue
         out.write(field.head)
         _write_value(out, value, field.type, depth - 1)

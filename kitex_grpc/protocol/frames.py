@@ -11,7 +11,15 @@ from typing import Any, Final, TypeAlias
 
 from kitex_grpc.errors import ProtocolError
 
-__all__ = ["BytesLike", "StreamDecoder", "i32_at", "keep_tail", "parse_source", "u32_at"]
+__all__ = [
+    "BytesLike",
+    "FramesBeforeError",
+    "StreamDecoder",
+    "i32_at",
+    "keep_tail",
+    "parse_source",
+    "u32_at",
+]
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 
@@ -53,6 +61,19 @@ def keep_tail(buffer: bytearray, source: bytes, consumed: int) -> None:
         buffer += source if consumed == 0 else source[consumed:]
 
 
+class FramesBeforeError(ProtocolError):
+    """Malformed bytes that followed complete frames in the same input.
+
+    ``frames`` holds what the decoder built for those frames, in order: a server still answers them
+    before it closes the connection for the bad bytes (a peer's pipelined requests are not lost
+    because a later one is broken). The decoder has failed all the same.
+    """
+
+    def __init__(self, error: ProtocolError, frames: list[Any]) -> None:
+        super().__init__(error.detail)
+        self.frames = frames
+
+
 class StreamDecoder:
     """The buffering and failure rules of a decoder of length-prefixed frames; subclasses split.
 
@@ -61,7 +82,7 @@ class StreamDecoder:
     as the prefix's bytes are present, even when the frame is not complete (it is then called with the
     first ``prefix_size`` bytes held back). After a :class:`ProtocolError` (from ``_split`` or from a
     builder) the decoder is unusable and every later call raises again; frames completed earlier in
-    the failing call are not returned.
+    the failing call are then carried by the error, a :class:`FramesBeforeError`.
     """
 
     __slots__ = ("_buffer", "_error", "_max_frame_size", "_name", "_prefix_size")
@@ -92,6 +113,8 @@ class StreamDecoder:
         except ProtocolError as exc:  # the stream cannot be re-synchronised
             self._error = exc
             buffer.clear()
+            if frames:
+                raise FramesBeforeError(exc, frames) from exc
             raise
         keep_tail(buffer, source, consumed)
         return frames

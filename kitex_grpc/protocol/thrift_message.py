@@ -272,7 +272,7 @@ class FramedDecoder(StreamDecoder):
     The length is checked against ``max_frame_size`` as soon as its 4 bytes arrive, before any body is
     buffered. After a :class:`ProtocolError` (its own, or one a :meth:`receive_spans` builder raised)
     the decoder is unusable and every later call raises again; frames completed earlier in the failing
-    call are not returned.
+    call are carried by the error (a ``FramesBeforeError``).
     """
 
     __slots__ = ()

@@ -53,6 +53,7 @@ __all__ = [
     "encode_frame",
     "encode_frame_header",
     "is_ttheader",
+    "rpc_timeout_seconds",
 ]
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
@@ -187,6 +188,31 @@ _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")  # indexed by info size 
 def is_ttheader(first8: BytesLike) -> bool:
     """Whether the u32 at offset 4 carries the TTHeader magic (Kitex's ``IsTTHeader``)."""
     return len(first8) >= 8 and _unpack_u32_from(first8, 4)[0] & MAGIC_MASK == TTHEADER_MAGIC
+
+
+_I64_DIGITS: Final = 19  # decimal digits of the largest int64, 9223372036854775807
+_I64_MAX: Final = (1 << 63) - 1
+
+
+def rpc_timeout_seconds(value: str | None) -> float | None:
+    """The RPC timeout of int key 12 (milliseconds) in seconds, read as a Kitex server reads it.
+
+    Kitex parses the value with ``strconv.Atoi`` and ignores it when that fails, whether the text is
+    not a decimal integer or the number does not fit an int64 (``pkg/transmeta/ttheader.go
+    serverTTHeaderHandler.ReadMeta``); a timeout of 0 or less means none (``server/middlewares.go
+    serverTimeoutMW``). Every such value gives ``None``: the request is served without a deadline.
+    """
+    if not value:
+        return None
+    digits = value[1:] if value[0] == "+" or value[0] == "-" else value
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    if len(digits.lstrip("0")) > _I64_DIGITS:
+        return None  # out of int64 range (and never an int() of thousands of digits)
+    ms = int(value)
+    if ms <= 0 or ms > _I64_MAX:
+        return None
+    return ms / 1000
 
 
 # --------------------------------------------------------------------------------------------- encode
@@ -436,7 +462,8 @@ class TTHeaderFrameDecoder(StreamDecoder):
     ``max_frame_size`` bounds the LENGTH field (bytes after it). Any malformed input raises
     :class:`ProtocolError`; the decoder is then unusable and every later call raises again, because the
     stream can no longer be re-synchronised (the connection must be closed). Frames completed earlier in
-    the failing call are not returned. Payloads are copied out as ``bytes``, so the caller may keep them.
+    the failing call are carried by the error (a ``FramesBeforeError``). Payloads are copied out as
+    ``bytes``, so the caller may keep them.
     """
 
     __slots__ = ()

@@ -23,6 +23,8 @@ from kitex_grpc.transport.grpcio.status import error_from_rpc_error
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
+# The status text of a call grpcio failed because no connection to the address could be made.
+_CONNECT_FAILED = "failed to connect to all addresses"
 
 
 def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]]:
@@ -145,9 +147,28 @@ class GrpcioClientTransport:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
-                self._ready.discard(ri.callee.address)
+                address = ri.callee.address
+                self._ready.discard(address)
+                if self._never_sent(address, exc):
+                    # As a failed dial on the other transports: the balancer re-picks (Kitex
+                    # ErrGetConnection), since no server saw the request.
+                    raise GetConnectionError(f"dial {address} failed: {exc.details()}") from None
             ri.response_metadata = [(k, v) for k, v in exc.trailing_metadata() or ()]
             raise error_from_rpc_error(exc) from None
+
+    def _never_sent(self, address: str, exc: grpc.aio.AioRpcError) -> bool:
+        """Whether an UNAVAILABLE call failed in grpcio's own connect, before any byte was sent.
+
+        grpc core's pick_first policy fails a call it has no connection for with a status text that
+        starts so, and the channel is then not READY. A live server's UNAVAILABLE (whatever its
+        text) arrives on a READY channel, with the request sent: that one stays a
+        RemoteOrNetworkError.
+        """
+        details = exc.details() or ""
+        if not details.startswith(_CONNECT_FAILED) or exc.initial_metadata():
+            return False
+        channel = self._channels.get(address)
+        return channel is not None and channel.get_state() is not grpc.ChannelConnectivity.READY
 
     async def open_stream(self, ri: RPCInfo) -> GrpcioClientStream:
         multicallable = await self._multicallable(ri, self._streams, streaming=True)

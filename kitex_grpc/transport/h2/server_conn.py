@@ -324,9 +324,36 @@ class ServerConnection(H2Protocol):
                 logger.warning("h2 call %d failed in the transport", call.stream_id, exc_info=exc)
             code, message = to_status(exc)
         call.ended = True
-        with contextlib.suppress(StreamClosedError):
+        try:
             self.core.send_trailers(call.stream_id, code, message, metadata=metadata)
+        except StreamClosedError:
+            pass
+        except Exception as failure:  # never leave the stream open
+            self._end_internal(call, failure)
         self.flush()
+
+    def _end_internal(self, call: ServerCall, failure: Exception) -> None:
+        """Sending a reply failed: end the stream with INTERNAL, as trailers or else RST_STREAM.
+
+        Whatever failed, the caller must not be left waiting on an open stream; a plain INTERNAL
+        status (no metadata) is tried first, then RST_STREAM(INTERNAL_ERROR), which a gRPC client
+        reports as INTERNAL (PROTOCOL-HTTP2.md "Errors").
+        """
+        logger.error(
+            "h2 call %d from %s: cannot send its status (%s); ending it with INTERNAL",
+            call.stream_id,
+            self.peer,
+            failure,
+        )
+        call.ended = True
+        try:
+            self.core.send_trailers(
+                call.stream_id, StatusCode.INTERNAL, "grpc: the server failed to send the status"
+            )
+        except StreamClosedError:
+            pass
+        except Exception:  # the last resort: RST_STREAM
+            self.core.reset(call.stream_id, ErrorCodes.INTERNAL_ERROR)
 
     # -- shutdown -----------------------------------------------------------------------------------
 

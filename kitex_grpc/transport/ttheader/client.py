@@ -9,8 +9,11 @@ Per call (Kitex ``client/client.go``, ``pkg/transmeta/ttheader.go``, ``pkg/remot
    str key ``isn`` and the metainfo of this hop (``RPC_TRANSIT_`` / ``RPC_PERSIST_``);
 3. a connection from the pool (dialled within the connect timeout, else GetConnectionError);
 4. one-way: write and discard the connection, as Kitex does; otherwise wait for the reply, check
-   it, release the connection (or close it when the server sent ``crrst``, or anything went wrong);
-5. ``biz-status`` → BizStatusError, every reply str key → the caller's backward values.
+   it, release the connection (or close it when the server sent ``crrst`` or an EXCEPTION it closes
+   after, or anything went wrong);
+5. ``biz-status`` → BizStatusError, every reply str key → the caller's backward values;
+6. an EXCEPTION "biz error: context deadline exceeded" (type 6) to a request that carried int key 12
+   → RPCTimeoutError (``remote``): the server's timer for our deadline beat the client's own.
 
 Discovery and warm-up (:mod:`kitex_grpc.transport.base`): ``close_address`` closes an address's idle
 connections at once and retires the ones in use, which close when their call releases them;
@@ -29,7 +32,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from kitex_grpc import metainfo, rpcinfo
 from kitex_grpc.codec.envelope import KITEX_PROTOBUF, Envelope
@@ -38,6 +41,7 @@ from kitex_grpc.errors import (
     BizStatusError,
     GetConnectionError,
     InternalError,
+    RPCTimeoutError,
     TApplicationType,
 )
 from kitex_grpc.observability.metrics import register_pool_size
@@ -68,6 +72,11 @@ _CALL, _ONEWAY = int(MessageType.CALL), int(MessageType.ONEWAY)
 _ISN = "isn"  # HeaderIDLServiceName (pkg/transmeta/ttheader.go)
 _CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
 _BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
+# The EXCEPTION a server sends when the handler's deadline (int key 12) passed: a Go handler returns
+# ctx.Err(), wrapped as ErrBiz (server/server.go invokeHandleEndpoint), type 6 InternalError; ours
+# sends the same (transport.ttheader.errors.exception_fields).
+_DEADLINE_EXCEEDED: Final = "biz error: context deadline exceeded"
+_INTERNAL_ERROR: Final = int(TApplicationType.INTERNAL_ERROR)
 
 _seq = 0
 
@@ -88,6 +97,19 @@ def frame_limit(max_message_size: int) -> int:
 
 def _timeout_ms(seconds: float) -> str:
     return str(round(seconds * 1_000_000) // 1000)  # Go: int(timeout.Milliseconds()), truncating
+
+
+def _server_closes(reply: Message, envelope: Envelope) -> bool:
+    """Whether the server closes the connection after this EXCEPTION: any type but 6 (a handler's
+    error, after which the connection stays) answers a request it could not serve (unknown method, a
+    body it cannot decode), and Kitex closes the connection then
+    (``pkg/remote/trans/default_server_handler.go``). Over TTHeader ``crrst`` says so too; over Framed
+    nothing else does, and the pooled connection would fail the next call."""
+    try:
+        _, type_id = envelope.decode_exception(reply.body)
+    except Exception:
+        return True
+    return type_id != _INTERNAL_ERROR
 
 
 def _alive(conn: ClientConnection) -> bool:
@@ -249,7 +271,9 @@ class TTHeaderClientTransport:
         except BaseException:
             self._drop(conn)  # cancelled or failed mid-call: the stream state is unknown
             raise
-        if _CONN_RESET in reply.str_info:
+        if _CONN_RESET in reply.str_info or (
+            reply.msg_type == _EXCEPTION and _server_closes(reply, envelope)
+        ):
             self._drop(conn)
         else:
             self._release(conn)
@@ -356,6 +380,10 @@ class TTHeaderClientTransport:
         if msg_type == _EXCEPTION:
             # No name or seq check on an EXCEPTION: proxies may send seq id 0 (codec/thrift/thrift.go).
             message, type_id = envelope.decode_exception(reply.body)
+            if type_id == _INTERNAL_ERROR and message == _DEADLINE_EXCEEDED and self._sent_timeout(ri):
+                # The server's timer for the deadline we sent fired first and its reply won the race
+                # with ours: the same timeout, as the gRPC transports map DEADLINE_EXCEEDED.
+                raise RPCTimeoutError(message, remote=True)
             raise ApplicationError(message, type_id)
         if msg_type != _REPLY:
             raise ApplicationError(
@@ -375,6 +403,11 @@ class TTHeaderClientTransport:
         if biz is not None:
             raise biz
         return result
+
+    def _sent_timeout(self, ri: RPCInfo) -> bool:
+        """Whether the request carried int key 12, the deadline a server enforces (see _header)."""
+        config = ri.config
+        return self._framing.has_header and config.rpc_timeout_set and bool(config.rpc_timeout)
 
     # -- pool ---------------------------------------------------------------------------------------------
 

@@ -47,8 +47,9 @@ from kitex_grpc.errors import BizStatusError, ProtocolError, TApplicationType
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
+from kitex_grpc.protocol.frames import FramesBeforeError
 from kitex_grpc.protocol.thrift_message import MessageType
-from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey
+from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey, rpc_timeout_seconds
 from kitex_grpc.suspension import FINISHED, NOT_STARTED, EagerStepper, Resumption
 from kitex_grpc.transport.base import CallDispatcher
 from kitex_grpc.transport.epoll_io import (
@@ -161,14 +162,8 @@ class _Shape:
             self.transient, self.persistent = metainfo.from_ttheader_strinfo(str_info)
         else:
             self.transient, self.persistent = {}, {}
-        # The RPC timeout key in seconds, None when absent, empty or not an integer.
-        self.timeout: float | None = None
-        timeout = int_info.get(_RPC_TIMEOUT)
-        if timeout:
-            try:
-                self.timeout = int(timeout) / 1000
-            except ValueError:
-                self.timeout = None
+        # The RPC timeout key in seconds; None when absent or not a timeout Kitex would apply.
+        self.timeout: float | None = rpc_timeout_seconds(int_info.get(_RPC_TIMEOUT))
         self.has_int_info = bool(int_info)
         self.from_service = int_info.get(_FROM_SERVICE, "")
         self.from_method = int_info.get(_FROM_METHOD, "")
@@ -213,6 +208,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._base_context = contextvars.copy_context()
         self._stepper = EagerStepper()  # steps each request inside data_received (_serve_eagerly)
         self._closing = False  # no more requests: close once the current one is answered
+        self._bad_input: str | None = None  # bad bytes after good requests: close once those are answered
         self._paused = False
         self._limiter: ConnectionLimiter | None = None  # set while this connection is counted
         self.peer = ""
@@ -252,7 +248,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._server.connections.add(self)
 
     def data_received(self, data: memoryview) -> None:
-        if self._closing:
+        if self._closing or self._bad_input is not None:
             return
         now = self.last_active = time.monotonic()
         decoder = self._decoder
@@ -267,6 +263,9 @@ class _ServerConnection(ReceiveBufferProtocol):
             data = memoryview(head)
         try:
             messages = decoder.receive_data(data)
+        except FramesBeforeError as exc:  # the requests before the bad bytes are answered first
+            messages = exc.frames
+            self._bad_input = f"undecodable {decoder.framing.value} bytes: {exc.detail}"
         except ProtocolError as exc:
             self._abandon(f"undecodable {decoder.framing.value} bytes: {exc.detail}")
             return
@@ -278,6 +277,8 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._queue.extend(messages)
         if not (self._in_order and self._active):
             self._serve_eagerly()
+        if self._bad_input is not None and not self._active and not self._closing:
+            self._abandon(self._bad_input)
 
     def eof_received(self) -> bool | None:
         decoder = self._decoder
@@ -429,6 +430,10 @@ class _ServerConnection(ReceiveBufferProtocol):
 
     def _became_idle(self) -> None:
         self.last_active = time.monotonic()
+        if self._bad_input is not None:
+            if not self._closing:
+                self._abandon(self._bad_input)
+            return
         if self._server.draining and self._transport is not None:
             self._transport.close()
 
@@ -492,6 +497,9 @@ class _ServerConnection(ReceiveBufferProtocol):
             shape = server.shape(message)
         except RouteError as exc:
             self._reject(message, exc.detail, exc.type_id)
+            return
+        except Exception as exc:  # a header nothing can be served from: answered, never dropped
+            self._reject(message, f"bad request header: {exc}", TApplicationType.PROTOCOL_ERROR)
             return
         method = shape.method
         try:

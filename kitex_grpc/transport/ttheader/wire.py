@@ -26,7 +26,7 @@ from kitex_grpc.codec.envelope import KITEX_PROTOBUF, THRIFT, Envelope
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol import thrift_message as tm
 from kitex_grpc.protocol.detection import PayloadKind, detect_payload
-from kitex_grpc.protocol.frames import i32_at
+from kitex_grpc.protocol.frames import FramesBeforeError, i32_at
 from kitex_grpc.protocol.ttheader import (
     MAGIC,
     MAX_FRAME_SIZE,
@@ -349,6 +349,8 @@ class _BufferedSplitter:
             except ProtocolError as exc:
                 incomplete = "truncated" in exc.detail or "too short" in exc.detail
                 if not incomplete:
+                    if out:  # the messages before the bad bytes are still served
+                        raise FramesBeforeError(exc, out) from exc
                     raise
                 if len(buf) > self._limit:
                     raise ProtocolError(
@@ -395,8 +397,19 @@ class MessageDecoder:
         if self._framed is not None:
             return self._framed.receive_spans(data, _framed_span)
         assert self._buffered is not None
-        out = []
-        for raw in self._buffered.receive_data(data):
-            method, msg_type, seq_id, body = THRIFT.decode(raw)
+        error: ProtocolError | None = None
+        try:
+            raws: list[bytes] = self._buffered.receive_data(data)
+        except FramesBeforeError as exc:
+            raws, error = exc.frames, exc
+        out: list[Message] = []
+        for raw in raws:
+            try:
+                method, msg_type, seq_id, body = THRIFT.decode(raw)
+            except ProtocolError as exc:
+                error = exc
+                break
             out.append(Message(method, msg_type, seq_id, body, THRIFT, Framing.BUFFERED))
+        if error is not None:
+            raise FramesBeforeError(error, out) if out else error
         return out
