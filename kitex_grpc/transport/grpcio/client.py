@@ -19,7 +19,7 @@ from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
-from kitex_grpc.transport.grpcio.status import error_from_rpc_error
+from kitex_grpc.transport.grpcio.status import error_for_undefined_code, error_from_rpc_error
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
@@ -138,13 +138,16 @@ class GrpcioClientTransport:
 
     async def unary(self, ri: RPCInfo, request: Any) -> Any:
         multicallable = await self._multicallable(ri, self._unary, streaming=False)
+        call = multicallable(
+            request,
+            timeout=ri.time_remaining(),
+            metadata=self._metadata(ri),
+            compression=_COMPRESSION[ri.config.compression],
+        )
         try:
-            return await multicallable(
-                request,
-                timeout=ri.time_remaining(),
-                metadata=self._metadata(ri),
-                compression=_COMPRESSION[ri.config.compression],
-            )
+            return await call
+        except KeyError:
+            raise await error_for_undefined_code(call) from None
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
                 address = ri.callee.address
@@ -229,6 +232,8 @@ class GrpcioClientStream:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc_error(exc) from None
+        except KeyError:
+            raise await error_for_undefined_code(self._call) from None
         except asyncio.CancelledError:
             # grpc.aio raises CancelledError from a call cancelled by anyone; only a cancellation of
             # this task may propagate as such, a cancelled call is a call error.
@@ -242,7 +247,10 @@ class GrpcioClientStream:
         return message
 
     async def _raise_final_status(self) -> None:
-        code = await self._call.code()
+        try:
+            code = await self._call.code()
+        except KeyError:
+            raise await error_for_undefined_code(self._call) from None
         if code is not grpc.StatusCode.OK:
             details = await self._call.details()
             trailers = await self._call.trailing_metadata()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from kitex_grpc.errors import BizStatusError, KitexError, from_status
@@ -25,3 +27,12 @@ def error_from_rpc_error(exc: grpc.aio.AioRpcError) -> KitexError:
         if biz is not None:
             return biz
     return from_status(code, message)
+
+
+async def error_for_undefined_code(call: Any) -> KitexError:
+    """The error for a call whose status code grpcio does not define (Kitex's 20 for an unknown service).
+
+    grpcio before 1.81 raises ``KeyError`` building the call's error, or from ``call.code()``, for such
+    a code; later releases report it as UNKNOWN, and so does this, with the status text.
+    """
+    return from_status(StatusCode.UNKNOWN, await call.details() or "")
