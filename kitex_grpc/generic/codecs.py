@@ -97,7 +97,7 @@ class Generic:
         if mi is None:
             known = ", ".join(sorted(self.service_info.methods))
             raise ConvertError(
-                "", f"no method {name!r} in service {self.service_info.service_name} ({known})"
+                "", f"no method {name!r} in service {self.service_info.service_name} (it has: {known})"
             )
         return mi
 
