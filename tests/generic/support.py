@@ -17,7 +17,8 @@ IDL_DIR = Path(__file__).parent / "idl"
 RICH_IDL = IDL_DIR / "rich.thrift"
 RICH_PROTO = IDL_DIR / "rich.proto"
 rich_thrift: Any = load_idl(RICH_IDL).module
-THRIFT_TRANSPORTS = ["ttheader", "ttheader_framed", "framed"]
+TTHEADER_TRANSPORTS = ["ttheader", "ttheader_framed", "framed"]
+THRIFT_TRANSPORTS = [*TTHEADER_TRANSPORTS, "grpc_h2", "grpc"]
 
 
 class TypedRich:
