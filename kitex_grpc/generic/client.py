@@ -16,7 +16,7 @@ the typed values (args structs, protobuf messages, or bytes).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from kitex_grpc.callopt import CallOption
@@ -76,24 +76,31 @@ class GenericClient:
         self.generic = generic
         self.client = client
 
-    async def call(self, method: str, request: Any, *opts: CallOption) -> Any:
-        """A unary (or one-way) call: the reply's generic value (``None`` for one-way and void).
+    def call(self, method: str, request: Any, *opts: CallOption) -> Awaitable[Any]:
+        """A unary (or one-way) call: await it for the reply's generic value (``None`` for one-way
+        and void).
 
         Thrift: a declared exception raises :class:`~kitex_grpc.generic.IDLExceptionError` with its value.
+        An unknown method raises :class:`~kitex_grpc.generic.ConvertError` here, before anything is sent.
         """
         g = self.generic
         mi = g.method(method)
+        if g.binary:  # bytes in, bytes out: the typed call itself, no frame of ours around it
+            return self.client.call(method, request, *opts)
+        return self._call(g, mi, request, opts)
+
+    async def _call(self, g: Generic, mi: MethodInfo, request: Any, opts: tuple[CallOption, ...]) -> Any:
         typed = g.encode_request(mi, request)  # before anything is sent
         if isinstance(g, ThriftGeneric):
             try:
-                reply = await self.client.call(method, typed, *opts)
+                reply = await self.client.call(mi.name, typed, *opts)
             except Exception as exc:
                 declared = g.exception(mi, exc)
                 if declared is None:
                     raise
                 raise declared from None
         else:
-            reply = await self.client.call(method, typed, *opts)
+            reply = await self.client.call(mi.name, typed, *opts)
         if mi.oneway:
             return None
         return g.decode_reply(mi, reply)

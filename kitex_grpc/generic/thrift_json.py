@@ -243,25 +243,39 @@ def from_json(value: Any, ttype: int, arg: Any, opts: ThriftConvOptions, path: s
     raise ConvertError(path, f"unsupported Thrift type {ttype}")
 
 
+# Per struct class: its field names and (id, type, name, argument, optional, required) rows in id order.
+_Plan = tuple[frozenset[str], tuple[tuple[int, int, str, Any, bool, bool], ...]]
+_PLANS: dict[Any, _Plan] = {}
+
+
+def _plan(struct_type: Any) -> _Plan:
+    plan = _PLANS.get(struct_type)
+    if plan is None:
+        spec: dict[int, tuple[Any, ...]] = struct_type.thrift_spec
+        optional = optional_fields(struct_type)
+        rows = tuple(
+            (fid, e[0], e[1], e[2] if len(e) == 4 else None, fid in optional, e[-1] is True)
+            for fid, e in sorted(spec.items())
+        )
+        plan = _PLANS[struct_type] = (frozenset(e[1] for e in spec.values()), rows)
+    return plan
+
+
 def struct_from_json(struct_type: Any, value: Any, opts: ThriftConvOptions, path: str = "") -> Any:
     """A new ``struct_type`` from a JSON object (absent fields as Kitex writes them)."""
     if not isinstance(value, dict):
         raise ConvertError(path, f"expected an object for {struct_type.__name__}, got {_kind(value)}")
-    spec: dict[int, tuple[Any, ...]] = struct_type.thrift_spec
+    names, rows = _plan(struct_type)
     if not opts.allow_unknown_fields:
-        names = {entry[1] for entry in spec.values()}
         for key in value:
             if key not in names:
                 raise ConvertError(join(path, str(key)), f"unknown field of {struct_type.__name__}")
-    optional = optional_fields(struct_type)
     obj = struct_type()
-    for fid, entry in spec.items():
-        ttype, name = entry[0], entry[1]
-        arg = entry[2] if len(entry) == 4 else None
+    for _fid, ttype, name, arg, optional, _required in rows:
         item = value.get(name)
         if item is not None:
             setattr(obj, name, from_json(item, ttype, arg, opts, join(path, name)))
-        elif fid in optional:
+        elif optional:
             setattr(obj, name, None)
         else:
             setattr(obj, name, _zero(ttype, arg, opts))
@@ -346,15 +360,11 @@ def to_json(value: Any, ttype: int, arg: Any, opts: ThriftConvOptions, path: str
 def struct_to_json(obj: Any, opts: ThriftConvOptions, path: str = "") -> dict[str, Any]:
     """A thriftpy2 struct as a JSON object: the fields that are set, in IDL order."""
     out: dict[str, Any] = {}
-    spec: dict[int, tuple[Any, ...]] = type(obj).thrift_spec
-    for fid in sorted(spec):
-        entry = spec[fid]
-        ttype, name, required = entry[0], entry[1], entry[-1]
+    for _fid, ttype, name, arg, _optional, required in _plan(type(obj))[1]:
         value = getattr(obj, name, None)
         if value is None:
-            if required is True:
+            if required:
                 raise ConvertError(join(path, name), f"required field missing in {type(obj).__name__}")
             continue
-        arg = entry[2] if len(entry) == 4 else None
         out[name] = to_json(value, ttype, arg, opts, join(path, name))
     return out
