@@ -62,7 +62,14 @@ async def _describe(args: argparse.Namespace, opts: list[Any]) -> int:
     symbol: str = args.symbol.lstrip(".")
     try:
         async with ReflectionSession(args.addr, *opts[1:]) as session:
-            files = await session.files_for(symbol)
+            try:
+                files = await session.files_for(symbol)
+            except _reflection_error():
+                # A method's name is not a symbol every server resolves: ask for its service's file.
+                parent = symbol.rpartition(".")[0]
+                if not parent:
+                    raise
+                files = await session.files_for(parent)
     except _reflection_error() as exc:
         fail("describe", f"{symbol}: {exc}")
         return EXIT_RPC

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +205,27 @@ def test_bad_idl_and_unreachable_address(tmp_path: object) -> None:
     assert len(result.err.splitlines()) == 1
     result = run("list", "127.0.0.1:9")
     assert result.code == 1 and result.err.startswith("kitex-grpc list: ")
+
+
+def test_input_files_and_method_symbols(servers: Servers, tmp_path: Path) -> None:
+    one = tmp_path / "one.json"
+    one.write_text('{\n  "message": "from a file"\n}\n')
+    result = run("call", servers.pb, "echo.v1.Echo/Unary", "-f", str(one), "--format", "jsonl")
+    assert (result.code, result.out) == (0, '{"message":"from a file"}\n')
+    many = tmp_path / "many.jsonl"
+    many.write_text('{"message": "x"}\n{"message": "y"}\n')
+    result = run("call", servers.pb, "echo.v1.Echo/ClientStream", "-f", str(many), "--format", "jsonl")
+    assert (result.code, result.out) == (0, '{"message":"x,y","seq":2}\n')
+    result = run(
+        "call", servers.pb, "echo.v1.Echo/Unary", "-f", "-", "--format", "jsonl", stdin='{"message": "in"}'
+    )
+    assert (result.code, result.out) == (0, '{"message":"in"}\n')
+    result = run("call", servers.pb, "echo.v1.Echo/Unary", "-f", str(tmp_path / "missing.json"))
+    assert (result.code, result.out) == (2, "")
+    assert result.err == f"kitex-grpc call: -f {tmp_path / 'missing.json'}: No such file or directory\n"
+    result = run("describe", servers.pb, "echo.v1.Echo.Bidi")
+    assert result.code == 0, result.err
+    assert result.out == (
+        "echo.v1.Echo.Bidi is a method:\n"
+        "rpc Bidi(stream .echo.v1.EchoRequest) returns (stream .echo.v1.EchoReply);\n"
+    )
