@@ -4,13 +4,15 @@
 
     PYTHONPATH=. python -m bench.generic                      # TTHEADER and GRPC_H2, 5 rounds x 2 s
     PYTHONPATH=. python -m bench.generic --transports ttheader --rounds 3 --slice 1
+    PYTHONPATH=. python -m bench.generic --cpu 3000        # client CPU per call, one call at a time
 
 A server process (this module with ``--serve``, pinned to the first allowed CPU) serves the Thrift
 Echo (``idl/echo.thrift``) over TTHeader, or the protobuf Echo over GRPC_H2. The client process (pinned
 to the second CPU) runs three clients of it: typed (thriftpy2 structs / generated protobuf messages),
 JSON generic, and binary generic (request bytes built once), each with 64 calls in flight on one
-client, in alternating slices (typed, json, binary, typed, ...) so that drift of the machine hits all
-three alike. It prints calls/s per client (median of the rounds) and the ratios to the typed client.
+client, in alternating slices (typed, json, binary, then json, binary, typed, ...) so that drift
+of the machine hits all three alike. It prints calls/s per client (median of the rounds) and the
+ratios to the typed client.
 """
 
 from __future__ import annotations
@@ -132,13 +134,37 @@ async def _measure(transport: str, address: str, rounds: int, seconds: float) ->
     try:
         for call, _ in callers.values():  # warm-up: connections, caches
             await _slice(call, 0.5)
-        for _ in range(rounds):
-            for name, (call, _) in callers.items():
-                rates[name].append(await _slice(call, seconds))
+        names = list(callers)
+        for r in range(rounds):  # each round starts with the next client: no place in the order is kept
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                rates[name].append(await _slice(callers[name][0], seconds))
     finally:
         for _, closer in callers.values():
             await closer.close()
     return rates
+
+
+async def _cpu(transport: str, address: str, rounds: int, calls: int) -> dict[str, list[float]]:
+    """Client CPU per call (µs), one call at a time: what each client costs, without contention."""
+    _pin(1)
+    callers = _callers(transport, address)
+    cpu: dict[str, list[float]] = {name: [] for name in callers}
+    try:
+        for call, _ in callers.values():
+            for _ in range(calls // 4):
+                await call()
+        names = list(callers)
+        for r in range(rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                call = callers[name][0]
+                start = time.process_time()
+                for _ in range(calls):
+                    await call()
+                cpu[name].append((time.process_time() - start) / calls * 1e6)
+    finally:
+        for _, closer in callers.values():
+            await closer.close()
+    return cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transports", nargs="+", default=["ttheader", "grpc_h2"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--slice", type=float, default=2.0, help="seconds per client per round")
+    parser.add_argument(
+        "--cpu", type=int, metavar="CALLS", help="measure client CPU per call instead, CALLS calls a slice"
+    )
     args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(_serve(args.serve))
@@ -169,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             line = proc.stdout.readline()
             if not line.startswith("LISTENING "):
                 raise SystemExit(f"server for {transport} did not start: {line!r}")
-            rates = asyncio.run(_measure(transport, line.split()[1], args.rounds, args.slice))
+            address = line.split()[1]
+            if args.cpu:
+                cpu = asyncio.run(_cpu(transport, address, args.rounds, args.cpu))
+                for name, values in cpu.items():
+                    print(f"{transport:9} {name:7} {statistics.median(values):7.1f} µs client CPU per call")
+                continue
+            rates = asyncio.run(_measure(transport, address, args.rounds, args.slice))
         finally:
             assert proc.stdin is not None
             proc.stdin.close()
