@@ -128,6 +128,7 @@ class ThriftGeneric(Generic):
         self.idl = idl
         self.opts = opts
         self.text = text
+        self.raw_string_reply = False
         self.service_info = service_info(idl.service, service_name=service_name)
 
     def _arg(self, mi: MethodInfo) -> tuple[str, int, Any] | None:
@@ -169,6 +170,8 @@ class ThriftGeneric(Generic):
         spec = mi.response_type.thrift_spec.get(0)
         if spec is None or reply is None:
             return None
+        if self.raw_string_reply and spec[0] == STRING:
+            return reply  # Kitex's form: a string return is the string itself, not JSON
         return self._value_out(reply, spec, "")
 
     def exception(self, mi: MethodInfo, exc: BaseException) -> IDLExceptionError | None:
@@ -269,10 +272,15 @@ def json_thrift(
     i64_as_string: bool = False,
     base64_binary: bool = True,
     allow_unknown_fields: bool = False,
+    raw_string_reply: bool = False,
 ) -> ThriftGeneric:
     """JSON over Thrift from an IDL path or IDL text (Kitex ``JSONThriftGeneric``).
 
     ``service``: the IDL service (default: the last one, Kitex's default parse mode).
+    ``raw_string_reply``: a method returning ``string`` gives the string itself, as Kitex does,
+    instead of its JSON text (the default, so every reply parses as JSON).
+    ``allow_unknown_fields``: skip JSON keys the IDL does not declare, as Kitex does (default: refuse).
+    ``base64_binary=False``: binary as the raw bytes' text, Kitex's ``SetBinaryWithBase64(false)``.
     """
     loaded = load_idl(idl, include_dirs=list(include_dirs), service_name=service)
     opts = ThriftConvOptions(
@@ -280,7 +288,9 @@ def json_thrift(
         i64_as_string=i64_as_string,
         allow_unknown_fields=allow_unknown_fields,
     )
-    return ThriftGeneric(loaded, opts, True, None)
+    generic = ThriftGeneric(loaded, opts, True, None)
+    generic.raw_string_reply = raw_string_reply
+    return generic
 
 
 def map_thrift(

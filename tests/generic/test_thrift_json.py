@@ -160,3 +160,13 @@ def test_bad_idl_and_unknown_method_are_clear() -> None:
         json_thrift("/nonexistent/x.thrift")
     with pytest.raises(ConvertError, match="no method 'Nope' in service Rich"):
         json_thrift(IDL).method("Nope")
+
+
+def test_kitex_forms_behind_options() -> None:
+    kitex_like = json_thrift(IDL, raw_string_reply=True, allow_unknown_fields=True)
+    ours = json_thrift(IDL)
+    name = ours.method("Name")
+    assert ours.decode_reply(name, 'say "hi"') == '"say \\"hi\\""'
+    assert kitex_like.decode_reply(kitex_like.method("Name"), 'say "hi"') == 'say "hi"'
+    args = kitex_like.encode_request(kitex_like.method("Echo"), '{"big": 1, "unknown": 2}')
+    assert args.req.big == 1
