@@ -234,8 +234,11 @@ class BinaryGeneric(Generic):
 
     binary = True
 
-    def __init__(self, service_name: str, package: str, codec: PayloadCodec) -> None:
+    def __init__(
+        self, service_name: str, package: str, codec: PayloadCodec, oneway: frozenset[str] = frozenset()
+    ) -> None:
         self.payload_codec = codec
+        self.oneway = oneway
         self.service_info = ServiceInfo(service_name, [], package_name=package, payload_codec=codec)
         # A nil request is an empty struct (Kitex binarythrift_codec_v2.go) or an empty message.
         self._empty = b"\x00" if codec is PayloadCodec.THRIFT else b""
@@ -255,6 +258,7 @@ class BinaryGeneric(Generic):
                 mode,
                 None,
                 None,
+                oneway=name in self.oneway and not mode.is_streaming,
                 serialize_request=serialize,
                 deserialize_request=_identity,
                 serialize_response=serialize,
@@ -383,10 +387,14 @@ def module_from_files(files: list[Any]) -> Any:
     return ProtoModule(pool, [f.name for f in files])
 
 
-def binary_thrift(service_name: str) -> BinaryGeneric:
+def binary_thrift(service_name: str, *, oneway: Sequence[str] = ()) -> BinaryGeneric:
     """Thrift struct bytes in and out (Kitex ``BinaryThriftGenericV2``): the ``<method>_args`` struct
-    body for a request and the ``<method>_result`` struct body for a reply."""
-    return BinaryGeneric(service_name, "", PayloadCodec.THRIFT)
+    body for a request and the ``<method>_result`` struct body for a reply.
+
+    ``oneway``: the methods that are ``oneway`` in the IDL (sent as ONEWAY, no reply awaited); without
+    an IDL there is no other way to know.
+    """
+    return BinaryGeneric(service_name, "", PayloadCodec.THRIFT, frozenset(oneway))
 
 
 def binary_pb(service_name: str, package: str = "") -> BinaryGeneric:
