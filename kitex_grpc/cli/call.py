@@ -163,6 +163,8 @@ async def _call(args: argparse.Namespace) -> int:
         raise UsageError(
             "--meta-backward needs a TTHeader transport (Kitex's gRPC carries no backward values)"
         )
+    if args.compression and not proto.is_grpc:
+        raise UsageError("--compression needs a gRPC transport (TTHeader payloads are not compressed)")
     if headers and not proto.is_grpc:
         raise UsageError("-H needs a gRPC transport; use --meta for TTHeader")
     if transport == "kitex-protobuf" and isinstance(g, ThriftGeneric):

@@ -47,7 +47,8 @@ def test_unary_by_reflection(servers: Servers) -> None:
 @pytest.mark.parametrize("transport", ["grpc", "grpc-h2", "kitex-protobuf"])
 def test_unary_with_a_proto_idl_on_every_transport(servers: Servers, transport: str) -> None:
     args = ["call", servers.pb, "echo.v1.Echo/Unary", "--idl", str(ECHO_PROTO), "--transport", transport]
-    result = run(*args, "-d", '{"message": "x", "payload": "AAE="}', "--format", "jsonl")
+    gzip = ["--compression", "gzip"] if transport.startswith("grpc") else []
+    result = run(*args, *gzip, "-d", '{"message": "x", "payload": "AAE="}', "--format", "jsonl")
     assert (result.code, result.out, result.err) == (0, '{"message":"x","payload":"AAE="}\n', "")
 
 
@@ -184,6 +185,21 @@ NO_BACKWARD = "--meta-backward needs a TTHeader transport (Kitex's gRPC carries 
             ["call", "127.0.0.1:9", "Echo/Unary", "--idl", str(ECHO_PROTO), "--meta-backward", "-d", "{}"],
             2,
             P + NO_BACKWARD + "\n",
+        ),
+        (
+            [
+                "call",
+                "127.0.0.1:9",
+                "Echo/echo",
+                "--idl",
+                "idl/echo.thrift",
+                "--compression",
+                "gzip",
+                "-d",
+                "{}",
+            ],
+            2,
+            P + "--compression needs a gRPC transport (TTHeader payloads are not compressed)\n",
         ),
     ],
 )
