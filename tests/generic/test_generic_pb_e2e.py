@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -193,3 +194,25 @@ async def test_json_pb_from_the_servers_reflection(transport: str) -> None:
         g = await json_pb_from_reflection(svr.address, "echo.v1.Echo", *opts)
         async with new_client(g, "echo", client.with_host_ports(svr.address), *opts) as cli:
             assert json.loads(await cli.call("Unary", '{"message": "r"}')) == {"message": "r"}
+
+
+@pytest.mark.parametrize("transport", GRPC)
+async def test_the_chain_applies_timeouts_and_metainfo(transport: str, echo_generic: Any) -> None:
+    from kitex_grpc import client, metainfo
+    from kitex_grpc.errors import RPCTimeoutError
+
+    async with serve(server.with_transport_protocol(transport)) as (svr, handler):
+        opts = client_opts(svr, transport, client.with_rpc_timeout(0.3))
+        async with new_client(echo_generic, "echo", *opts) as cli:
+            with pytest.raises(RPCTimeoutError):
+                await cli.call("Unary", '{"message": "block"}')
+            async with asyncio.timeout(5):  # the deadline reached the server, which cancelled the handler
+                await handler.cancelled.wait()
+            with metainfo.with_value("temp", "t1"), metainfo.with_persistent_value("pk", "p1"):
+                reply = json.loads(await cli.call("Unary", '{"message": "meta"}'))
+            seen = json.loads(reply["message"])
+            assert (seen["transient"], seen["persistent"], seen["deadline"]) == (
+                {"TEMP": "t1"},
+                {"PK": "p1"},
+                True,
+            )
