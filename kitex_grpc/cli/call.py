@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,20 @@ class _Input:
                 yield number, line
 
     async def stdin_lines(self) -> AsyncIterator[tuple[int, str]]:
+        # A daemon thread reads stdin: when the stream ends first (the server finished or failed), the
+        # command exits at once instead of waiting for a line or EOF that a terminal may never send.
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str] = asyncio.Queue()
+
+        def read() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, "")
+
+        threading.Thread(target=read, name="kitex-grpc-stdin", daemon=True).start()
         number = 0
         while True:
-            line = await asyncio.to_thread(sys.stdin.readline)
+            line = await lines.get()
             if not line:
                 return
             number += 1

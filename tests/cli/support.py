@@ -26,7 +26,8 @@ def command() -> list[str]:
     return [sys.executable, "-m", "kitex_grpc.cli"]
 
 
-def _env() -> dict[str, str]:
+def env() -> dict[str, str]:
+    """The environment for the command: this tree on PYTHONPATH."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return env
@@ -47,7 +48,7 @@ def run(*args: str, stdin: str = "", timeout: float = 30) -> Result:
         input=stdin.encode(),
         capture_output=True,
         timeout=timeout,
-        env=_env(),
+        env=env(),
         cwd=ROOT,
     )
     return Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(), proc.stdout)
@@ -67,7 +68,7 @@ def running_servers(transport: str) -> Iterator[Servers]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env=_env(),
+        env=env(),
         cwd=ROOT,
     )
     try:

@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from gen.echo.v1 import echo_pb2
-from tests.cli.support import ECHO_PROTO, RICH_THRIFT, ROOT, Servers, best_of, run, running_servers
+from tests.cli.support import (
+    ECHO_PROTO,
+    RICH_THRIFT,
+    ROOT,
+    Servers,
+    best_of,
+    command,
+    env,
+    run,
+    running_servers,
+)
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +255,22 @@ def test_input_files_and_method_symbols(servers: Servers, tmp_path: Path) -> Non
         "echo.v1.Echo.Bidi is a method:\n"
         "rpc Bidi(stream .echo.v1.EchoRequest) returns (stream .echo.v1.EchoReply);\n"
     )
+
+
+def test_a_stream_that_ends_first_does_not_wait_for_stdin(servers: Servers) -> None:
+    # the server fails the bidi stream on the first message while stdin stays open (a terminal)
+    cmd = [*command(), "call", servers.pb, "echo.v1.Echo/Bidi", "--format", "jsonl"]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env()
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b'{"message": "error:gone"}\n')
+        proc.stdin.flush()
+        code = proc.wait(15)  # stdin still open: the command must not wait for it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 1
+    assert proc.stderr is not None and proc.stderr.read().decode().startswith("kitex-grpc call: RPC failed: ")
