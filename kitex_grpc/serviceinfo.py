@@ -170,6 +170,13 @@ class ServiceInfo:
     def method(self, name: str) -> MethodInfo | None:
         return self.methods.get(name)
 
+    def add_method(self, method: MethodInfo) -> None:
+        """Add (or replace) a method after construction: generic services learn methods per call."""
+        table = dict(self.methods)
+        table[method.name] = method
+        self.methods = table
+        self._paths = {**self._paths, method.name: f"/{self.full_name}/{method.name}"}
+
     def grpc_path(self, method: str) -> str:
         return self._paths[method]
 

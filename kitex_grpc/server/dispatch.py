@@ -53,6 +53,8 @@ class Dispatcher:
         "methods",
         "services",
         "tracer",
+        "unknown",
+        "unknown_invoker",
     )
 
     def __init__(
@@ -71,22 +73,34 @@ class Dispatcher:
         self.invokers: dict[MethodInfo, Invoker] = {}
         self.endpoint: Endpoint = self.invoke
         self.tracer: Tracer | None = None
+        # The unknown-service/method handler (kitex_grpc.generic.register_unknown_handler): makes an
+        # entry for a (service, method) nothing registered; its calls go to unknown_invoker.
+        self.unknown: Callable[[str, str], RegisteredMethod] | None = None
+        self.unknown_invoker: Invoker | None = None
 
     def register(self, service: ServiceInfo, method: MethodInfo, invoke: Invoker) -> None:
         self.methods[(service.service_name, method.name)] = RegisteredMethod(service, method, invoke)
         self.invokers[method] = invoke
 
     def lookup(self, service_name: str, method_name: str) -> RegisteredMethod | None:
-        return self.methods.get((service_name, method_name))
+        entry = self.methods.get((service_name, method_name))
+        if entry is None and self.unknown is not None:
+            return self.unknown(service_name, method_name)
+        return entry
 
     def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None:
         """Kitex ``SearchService``: the service named so, or without a name the first with the method."""
         if service_name:
-            return self.services.get(service_name)
-        for service in self.services.values():
-            if method_name in service.methods:
-                return service
-        return None
+            found = self.services.get(service_name)
+        else:
+            found = None
+            for service in self.services.values():
+                if method_name in service.methods:
+                    found = service
+                    break
+        if found is None and self.unknown is not None:
+            return self.unknown(service_name, method_name).service
+        return found
 
     def new_rpcinfo(
         self, entry: Any, peer: str, local: str, metadata: Metadata, deadline: float | None
@@ -122,7 +136,11 @@ class Dispatcher:
 
     def invoke(self, ri: RPCInfo, request: Any) -> Awaitable[Any]:
         """The chain's last endpoint: the handler of ``ri.method``."""
-        result: Awaitable[Any] = self.invokers[ri.method](ri, request)
+        invoker = self.invokers.get(ri.method)
+        if invoker is None:  # an entry made by the unknown-service handler
+            invoker = self.unknown_invoker
+            assert invoker is not None
+        result: Awaitable[Any] = invoker(ri, request)
         return result
 
 

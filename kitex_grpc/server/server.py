@@ -137,7 +137,7 @@ class Server:
         """Bind and start serving. Returns once the server accepts connections."""
         if self._transport is not None:
             raise RuntimeError("server already started")
-        if not self._services:
+        if not self._services and self._dispatch.unknown is None:
             raise RuntimeError("no service registered: call register_service() first")
         hooks = self._options.hooks
         for hook in hooks:
