@@ -77,6 +77,7 @@ from kitex_grpc.protocol.h2_events import (
     PingReceived,
     SettingsChanged,
     StreamEnded,
+    StreamRefused,
     StreamReset,
     TrailersReceived,
     WindowUpdated,
@@ -106,8 +107,8 @@ _MAX_STREAM_ID = 2**31 - 1
 class GrpcConnectionConfig:
     """Tuning of one connection core; defaults are Kitex's (KITEX-WIRE.md §3 "Other HTTP/2 defaults").
 
-    ``max_concurrent_streams`` is advertised by a server (``None``: unlimited, as grpc-go). A peer
-    that exceeds it breaks HTTP/2 and h2 closes the connection.
+    ``max_concurrent_streams`` is advertised by a server (``None``: unlimited, as grpc-go). A stream
+    over it is refused alone with RST_STREAM(REFUSED_STREAM) and reported as :class:`StreamRefused`.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -270,6 +271,7 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         # ends the connection (see set_header_list_limit).
         self.header_list_limit = max_list
         self.oversized_streams: set[int] = set()
+        self.refused_streams: list[int] = []  # over MAX_CONCURRENT_STREAMS, not yet reported
         self.incoming_buffer = _FrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
@@ -352,6 +354,7 @@ class _GrpcH2Connection(h2.connection.H2Connection):
 
     def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         # h2's, except that the inbound stream limit is counted (an O(n) scan) only when it is near.
+        refuse = False
         if frame.stream_id not in self.streams:
             limit = self.local_settings.max_concurrent_streams
             streams = self.streams
@@ -359,7 +362,9 @@ class _GrpcH2Connection(h2.connection.H2Connection):
                 value = self.open_inbound_streams  # counts, and forgets closed streams
                 self._sweep_at = 2 * len(streams) + 64
                 if value + 1 > limit:
-                    raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {limit}, {value} open")
+                    if self.config.client_side:
+                        raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {limit}")
+                    refuse = True
         try:
             headers, size = self.decoder.decode_sized(frame.data)
         except hpack.OversizedHeaderListError as e:
@@ -371,6 +376,12 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         frames, stream_events = stream.receive_headers(
             headers, "END_STREAM" in frame.flags, self.config.header_encoding
         )
+        if refuse:
+            # Over our MAX_CONCURRENT_STREAMS: the headers were decoded (HPACK state stays in step) and
+            # this stream alone is refused (RFC 9113 §5.1.2, §8.7: never processed, safe to retry), as
+            # grpc-go and gRPC C-core do; the connection and its other calls go on.
+            self.refused_streams.append(frame.stream_id)
+            return frames + stream.reset_stream(ErrorCodes.REFUSED_STREAM), events
         if "PRIORITY" in frame.flags:
             _, p_events = self._receive_priority_frame(frame)
             stream_events[0].priority_updated = p_events[0]  # type: ignore[attr-defined]
@@ -656,6 +667,9 @@ class _GrpcConnection:
                 self._on_other(ev, events)
         if window_changed and self._blocked:
             self._flush_blocked(events)
+        if self._conn.refused_streams:
+            events.extend(StreamRefused(stream_id=sid) for sid in self._conn.refused_streams)
+            self._conn.refused_streams.clear()
         return events
 
     # -- commands shared by both roles -------------------------------------------------------------
