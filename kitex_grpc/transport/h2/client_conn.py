@@ -65,6 +65,7 @@ class ClientCall:
         "headers",
         "messages",
         "recv_wakeup",
+        "refused",
         "send_wakeup",
         "stream_id",
         "trailers",
@@ -82,6 +83,7 @@ class ClientCall:
         self.recv_wakeup = Wakeup()
         self.send_wakeup = Wakeup()
         self.deadline_timer: asyncio.TimerHandle | None = None
+        self.refused = False  # RST_STREAM(REFUSED_STREAM): the server never processed it
 
     def wake_recv(self) -> None:
         self.recv_wakeup.wake()
@@ -250,6 +252,7 @@ class ClientConnection(H2Protocol):
                 assert isinstance(ev, StreamReset)
                 call = calls.pop(ev.stream_id, None)
                 if call is not None:
+                    call.refused = ev.error_code == ErrorCodes.REFUSED_STREAM and not call.headers
                     call.finish(error_from_reset(ev.error_code))
                     self._call_ended()
             elif kind is CallRejected:

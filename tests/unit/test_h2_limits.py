@@ -1,0 +1,93 @@
+"""Sans-IO flood guards (kitex_grpc.protocol.h2_limits) and the rate-limited event log."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from kitex_grpc.protocol.h2_limits import (
+    MAX_PING_STRIKES,
+    NO_STREAM_PING_TIME,
+    FloodLimits,
+    PingEnforcement,
+    PingPolicy,
+    RateWindow,
+)
+from kitex_grpc.transport.eventlog import EventLog
+
+
+def test_ping_policy_strikes_like_grpc_go() -> None:
+    policy = PingPolicy(min_time=10.0)
+    assert not policy.ping_received(0.0, open_streams=1, highest_stream_id=0)  # the first is free
+    # Too soon, with a stream open: strikes 1 and 2 are tolerated, the third ends the connection.
+    assert not policy.ping_received(1.0, 1, 0)
+    assert not policy.ping_received(2.0, 1, 0)
+    assert policy.strikes == MAX_PING_STRIKES
+    assert policy.ping_received(3.0, 1, 0)
+
+
+def test_ping_policy_forgives_after_a_stream_and_respects_min_time() -> None:
+    policy = PingPolicy(min_time=10.0)
+    policy.ping_received(0.0, 1, 0)
+    policy.ping_received(1.0, 1, 0)
+    policy.ping_received(2.0, 1, 0)
+    assert not policy.ping_received(3.0, 1, 5)  # a stream opened since: strikes reset
+    assert policy.strikes == 0
+    assert not policy.ping_received(13.0, 1, 5)  # 10 s later: within policy
+    assert policy.strikes == 0
+
+
+def test_ping_policy_without_streams_allows_one_per_two_hours() -> None:
+    policy = PingPolicy(min_time=10.0)
+    policy.ping_received(0.0, 0, 0)
+    policy.ping_received(60.0, 0, 0)
+    assert policy.strikes == 1
+    policy = PingPolicy(min_time=10.0)
+    policy.ping_received(0.0, 0, 0)
+    policy.ping_received(NO_STREAM_PING_TIME + 1, 0, 0)
+    assert policy.strikes == 0
+    permissive = PingPolicy(min_time=10.0, permit_without_stream=True)
+    permissive.ping_received(0.0, 0, 0)
+    permissive.ping_received(60.0, 0, 0)
+    assert permissive.strikes == 0
+
+
+def test_rate_window_is_a_token_bucket() -> None:
+    window = RateWindow(rate=10.0, burst=5)
+    assert all(window.allow(0.0) for _ in range(5))
+    assert not window.allow(0.0)
+    assert window.allow(0.2)  # 2 tokens back, one of them owed
+    assert not window.allow(0.2, 2)
+    off = RateWindow(rate=0, burst=1)
+    assert all(off.allow(0.0) for _ in range(10_000))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"settings_rate": -1}, {"reset_burst": 0}, {"max_control_replies": 0}],
+)
+def test_flood_limits_are_validated(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        FloodLimits(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        PingEnforcement(min_time=-1)
+
+
+def test_event_log_writes_one_line_and_a_count_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    log = EventLog(logging.getLogger("test.eventlog"), interval=1.0, clock=lambda: now[0])
+    caplog.set_level(logging.WARNING, logger="test.eventlog")
+    for i in range(10_000):
+        now[0] = i / 10_000  # 10,000 events within one second
+        log.warning("flood", "event %d", i)
+    log.warning("other", "another kind")
+    now[0] = 1.5
+    log.warning("flood", "event %d", 10_000)  # a new interval: the summary first, then this one
+    log.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "event 0",
+        "another kind",
+        "event 9999 (9999 more in the last 1.5s)",
+        "event 10000",
+    ]
