@@ -83,6 +83,7 @@ from kitex_grpc.protocol.h2_events import (
     WindowUpdated,
 )
 from kitex_grpc.protocol.h2_hpack import CachingDecoder, CachingEncoder
+from kitex_grpc.protocol.h2_limits import FloodGuard
 from kitex_grpc.status import StatusCode
 
 __all__ = [
@@ -272,6 +273,8 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         self.header_list_limit = max_list
         self.oversized_streams: set[int] = set()
         self.refused_streams: list[int] = []  # over MAX_CONCURRENT_STREAMS, not yet reported
+        self.guard: FloodGuard | None = None
+        self.calmed: bytes | None = None  # the guard's GOAWAY debug data once it tripped
         self.incoming_buffer = _FrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
@@ -316,6 +319,38 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             if frames:
                 self._prepare_for_sending(frames)
         return events  # type: ignore[no-any-return]
+
+    # Flood guard (server): PING, SETTINGS and RST_STREAM frames are checked as they are parsed. Once
+    # the guard trips, the rest of the read is dropped unparsed and the core sends GOAWAY.
+
+    def _calm(self, reason: bytes) -> tuple[list[Any], list[h2.events.Event]]:
+        self.calmed = reason
+        del self.incoming_buffer._data[:]  # the frame loop ends: nothing more is parsed
+        return [], []
+
+    def _receive_ping_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        guard = self.guard
+        if guard is not None and "ACK" not in frame.flags:
+            reason = guard.ping(self.open_inbound_streams, self.highest_inbound_stream_id)
+            if reason is not None:
+                return self._calm(reason)
+        return super()._receive_ping_frame(frame)
+
+    def _receive_settings_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        guard = self.guard
+        if guard is not None and "ACK" not in frame.flags:
+            reason = guard.settings()
+            if reason is not None:
+                return self._calm(reason)
+        return super()._receive_settings_frame(frame)
+
+    def _receive_rst_stream_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        guard = self.guard
+        if guard is not None:
+            reason = guard.reset()
+            if reason is not None:
+                return self._calm(reason)
+        return super()._receive_rst_stream_frame(frame)
 
     def _receive_fast_data_frame(self, frame: _DataFrame) -> tuple[list[Any], list[h2.events.Event]]:
         # h2's _receive_data_frame without its state-machine look-ups for the common case: DATA without
@@ -372,16 +407,12 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
             raise h2.exceptions.ProtocolError(f"Error decoding header block: {e}") from e
         events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+        if refuse:
+            return self._refuse(frame.stream_id), events
         stream = self._get_or_create_stream(frame.stream_id, AllowedStreamIDs(not self.config.client_side))
         frames, stream_events = stream.receive_headers(
             headers, "END_STREAM" in frame.flags, self.config.header_encoding
         )
-        if refuse:
-            # Over our MAX_CONCURRENT_STREAMS: the headers were decoded (HPACK state stays in step) and
-            # this stream alone is refused (RFC 9113 §5.1.2, §8.7: never processed, safe to retry), as
-            # grpc-go and gRPC C-core do; the connection and its other calls go on.
-            self.refused_streams.append(frame.stream_id)
-            return frames + stream.reset_stream(ErrorCodes.REFUSED_STREAM), events
         if "PRIORITY" in frame.flags:
             _, p_events = self._receive_priority_frame(frame)
             stream_events[0].priority_updated = p_events[0]  # type: ignore[attr-defined]
@@ -392,6 +423,22 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             # event the core handles takes its stream id out again.
             self.oversized_streams.add(frame.stream_id)
         return frames, events + stream_events
+
+    def _refuse(self, stream_id: int) -> list[Any]:
+        # Over our MAX_CONCURRENT_STREAMS: the headers were decoded (HPACK state stays in step) and this
+        # stream alone is refused (RFC 9113 §5.1.2, §8.7: never processed, safe to retry), as grpc-go
+        # and gRPC C-core do; the connection and its other calls go on. No h2 stream is made: h2 sees
+        # the id as one it reset (later frames on it are answered as h2 answers those).
+        if stream_id <= self.highest_inbound_stream_id:
+            raise h2.exceptions.StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
+        if stream_id % 2 == 0:
+            raise h2.exceptions.ProtocolError("Invalid stream ID for peer.")
+        self.highest_inbound_stream_id = stream_id
+        self._closed_streams[stream_id] = h2.stream.StreamClosedBy.SEND_RST_STREAM
+        self.refused_streams.append(stream_id)
+        reset = RstStreamFrame(stream_id)
+        reset.error_code = ErrorCodes.REFUSED_STREAM
+        return [reset]
 
     def outbound_streams_available(self) -> int:
         """``max_concurrent_streams - open_outbound_streams``, without a scan when the limit is far."""
@@ -642,6 +689,10 @@ class _GrpcConnection:
         except h2.exceptions.ProtocolError as exc:
             code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
             raise H2ConnectionError(str(exc) or type(exc).__name__, int(code)) from exc
+        if self._conn.calmed is not None:
+            reason = self._conn.calmed
+            self.close(ErrorCodes.ENHANCE_YOUR_CALM, additional_data=reason)
+            raise H2ConnectionError(reason.decode("ascii", "replace"), ErrorCodes.ENHANCE_YOUR_CALM)
         events: list[Event] = []
         window_changed = False
         for ev in h2_events:
@@ -1322,6 +1373,12 @@ class GrpcServerConnection(_GrpcConnection):
 
     _client_side = False
     _transitions = SERVER_RECV_TRANSITIONS
+
+    def set_flood_guard(self, guard: FloodGuard) -> None:
+        """Check the client's PING, SETTINGS and RST_STREAM frames with ``guard`` as they arrive; when
+        it trips, ``receive_data`` queues GOAWAY ENHANCE_YOUR_CALM with its debug data and raises
+        :class:`H2ConnectionError`."""
+        self._conn.guard = guard
 
     def send_headers(
         self, stream_id: int, *, metadata: gh.Metadata = (), encoding: str | None = None

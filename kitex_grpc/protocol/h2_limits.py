@@ -19,6 +19,7 @@ violation with GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1, error code 0xb).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_PING_STRIKES",
     "NO_STREAM_PING_TIME",
     "TOO_MANY_PINGS",
+    "FloodGuard",
     "FloodLimits",
     "PingEnforcement",
     "PingPolicy",
@@ -152,3 +154,32 @@ class PingEnforcement:
     def __post_init__(self) -> None:
         if self.min_time < 0:
             raise ValueError("min_time must not be negative")
+
+
+class FloodGuard:
+    """The flood checks of one server connection, consulted by the core frame by frame
+    (:meth:`kitex_grpc.protocol.h2_call.GrpcServerConnection.set_flood_guard`): each returns ``None``
+    or the GOAWAY debug data that ends the connection. Checking as each frame is parsed stops a
+    flood within the read that carries it, before h2 answered thousands of PINGs.
+
+    ``clock`` (seconds, monotonic) is read only for PING, SETTINGS and RST_STREAM frames.
+    """
+
+    __slots__ = ("_clock", "_pings", "_resets", "_settings")
+
+    def __init__(self, ping: PingEnforcement, flood: FloodLimits, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._pings = PingPolicy(ping.min_time, ping.permit_without_stream)
+        self._settings = RateWindow(flood.settings_rate, flood.settings_burst)
+        self._resets = RateWindow(flood.reset_rate, flood.reset_burst)
+
+    def ping(self, open_streams: int, highest_stream_id: int) -> bytes | None:
+        if self._pings.ping_received(self._clock(), open_streams, highest_stream_id):
+            return TOO_MANY_PINGS
+        return None
+
+    def settings(self) -> bytes | None:
+        return None if self._settings.allow(self._clock()) else b"too_many_settings"
+
+    def reset(self) -> bytes | None:
+        return None if self._resets.allow(self._clock()) else b"too_many_resets"

@@ -161,8 +161,10 @@ async def test_hpack_amplification_ends_the_connection_before_holding_it() -> No
              (b"content-type", b"application/grpc"), (b"x-b", b"v" * 4000)]
         )  # fmt: skip
         writer.write(PREFACE + EMPTY_SETTINGS + frame(0x1, 0x4, 1, first))
+        # Requests (POST, http, a literal :path, content-type from the table) naming x-b 1,000 times.
+        attack = b"\x83\x86\x04\x13/echo.v1.Echo/Unary\xbf" + b"\xbe" * 1000
         for i in range(40):
-            writer.write(frame(0x1, 0x4, 3 + 2 * i, b"\xbe" * 1000))  # 0xbe: dynamic entry 62, x-b
+            writer.write(frame(0x1, 0x4, 3 + 2 * i, attack))
         await writer.drain()
         data = await read_until_eof(reader, 10)
         writer.close()
@@ -366,7 +368,7 @@ async def test_rapid_reset_ends_in_goaway(caplog: pytest.LogCaptureFixture) -> N
             await raw.until(has_goaway, seconds=5)
         end = goaway(raw.events)
         assert end is None or (end.error_code == CALM and end.additional_data == b"too_many_resets")
-        assert calmed(caplog, "RST_STREAM flood") and not transport.connections
+        assert calmed(caplog, "too_many_resets") and not transport.connections
         raw.close()
         await unary_ok(svr.address)
 

@@ -46,7 +46,7 @@ from kitex_grpc.errors import (
 )
 from kitex_grpc.options.address import format_address
 from kitex_grpc.protocol.grpc_headers import GrpcHeaderError
-from kitex_grpc.protocol.h2_call import GrpcServerConnection, StreamClosedError
+from kitex_grpc.protocol.h2_call import GrpcServerConnection, H2ConnectionError, StreamClosedError
 from kitex_grpc.protocol.h2_events import (
     CallRejected,
     CallStarted,
@@ -61,7 +61,7 @@ from kitex_grpc.protocol.h2_events import (
     StreamReset,
     WindowUpdated,
 )
-from kitex_grpc.protocol.h2_limits import TOO_MANY_PINGS, PingPolicy, RateWindow
+from kitex_grpc.protocol.h2_limits import FloodGuard
 from kitex_grpc.status import StatusCode
 from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2.config import H2Tuning
@@ -151,9 +151,7 @@ class ServerConnection(H2Protocol):
         self._drain_acked = False
         self.done: asyncio.Future[None] = self._loop.create_future()  # set when the socket closed
         self._events = events or _EVENTS
-        self._pings = PingPolicy(tuning.ping.min_time, tuning.ping.permit_without_stream)
-        self._settings_window = RateWindow(tuning.flood.settings_rate, tuning.flood.settings_burst)
-        self._reset_window = RateWindow(tuning.flood.reset_rate, tuning.flood.reset_burst)
+        core.set_flood_guard(FloodGuard(tuning.ping, tuning.flood, time.monotonic))
         self._handshaken = False
         self._guard_timer: asyncio.TimerHandle | None = None  # handshake, then idle
         self._idle_mark = 0  # the last stream id seen by the idle check
@@ -179,7 +177,7 @@ class ServerConnection(H2Protocol):
 
     def handle_events(self, events: Sequence[Event]) -> None:
         calls = self.calls
-        resets = replies = 0
+        replies = 0
         for ev in events:
             kind = type(ev)
             if kind is MessageReceived:
@@ -207,8 +205,6 @@ class ServerConnection(H2Protocol):
             elif kind is StreamReset or kind is CallRejected:
                 assert isinstance(ev, StreamReset | CallRejected)
                 call = calls.pop(ev.stream_id, None)
-                if isinstance(ev, StreamReset) and ev.remote:
-                    resets += 1
                 if call is not None:
                     call.end()
                     self._maybe_drained()
@@ -230,20 +226,12 @@ class ServerConnection(H2Protocol):
                 assert isinstance(ev, ConnectionTerminated)
                 if not ev.graceful:
                     self.abort(connection_error(f"client sent GOAWAY with error code {ev.error_code}"))
-            elif kind is PingReceived:  # already answered by the core
+            elif kind is PingReceived:  # answered by the core (its flood guard checked it)
                 replies += 1
-                if self._pings.ping_received(
-                    time.monotonic(), len(calls), self.core.highest_inbound_stream_id
-                ):
-                    self._calm("too many pings", TOO_MANY_PINGS)
-                    return
-            elif kind is SettingsChanged:  # already acknowledged by the core
+            elif kind is SettingsChanged:  # acknowledged by the core (its flood guard checked it)
                 replies += 1
                 if not self._handshaken:
                     self._handshake_done()
-                if not self._settings_window.allow(time.monotonic()):
-                    self._calm("SETTINGS flood", b"too_many_settings")
-                    return
             elif kind is StreamRefused:
                 assert isinstance(ev, StreamRefused)
                 replies += 1
@@ -254,23 +242,21 @@ class ServerConnection(H2Protocol):
                     self.peer,
                     self.core.config.max_concurrent_streams,
                 )
-        if resets and not self._reset_window.allow(time.monotonic(), resets):
-            self._calm("RST_STREAM flood (rapid reset)", b"too_many_resets")
-        elif replies and self._write_paused:
+        if replies and self._write_paused:
             self._throttle(replies)
 
     # -- limits -------------------------------------------------------------------------------------
 
-    def _calm(self, detail: str, debug: bytes) -> None:
-        """The client flooded: GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1) and close."""
-        self._events.warning(
-            "enhance_your_calm",
-            "h2 server: connection from %s closed with GOAWAY ENHANCE_YOUR_CALM: %s",
-            self.peer,
-            detail,
-        )
-        self.core.close(ErrorCodes.ENHANCE_YOUR_CALM, additional_data=debug)
-        self.abort(connection_error(f"closed by the server: {detail}"))
+    def on_connection_error(self, exc: H2ConnectionError) -> None:
+        if exc.error_code == ErrorCodes.ENHANCE_YOUR_CALM:  # a flood, or a header list far too large
+            self._events.warning(
+                "enhance_your_calm",
+                "h2 server: connection from %s closed with GOAWAY ENHANCE_YOUR_CALM: %s",
+                self.peer,
+                exc.detail,
+            )
+        else:
+            super().on_connection_error(exc)
 
     def _throttle(self, replies: int) -> None:
         # The client does not read: after max_control_replies replies, stop reading until it does
