@@ -91,3 +91,19 @@ def test_event_log_writes_one_line_and_a_count_per_interval(caplog: pytest.LogCa
         "event 9999 (9999 more in the last 1.5s)",
         "event 10000",
     ]
+
+
+def test_hpack_decoder_memo_keeps_only_small_blocks() -> None:
+    import hpack
+
+    from kitex_grpc.protocol.h2_hpack import CachingDecoder
+
+    encoder, decoder = hpack.Encoder(), CachingDecoder(1 << 24)
+    decoder.decode_sized(encoder.encode([(b"x-b", b"v" * 4000)]))  # enters the table (entry 62)
+    for n in range(100, 400):  # blocks naming it n times: never remembered
+        headers, size = decoder.decode_sized(b"\xbe" * n)
+        assert len(headers) == n and size == n * 4035
+    assert not decoder._memo
+    for i in range(1_000):  # small, table-neutral blocks: remembered, at most 128 of them
+        decoder.decode_sized(encoder.encode([(b":path", f"/p{i}".encode(), True)]))
+    assert 0 < len(decoder._memo) <= 128
