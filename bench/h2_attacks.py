@@ -16,7 +16,10 @@ and, where it matters, the latency of normal calls made on another connection me
   once the connection has closed must be within 20 MiB of where it started.
 - ``resets``: rapid reset, 200,000 streams opened and cancelled at once.
 
-``--kitex-root DIR`` runs the server from another checkout (e.g. an older commit) for comparison.
+``--kitex-root DIR`` runs the server from another checkout (e.g. an older commit) for comparison;
+``--no-flood-limits`` turns the SETTINGS and RST_STREAM rate limits off (the reset budget also ends
+a connection that keeps opening streams past MAX_CONCURRENT_STREAMS, so ``abandoned`` then shows
+what 20,000 refusals cost).
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ def serve(args: argparse.Namespace) -> None:
         async def Unary(self, request: echo_pb2.EchoRequest) -> echo_pb2.EchoReply:
             return echo_pb2.EchoReply(message=request.message)
 
+    flood_options = []
+    if args.no_flood_limits:
+        from kitex_grpc.protocol.h2_limits import FloodLimits
+
+        flood_options.append(server.with_grpc_flood_limits(FloodLimits(settings_rate=0, reset_rate=0)))
+
     async def main() -> None:
         svr = echo_kitex.new_server(
             Echo(),
@@ -61,6 +70,7 @@ def serve(args: argparse.Namespace) -> None:
             server.with_transport_protocol(TransportProtocol.GRPC_H2),
             server.with_read_write_timeout(args.handshake),
             server.with_max_conn_idle_time(args.idle),
+            *flood_options,
         )
         await svr.start()
         print("LISTENING", svr.address, flush=True)
@@ -75,6 +85,7 @@ class Server:
         root = Path(args.kitex_root or ROOT)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--serve"]
         cmd += ["--handshake", str(args.handshake), "--idle", str(args.idle)]
+        cmd += ["--no-flood-limits"] if args.no_flood_limits else []
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
             cmd = ["taskset", "-c", "0", *cmd]
         env = {**os.environ, "PYTHONPATH": str(root)}
@@ -305,24 +316,27 @@ async def abandoned_attack(srv: Server, args: argparse.Namespace) -> None:
     enc = hpack.Encoder()
     headers = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/echo.v1.Echo/Unary"),
                (b":authority", b"echo"), (b"content-type", b"application/grpc")]  # fmt: skip
-    writer.write(PREFACE + SETTINGS + SETTINGS_ACK)
     sid = 1
+    sent = 0
     peak = before
-    for _ in range(args.streams // 500):
-        writer.write(b"".join(frame(0x1, 0x4, sid + 2 * i, enc.encode(headers)) for i in range(500)))
-        sid += 1000
-        await writer.drain()
-        peak = max(peak, srv.rss_mib())
-    await asyncio.sleep(1.0)
+    with contextlib.suppress(ConnectionError):
+        writer.write(PREFACE + SETTINGS + SETTINGS_ACK)
+        while sent < args.streams and not reading.done():
+            writer.write(b"".join(frame(0x1, 0x4, sid + 2 * i, enc.encode(headers)) for i in range(500)))
+            sid += 1000
+            sent += 500
+            await writer.drain()
+            peak = max(peak, srv.rss_mib())
+        await asyncio.sleep(1.0)
     peak = max(peak, srv.rss_mib())
     writer.close()
-    await reading
+    data = await reading
     await asyncio.sleep(1.0)
     after = srv.rss_mib()
     print(
-        f"abandoned: {args.streams} streams opened, never finished: server RSS {before:.1f} -> peak "
-        f"{peak:.1f} -> {after:.1f} MiB after the connection closed ({after - before:+.1f} MiB); "
-        f"{await caller.stop()}"
+        f"abandoned: {sent} streams opened, never finished ({goaway_code(data)}): server RSS "
+        f"{before:.1f} -> peak {peak:.1f} -> {after:.1f} MiB after the connection closed "
+        f"({after - before:+.1f} MiB); {await caller.stop()}"
     )
 
 
@@ -397,6 +411,9 @@ def main() -> None:
     parser.add_argument("--handshake", type=float, default=2.0, help="server handshake timeout (s)")
     parser.add_argument("--idle", type=float, default=2.0, help="server idle timeout (s)")
     parser.add_argument("--kitex-root", help="run the server from this checkout")
+    parser.add_argument(
+        "--no-flood-limits", action="store_true", help="server without SETTINGS / RST_STREAM rate limits"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--canary", help=argparse.SUPPRESS)
     args = parser.parse_args()

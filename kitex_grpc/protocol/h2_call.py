@@ -408,6 +408,10 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             raise h2.exceptions.ProtocolError(f"Error decoding header block: {e}") from e
         events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
         if refuse:
+            guard = self.guard
+            reason = None if guard is None else guard.reset()  # a refusal spends the reset budget
+            if reason is not None:
+                return self._calm(reason)
             return self._refuse(frame.stream_id), events
         stream = self._get_or_create_stream(frame.stream_id, AllowedStreamIDs(not self.config.client_side))
         frames, stream_events = stream.receive_headers(

@@ -12,7 +12,9 @@ violation with GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1, error code 0xb).
   they are forgiven when the client opened a stream since its previous PING (the server answers
   every stream), which needs no work on the send path.
 - :class:`RateWindow`: a token bucket (``burst`` events at once, refilled at ``rate`` per second)
-  for SETTINGS frames and for RST_STREAM frames from the client (rapid reset, CVE-2023-44487).
+  for SETTINGS frames, and for RST_STREAM frames from the client (rapid reset, CVE-2023-44487)
+  together with the streams we refuse over MAX_CONCURRENT_STREAMS (a client that read our SETTINGS
+  is never refused: one that keeps opening streams past the limit floods us the same way).
 
 .. versionadded:: 0.1.0
 """

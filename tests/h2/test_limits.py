@@ -116,11 +116,11 @@ async def test_refused_streams_are_logged_a_few_lines_a_second(caplog: pytest.Lo
     caplog.set_level(logging.WARNING, logger="kitex_grpc.transport.h2")
     async with h2_server(server.with_grpc_max_concurrent_streams(5)) as (svr, _, transport):
         raw = await RawH2.open(svr.address)
-        sids = [raw.request() for _ in range(2_000)]
+        sids = [raw.request() for _ in range(905)]  # 900 refused: within the reset budget (1,000)
         await raw.flush()
         await raw.until(lambda _: raw.ended(sids[-1]), seconds=20)
         refused = [e for e in raw.events if isinstance(e, h2.events.StreamReset)]
-        assert len(refused) == 2_000 - 5
+        assert len(refused) == 900
         unlimited(raw)
         # 500 requests with a bad content-type are rejected one by one: logged in aggregate too.
         bad = [raw.request(content_type=b"text/plain") for _ in range(500)]
@@ -136,7 +136,7 @@ async def test_refused_streams_are_logged_a_few_lines_a_second(caplog: pytest.Lo
 async def test_abandoned_streams_are_released_when_the_connection_closes() -> None:
     async with h2_server() as (svr, _, transport):
         raw = await RawH2.open(svr.address)
-        sids = [raw.request() for _ in range(3_000)]  # never finished
+        sids = [raw.request() for _ in range(1_000)]  # never finished
         await raw.flush()
         await raw.until(lambda _: raw.ended(sids[-1]), seconds=20)
         (conn,) = transport.connections
@@ -368,6 +368,20 @@ async def test_rapid_reset_ends_in_goaway(caplog: pytest.LogCaptureFixture) -> N
             await raw.until(has_goaway, seconds=5)
         end = goaway(raw.events)
         assert end is None or (end.error_code == CALM and end.additional_data == b"too_many_resets")
+        assert calmed(caplog, "too_many_resets") and not transport.connections
+        raw.close()
+        await unary_ok(svr.address)
+
+
+async def test_streams_opened_far_past_the_limit_end_in_goaway(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="kitex_grpc.transport.h2")
+    async with h2_server() as (svr, _, transport):
+        raw = await RawH2.open(svr.address)
+        for _ in range(5_000):  # 4,900 over the limit of 100, never finished
+            raw.request()
+        with contextlib.suppress(ConnectionError):
+            await raw.flush()
+            await raw.until(has_goaway, seconds=5)
         assert calmed(caplog, "too_many_resets") and not transport.connections
         raw.close()
         await unary_ok(svr.address)
