@@ -393,7 +393,9 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         if frame.stream_id not in self.streams:
             limit = self.local_settings.max_concurrent_streams
             streams = self.streams
-            if limit - len(streams) <= _FAR or len(streams) >= self._sweep_at:
+            # Open streams are a subset of the known ones: only a table as large as the limit can
+            # hold too many, and only then are they counted (an O(n) scan that also sweeps).
+            if len(streams) >= limit or len(streams) >= self._sweep_at:
                 value = self.open_inbound_streams  # counts, and forgets closed streams
                 self._sweep_at = 2 * len(streams) + 64
                 if value + 1 > limit:
@@ -445,10 +447,13 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         return [reset]
 
     def outbound_streams_available(self) -> int:
-        """``max_concurrent_streams - open_outbound_streams``, without a scan when the limit is far."""
+        """``max_concurrent_streams - open_outbound_streams``, counted (a scan that sweeps closed
+        streams) only once the known streams reach the limit; below it, ``limit - known`` (a lower
+        bound, at least 1): a caller that waits was told 0 by an exact count, and every count after
+        a stream ends while the table is at the limit is exact again."""
         limit = int(self.remote_settings.max_concurrent_streams)
         known = len(self.streams)  # open outbound streams are a subset
-        if limit - known > _FAR:
+        if known < limit:
             return limit - known
         return max(0, limit - int(self.open_outbound_streams))
 
@@ -561,7 +566,6 @@ _STREAM_ID = struct.Struct(">L")
 _HEADER_LIST_SLACK = 64 * 1024
 _OVERSIZED_HEADERS = "peer header list size exceeded limit"  # grpc-go's words
 _ACK_BATCH_MAX = 32 * 1024  # acknowledged bytes of one stream handed to h2 at once, at most
-_FAR = 1 << 20  # a peer limit this far above the streams we know cannot be reached by one more
 _SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
 _SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
 
