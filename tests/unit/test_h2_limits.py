@@ -107,3 +107,34 @@ def test_hpack_decoder_memo_keeps_only_small_blocks() -> None:
     for i in range(1_000):  # small, table-neutral blocks: remembered, at most 128 of them
         decoder.decode_sized(encoder.encode([(b":path", f"/p{i}".encode(), True)]))
     assert 0 < len(decoder._memo) <= 128
+
+
+def test_server_options_reach_the_h2_tuning() -> None:
+    from kitex_grpc import server
+    from kitex_grpc.options._base import fold
+    from kitex_grpc.options.server import ServerOptions
+    from kitex_grpc.transport.h2.config import SERVER_TUNING
+
+    limits = FloodLimits(reset_rate=0, settings_burst=5)
+    options = fold(
+        ServerOptions,
+        (
+            server.with_grpc_keepalive_enforcement_policy(60, permit_without_stream=True),
+            server.with_grpc_flood_limits(limits),
+            server.with_read_write_timeout(1.5),
+            server.with_max_conn_idle_time(30),
+        ),
+        "server",
+    )
+    tuning = SERVER_TUNING.with_options(options)
+    assert tuning.ping == PingEnforcement(min_time=60.0, permit_without_stream=True)
+    assert tuning.flood is limits
+    assert (tuning.handshake_timeout, tuning.idle_timeout) == (1.5, 30.0)
+    assert [r.name for r in options.records][:2] == [
+        "with_grpc_keepalive_enforcement_policy",
+        "with_grpc_flood_limits",
+    ]
+    with pytest.raises(TypeError):
+        server.with_grpc_flood_limits({"reset_rate": 0})  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        server.with_grpc_keepalive_enforcement_policy(-1)
