@@ -398,19 +398,28 @@ async def test_cancelling_within_the_reset_rate_is_fine() -> None:
         raw.close()
 
 
-async def test_client_sends_a_refused_stream_again() -> None:
-    # A peer that refuses the first stream (REFUSED_STREAM: never processed) and serves the rest.
+@pytest.mark.parametrize("how", ["refused_stream", "goaway"])
+async def test_client_sends_a_refused_stream_again(how: str) -> None:
+    # A peer that refuses the first stream (REFUSED_STREAM, or a GOAWAY whose last stream id is below
+    # it, as when the server closes an idle connection as the call goes out: never processed) and
+    # serves the rest.
     served: list[int] = []
+    refused = False
 
     async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal refused
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         conn.initiate_connection()
         writer.write(conn.data_to_send())
-        refused = False
         while data := await reader.read(65536):
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.RequestReceived) and not refused:
                     refused = True
+                    if how == "goaway":
+                        conn.close_connection(h2.errors.ErrorCodes.NO_ERROR, last_stream_id=0)
+                        writer.write(conn.data_to_send())
+                        writer.close()
+                        return
                     conn.reset_stream(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
                 elif isinstance(ev, h2.events.RequestReceived):
                     served.append(ev.stream_id)
@@ -426,7 +435,7 @@ async def test_client_sends_a_refused_stream_again() -> None:
     cli = h2_client(f"127.0.0.1:{listener.sockets[0].getsockname()[1]}")
     try:
         assert (await asyncio.wait_for(cli.Unary(Req(message="x")), 5)).message == "again"
-        assert served == [3]
+        assert served == ([3] if how == "refused_stream" else [1])
     finally:
         await cli.close()
         listener.close()

@@ -217,8 +217,9 @@ class H2ClientTransport:
             except asyncio.CancelledError:
                 conn.cancel_call(call, CanceledError("call cancelled"))
                 raise
-            # A stream the server refused (RST_STREAM REFUSED_STREAM) was never processed (RFC 9113
-            # §8.7): it is sent again, as grpc-go's transparent retry does.
+            # A stream the server refused (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream
+            # id) was never processed (RFC 9113 §8.7, §6.8): it is sent again, as grpc-go's
+            # transparent retry does (e.g. a call that raced the server closing an idle connection).
             if not call.refused or attempt == _START_ATTEMPTS:
                 break
         response_md = ri.response_metadata

@@ -280,9 +280,9 @@ class ClientConnection(H2Protocol):
             return
         # RFC 9113 §6.8: streams above last_stream_id were not processed; gRPC retries them elsewhere.
         for sid in [sid for sid in self.calls if sid > ev.last_stream_id]:
-            self.calls.pop(sid).finish(
-                connection_error("the server is going away (GOAWAY) and did not process this call")
-            )
+            call = self.calls.pop(sid)
+            call.refused = not call.headers  # never processed: a unary call is sent again
+            call.finish(connection_error("the server is going away (GOAWAY) and did not process this call"))
         self._release_streams()
         self._call_ended()
 
