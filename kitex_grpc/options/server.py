@@ -29,6 +29,7 @@ from kitex_grpc.options.client import (
     keepalive_option,
 )
 from kitex_grpc.options.tls import TLSConfig
+from kitex_grpc.protocol.h2_limits import FloodLimits, PingEnforcement
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
 from kitex_grpc.transport_protocol import TransportProtocol
 
@@ -80,6 +81,8 @@ class ServerOptions:
     grpc_keepalive_timeout: float | None = None
     grpc_max_header_list_size: int | None = None
     grpc_max_concurrent_streams: int | None = None
+    grpc_keepalive_enforcement: PingEnforcement | None = None
+    grpc_flood_limits: FloodLimits | None = None
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -135,8 +138,9 @@ def with_exit_wait_time(seconds: float) -> ServerOption:
 
 def with_max_conn_idle_time(seconds: float) -> ServerOption:
     """Close a connection that has had no request for this long (Kitex ``WithMaxConnIdleTime``,
-    default 10 min). TTHeader, Framed and Buffered connections; HTTP/2 connections follow
-    ``with_grpc_keepalive``."""
+    default 10 min). TTHeader, Framed and Buffered connections; on GRPC_H2 (and HTTP/2 handed over
+    by the TTHeader port) a connection with no stream open for this long gets GOAWAY and is closed
+    (grpc-go ``MaxConnectionIdle``), between one and two times this after its last stream ended."""
     check_duration("with_max_conn_idle_time", seconds, allow_zero=False)
     return setter("with_max_conn_idle_time", "max_conn_idle_time", float(seconds))
 
@@ -144,7 +148,9 @@ def with_max_conn_idle_time(seconds: float) -> ServerOption:
 def with_read_write_timeout(seconds: float) -> ServerOption:
     """How long the rest of a request may take to arrive once its first bytes have (Kitex
     ``WithReadWriteTimeout``, default 5 s); past it the connection is closed with a log line, as a
-    stalled peer cannot be answered. TTHeader, Framed and Buffered connections."""
+    stalled peer cannot be answered. TTHeader, Framed and Buffered connections; on GRPC_H2 (and
+    HTTP/2 handed over by the TTHeader port) it is the handshake timeout: the client preface and
+    its SETTINGS must arrive within it (grpc-go's ``ConnectionTimeout``, 120 s there)."""
     check_duration("with_read_write_timeout", seconds, allow_zero=False)
     return setter("with_read_write_timeout", "read_write_timeout", float(seconds))
 
@@ -172,17 +178,42 @@ def with_grpc_keepalive(time: float, timeout: float = DEFAULT_KEEPALIVE_TIMEOUT)
 
 def with_grpc_max_header_list_size(size: int) -> ServerOption:
     """The largest header list (metadata) accepted, in bytes, advertised in SETTINGS (Kitex
-    ``WithGRPCMaxHeaderListSize``). On grpcio: ``grpc.max_metadata_size``."""
+    ``WithGRPCMaxHeaderListSize``). GRPC_H2 server default 16 KiB (gRPC C-core's hard limit; see the
+    README, "Limits and defaults"): a request over it is reset alone, one over twice that plus 64
+    KiB ends the connection (ENHANCE_YOUR_CALM), as HPACK decoding stops there. On grpcio:
+    ``grpc.max_metadata_size``."""
     check_setting("with_grpc_max_header_list_size", size)
     return setter("with_grpc_max_header_list_size", "grpc_max_header_list_size", size)
 
 
 def with_grpc_max_concurrent_streams(limit: int) -> ServerOption:
     """The most streams a client may open at once on one connection, advertised in SETTINGS (Kitex
-    ``WithGRPCMaxConcurrentStreams``; default unlimited); clients queue calls beyond it. On grpcio:
-    ``grpc.max_concurrent_streams``."""
+    ``WithGRPCMaxConcurrentStreams``). GRPC_H2 default 100 (see the README, "Limits and defaults");
+    a stream over it is refused alone with RST_STREAM REFUSED_STREAM and the connection goes on;
+    clients queue calls beyond it. On grpcio (default unlimited): ``grpc.max_concurrent_streams``."""
     check_setting("with_grpc_max_concurrent_streams", limit)
     return setter("with_grpc_max_concurrent_streams", "grpc_max_concurrent_streams", limit)
+
+
+def with_grpc_keepalive_enforcement_policy(
+    min_time: float = 300.0, permit_without_stream: bool = False
+) -> ServerOption:
+    """How often clients may PING (Kitex ``WithGRPCKeepaliveEnforcementPolicy``, grpc-go's
+    ``keepalive.EnforcementPolicy``; default 5 min, and no PING while no stream is open, as both).
+    A PING sooner than ``min_time`` after the previous one is a strike; the third ends the
+    connection with GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``. GRPC_H2 only."""
+    check_duration("with_grpc_keepalive_enforcement_policy", min_time)
+    policy = PingEnforcement(min_time=float(min_time), permit_without_stream=bool(permit_without_stream))
+    return setter("with_grpc_keepalive_enforcement_policy", "grpc_keepalive_enforcement", policy)
+
+
+def with_grpc_flood_limits(limits: FloodLimits) -> ServerOption:
+    """Per-connection limits on SETTINGS and RST_STREAM floods and on control replies queued for a
+    client that does not read (:class:`~kitex_grpc.protocol.h2_limits.FloodLimits`; defaults in the
+    README, "Limits and defaults"). GRPC_H2 only."""
+    if not isinstance(limits, FloodLimits):
+        raise TypeError(f"with_grpc_flood_limits: expected a FloodLimits, got {limits!r}")
+    return setter("with_grpc_flood_limits", "grpc_flood_limits", limits)
 
 
 def with_max_message_size(size: int) -> ServerOption:

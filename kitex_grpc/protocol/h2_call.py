@@ -77,11 +77,13 @@ from kitex_grpc.protocol.h2_events import (
     PingReceived,
     SettingsChanged,
     StreamEnded,
+    StreamRefused,
     StreamReset,
     TrailersReceived,
     WindowUpdated,
 )
 from kitex_grpc.protocol.h2_hpack import CachingDecoder, CachingEncoder
+from kitex_grpc.protocol.h2_limits import FloodGuard
 from kitex_grpc.status import StatusCode
 
 __all__ = [
@@ -106,8 +108,8 @@ _MAX_STREAM_ID = 2**31 - 1
 class GrpcConnectionConfig:
     """Tuning of one connection core; defaults are Kitex's (KITEX-WIRE.md §3 "Other HTTP/2 defaults").
 
-    ``max_concurrent_streams`` is advertised by a server (``None``: unlimited, as grpc-go). A peer
-    that exceeds it breaks HTTP/2 and h2 closes the connection.
+    ``max_concurrent_streams`` is advertised by a server (``None``: unlimited, as grpc-go). A stream
+    over it is refused alone with RST_STREAM(REFUSED_STREAM) and reported as :class:`StreamRefused`.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -270,6 +272,9 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         # ends the connection (see set_header_list_limit).
         self.header_list_limit = max_list
         self.oversized_streams: set[int] = set()
+        self.refused_streams: list[int] = []  # over MAX_CONCURRENT_STREAMS, not yet reported
+        self.guard: FloodGuard | None = None
+        self.calmed: bytes | None = None  # the guard's GOAWAY debug data once it tripped
         self.incoming_buffer = _FrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
@@ -315,6 +320,38 @@ class _GrpcH2Connection(h2.connection.H2Connection):
                 self._prepare_for_sending(frames)
         return events  # type: ignore[no-any-return]
 
+    # Flood guard (server): PING, SETTINGS and RST_STREAM frames are checked as they are parsed. Once
+    # the guard trips, the rest of the read is dropped unparsed and the core sends GOAWAY.
+
+    def _calm(self, reason: bytes) -> tuple[list[Any], list[h2.events.Event]]:
+        self.calmed = reason
+        del self.incoming_buffer._data[:]  # the frame loop ends: nothing more is parsed
+        return [], []
+
+    def _receive_ping_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        guard = self.guard
+        if guard is not None and "ACK" not in frame.flags:
+            reason = guard.ping(self.open_inbound_streams, self.highest_inbound_stream_id)
+            if reason is not None:
+                return self._calm(reason)
+        return super()._receive_ping_frame(frame)
+
+    def _receive_settings_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        guard = self.guard
+        if guard is not None and "ACK" not in frame.flags:
+            reason = guard.settings()
+            if reason is not None:
+                return self._calm(reason)
+        return super()._receive_settings_frame(frame)
+
+    def _receive_rst_stream_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        guard = self.guard
+        if guard is not None:
+            reason = guard.reset()
+            if reason is not None:
+                return self._calm(reason)
+        return super()._receive_rst_stream_frame(frame)
+
     def _receive_fast_data_frame(self, frame: _DataFrame) -> tuple[list[Any], list[h2.events.Event]]:
         # h2's _receive_data_frame without its state-machine look-ups for the common case: DATA without
         # END_STREAM on an open connection, for a stream that is open for receiving and has seen its
@@ -352,14 +389,19 @@ class _GrpcH2Connection(h2.connection.H2Connection):
 
     def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         # h2's, except that the inbound stream limit is counted (an O(n) scan) only when it is near.
+        refuse = False
         if frame.stream_id not in self.streams:
             limit = self.local_settings.max_concurrent_streams
             streams = self.streams
-            if limit - len(streams) <= _FAR or len(streams) >= self._sweep_at:
+            # Open streams are a subset of the known ones: only a table as large as the limit can
+            # hold too many, and only then are they counted (an O(n) scan that also sweeps).
+            if len(streams) >= limit or len(streams) >= self._sweep_at:
                 value = self.open_inbound_streams  # counts, and forgets closed streams
                 self._sweep_at = 2 * len(streams) + 64
                 if value + 1 > limit:
-                    raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {limit}, {value} open")
+                    if self.config.client_side:
+                        raise h2.exceptions.TooManyStreamsError(f"Max inbound streams is {limit}")
+                    refuse = True
         try:
             headers, size = self.decoder.decode_sized(frame.data)
         except hpack.OversizedHeaderListError as e:
@@ -367,6 +409,12 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
             raise h2.exceptions.ProtocolError(f"Error decoding header block: {e}") from e
         events = self.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
+        if refuse:
+            guard = self.guard
+            reason = None if guard is None else guard.reset()  # a refusal spends the reset budget
+            if reason is not None:
+                return self._calm(reason)
+            return self._refuse(frame.stream_id), events
         stream = self._get_or_create_stream(frame.stream_id, AllowedStreamIDs(not self.config.client_side))
         frames, stream_events = stream.receive_headers(
             headers, "END_STREAM" in frame.flags, self.config.header_encoding
@@ -382,11 +430,30 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             self.oversized_streams.add(frame.stream_id)
         return frames, events + stream_events
 
+    def _refuse(self, stream_id: int) -> list[Any]:
+        # Over our MAX_CONCURRENT_STREAMS: the headers were decoded (HPACK state stays in step) and this
+        # stream alone is refused (RFC 9113 §5.1.2, §8.7: never processed, safe to retry), as grpc-go
+        # and gRPC C-core do; the connection and its other calls go on. No h2 stream is made: h2 sees
+        # the id as one it reset (later frames on it are answered as h2 answers those).
+        if stream_id <= self.highest_inbound_stream_id:
+            raise h2.exceptions.StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
+        if stream_id % 2 == 0:
+            raise h2.exceptions.ProtocolError("Invalid stream ID for peer.")
+        self.highest_inbound_stream_id = stream_id
+        self._closed_streams[stream_id] = h2.stream.StreamClosedBy.SEND_RST_STREAM
+        self.refused_streams.append(stream_id)
+        reset = RstStreamFrame(stream_id)
+        reset.error_code = ErrorCodes.REFUSED_STREAM
+        return [reset]
+
     def outbound_streams_available(self) -> int:
-        """``max_concurrent_streams - open_outbound_streams``, without a scan when the limit is far."""
+        """``max_concurrent_streams - open_outbound_streams``, counted (a scan that sweeps closed
+        streams) only once the known streams reach the limit; below it, ``limit - known`` (a lower
+        bound, at least 1): a caller that waits was told 0 by an exact count, and every count after
+        a stream ends while the table is at the limit is exact again."""
         limit = int(self.remote_settings.max_concurrent_streams)
         known = len(self.streams)  # open outbound streams are a subset
-        if limit - known > _FAR:
+        if known < limit:
             return limit - known
         return max(0, limit - int(self.open_outbound_streams))
 
@@ -499,7 +566,6 @@ _STREAM_ID = struct.Struct(">L")
 _HEADER_LIST_SLACK = 64 * 1024
 _OVERSIZED_HEADERS = "peer header list size exceeded limit"  # grpc-go's words
 _ACK_BATCH_MAX = 32 * 1024  # acknowledged bytes of one stream handed to h2 at once, at most
-_FAR = 1 << 20  # a peer limit this far above the streams we know cannot be reached by one more
 _SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
 _SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
 
@@ -631,6 +697,10 @@ class _GrpcConnection:
         except h2.exceptions.ProtocolError as exc:
             code = getattr(exc, "error_code", ErrorCodes.PROTOCOL_ERROR)
             raise H2ConnectionError(str(exc) or type(exc).__name__, int(code)) from exc
+        if self._conn.calmed is not None:
+            reason = self._conn.calmed
+            self.close(ErrorCodes.ENHANCE_YOUR_CALM, additional_data=reason)
+            raise H2ConnectionError(reason.decode("ascii", "replace"), ErrorCodes.ENHANCE_YOUR_CALM)
         events: list[Event] = []
         window_changed = False
         for ev in h2_events:
@@ -656,6 +726,9 @@ class _GrpcConnection:
                 self._on_other(ev, events)
         if window_changed and self._blocked:
             self._flush_blocked(events)
+        if self._conn.refused_streams:
+            events.extend(StreamRefused(stream_id=sid) for sid in self._conn.refused_streams)
+            self._conn.refused_streams.clear()
         return events
 
     # -- commands shared by both roles -------------------------------------------------------------
@@ -1308,6 +1381,12 @@ class GrpcServerConnection(_GrpcConnection):
 
     _client_side = False
     _transitions = SERVER_RECV_TRANSITIONS
+
+    def set_flood_guard(self, guard: FloodGuard) -> None:
+        """Check the client's PING, SETTINGS and RST_STREAM frames with ``guard`` as they arrive; when
+        it trips, ``receive_data`` queues GOAWAY ENHANCE_YOUR_CALM with its debug data and raises
+        :class:`H2ConnectionError`."""
+        self._conn.guard = guard
 
     def send_headers(
         self, stream_id: int, *, metadata: gh.Metadata = (), encoding: str | None = None

@@ -28,6 +28,7 @@ __all__ = [
     "PingReceived",
     "SettingsChanged",
     "StreamEnded",
+    "StreamRefused",
     "StreamReset",
     "TrailersReceived",
     "WindowUpdated",
@@ -116,6 +117,14 @@ class StreamReset(Event):
     stream_id: int
     error_code: int
     remote: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamRefused(Event):
+    """Server: a new stream over our MAX_CONCURRENT_STREAMS was refused with RST_STREAM(REFUSED_STREAM)
+    (RFC 9113 §5.1.2); the request was never seen by the application and the client may retry it."""
+
+    stream_id: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

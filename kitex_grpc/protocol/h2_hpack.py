@@ -35,6 +35,12 @@ from hpack.table import HeaderTable
 __all__ = ["CachingDecoder", "CachingEncoder", "CountingHeaderTable"]
 
 _MAX_MEMO = 512  # entries per memo; emptied when full (a peer varying fields cannot grow it)
+# Decoded blocks remembered only when small: a memo entry holds its block and one tuple per field,
+# and a short block can name a large table entry many times (HPACK amplification). gRPC request and
+# response header blocks are tens of bytes once the table is warm.
+_MEMO_MAX_BLOCK = 512  # bytes of the encoded block
+_MEMO_MAX_FIELDS = 32
+_MAX_DECODE_MEMO = 128  # entries of a decoder's memo: at most ~0.4 MB per connection, whatever the peer
 
 
 class CountingHeaderTable(HeaderTable):
@@ -134,8 +140,12 @@ class CachingDecoder(Decoder):
             return list(hit[0]), hit[1]
         headers = list(super().decode(data, True))
         size = sum(len(n) + len(v) + 32 for n, v in headers)
-        if self._memo_generation == table.generation:
-            if len(memo) >= _MAX_MEMO:
+        if (
+            self._memo_generation == table.generation
+            and len(data) <= _MEMO_MAX_BLOCK
+            and len(headers) <= _MEMO_MAX_FIELDS
+        ):
+            if len(memo) >= _MAX_DECODE_MEMO:
                 memo.clear()
             memo[bytes(data)] = (headers, size)
         return list(headers), size

@@ -57,21 +57,32 @@ class _ServerStreamIO:
         return None
 
 
+DISPATCH_CACHE_SIZE = 1024  # paths remembered; emptied when full
+
+
 class _Dispatch(grpc.GenericRpcHandler):
-    """Resolves a ``/package.Service/Method`` path to a cached grpcio method handler."""
+    """Resolves a ``/package.Service/Method`` path to a cached grpcio method handler.
+
+    Only paths that name a method are cached (a client sending distinct unknown paths must not grow
+    the cache), and at most :data:`DISPATCH_CACHE_SIZE` of them: the package part is ignored, so
+    endlessly many paths name one method.
+    """
 
     def __init__(self, transport: GrpcioServerTransport) -> None:
         self._transport = transport
-        self._cache: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
+        self._cache: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def service(
         self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         path: str = handler_call_details.method
-        if path in self._cache:
-            return self._cache[path]
-        handler = self._build(path)
-        self._cache[path] = handler
+        handler = self._cache.get(path)
+        if handler is None:
+            handler = self._build(path)
+            if handler is not None:
+                if len(self._cache) >= DISPATCH_CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[path] = handler
         return handler
 
     def _build(self, path: str) -> grpc.RpcMethodHandler[Any, Any] | None:
@@ -103,6 +114,7 @@ class GrpcioServerTransport:
         self.dispatcher = dispatcher
         self._server: grpc.aio.Server | None = None
         self._address = ""
+        self.dispatch: _Dispatch | None = None
 
     @property
     def address(self) -> str:
@@ -166,7 +178,8 @@ class GrpcioServerTransport:
                 *opts.grpcio_server_options,  # last: the user's raw server args win
             ],
         )
-        server.add_generic_rpc_handlers([_Dispatch(self)])
+        self.dispatch = _Dispatch(self)
+        server.add_generic_rpc_handlers([self.dispatch])
         host, port = parse_address("with_service_addr", opts.service_addr, allow_port_zero=True)
         bind = format_address(host or "[::]", port) if host else f"[::]:{port}"
         if opts.tls is None:

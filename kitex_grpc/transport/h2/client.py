@@ -201,21 +201,27 @@ class H2ClientTransport:
     async def unary(self, ri: RPCInfo, request: Any) -> Any:
         method = ri.method
         body = self._encode(method, request)
-        call = await self._start(ri, auto_ack=True)
-        conn = call.conn
-        try:
-            conn.core.send_message(
-                call.stream_id, body, compressed=ri.config.compression is not None, end=True
-            )
-            if method.oneway:
-                await _written(conn, call)
-                return None
-            conn.flush()
-            while not call.ended:
-                await call.wait_recv()
-        except asyncio.CancelledError:
-            conn.cancel_call(call, CanceledError("call cancelled"))
-            raise
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            call = await self._start(ri, auto_ack=True)
+            conn = call.conn
+            try:
+                conn.core.send_message(
+                    call.stream_id, body, compressed=ri.config.compression is not None, end=True
+                )
+                if method.oneway:
+                    await _written(conn, call)
+                    return None
+                conn.flush()
+                while not call.ended:
+                    await call.wait_recv()
+            except asyncio.CancelledError:
+                conn.cancel_call(call, CanceledError("call cancelled"))
+                raise
+            # A stream the server refused (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream
+            # id) was never processed (RFC 9113 §8.7, §6.8): it is sent again, as grpc-go's
+            # transparent retry does (e.g. a call that raced the server closing an idle connection).
+            if not call.refused or attempt == _START_ATTEMPTS:
+                break
         response_md = ri.response_metadata
         if call.headers:
             response_md.extend(call.headers)

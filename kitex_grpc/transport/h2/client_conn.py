@@ -65,6 +65,7 @@ class ClientCall:
         "headers",
         "messages",
         "recv_wakeup",
+        "refused",
         "send_wakeup",
         "stream_id",
         "trailers",
@@ -82,6 +83,7 @@ class ClientCall:
         self.recv_wakeup = Wakeup()
         self.send_wakeup = Wakeup()
         self.deadline_timer: asyncio.TimerHandle | None = None
+        self.refused = False  # RST_STREAM(REFUSED_STREAM): the server never processed it
 
     def wake_recv(self) -> None:
         self.recv_wakeup.wake()
@@ -250,6 +252,7 @@ class ClientConnection(H2Protocol):
                 assert isinstance(ev, StreamReset)
                 call = calls.pop(ev.stream_id, None)
                 if call is not None:
+                    call.refused = ev.error_code == ErrorCodes.REFUSED_STREAM and not call.headers
                     call.finish(error_from_reset(ev.error_code))
                     self._call_ended()
             elif kind is CallRejected:
@@ -277,9 +280,9 @@ class ClientConnection(H2Protocol):
             return
         # RFC 9113 §6.8: streams above last_stream_id were not processed; gRPC retries them elsewhere.
         for sid in [sid for sid in self.calls if sid > ev.last_stream_id]:
-            self.calls.pop(sid).finish(
-                connection_error("the server is going away (GOAWAY) and did not process this call")
-            )
+            call = self.calls.pop(sid)
+            call.refused = not call.headers  # never processed: a unary call is sent again
+            call.finish(connection_error("the server is going away (GOAWAY) and did not process this call"))
         self._release_streams()
         self._call_ended()
 

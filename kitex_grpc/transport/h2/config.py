@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kitex_grpc._version import __version__
 from kitex_grpc.protocol.h2_call import GrpcConnectionConfig
+from kitex_grpc.protocol.h2_limits import FloodLimits, PingEnforcement
 
 if TYPE_CHECKING:
     from kitex_grpc.options.client import ClientOptions
@@ -34,6 +35,24 @@ SEND_HIGH_WATER = 64 * 1024
 SERVER_KEEPALIVE_TIME: float | None = 2 * 60 * 60.0
 CLIENT_KEEPALIVE_TIME: float | None = None
 KEEPALIVE_TIMEOUT = 20.0
+# Server limits (README "Limits and defaults"). MAX_CONCURRENT_STREAMS: grpc-go and Kitex advertise
+# no limit, and 20,000 streams a client opens and abandons then cost ~90 MiB here (a task each);
+# RFC 9113 §6.5.2 recommends no less than 100, nginx uses 128, Go's net/http2 server 250. 100 keeps
+# an abandoned connection to a few MiB and is above any in-flight count one of our clients or the
+# benchmarks put on one connection (64); a client queues calls beyond it.
+SERVER_MAX_CONCURRENT_STREAMS = 100
+# SETTINGS_MAX_HEADER_LIST_SIZE: grpc-go and Kitex say 16 MiB, gRPC C-core (grpcio) rejects request
+# metadata over 8 KiB (soft) and 16 KiB (hard). Decoded values are Python objects (a header block of
+# 4 KiB naming a 4,000-byte table entry 1,000 times decodes to ~16 MB), so we take C-core's 16 KiB:
+# no grpcio client can send more, and a stream's headers hold at most that.
+SERVER_MAX_HEADER_LIST_SIZE = 16 * 1024
+# Kitex's server read-write timeout (5 s) and max connection idle time (10 min), which the TTHeader
+# port applies too (server.with_read_write_timeout / with_max_conn_idle_time set both).
+SERVER_HANDSHAKE_TIMEOUT = 5.0
+SERVER_IDLE_TIMEOUT = 600.0
+_DEFAULT_PING = PingEnforcement()  # grpc-go's enforcement policy: 5 min, none without a stream
+_DEFAULT_FLOOD = FloodLimits()
+CLIENT_MAX_HEADER_LIST_SIZE = 16 * 1024 * 1024  # responses: grpc-go's client default
 # Until the server's first SETTINGS arrives, a client does not know MAX_CONCURRENT_STREAMS; the
 # dial waits for that frame (as grpc-go does), within the connect timeout.
 
@@ -45,7 +64,12 @@ class H2Tuning:
 
     ``keepalive_time``: seconds between PINGs (``None``: off); ``keepalive_timeout``: how long an
     unanswered PING may stay out before the connection is closed and its calls fail UNAVAILABLE.
-    ``max_concurrent_streams``: advertised by a server (``None``: unlimited, as grpc-go).
+    ``max_concurrent_streams``: advertised by a server (``None``: unlimited, as grpc-go); a stream over
+    it is refused alone (RST_STREAM REFUSED_STREAM). ``max_header_list_size``: the largest header list
+    accepted. Server only: ``handshake_timeout`` (the client preface and SETTINGS must arrive within
+    it), ``idle_timeout`` (a connection without a stream for that long is closed), ``ping`` (the
+    PING policy) and ``flood`` (SETTINGS and RST_STREAM rates, control replies to a client that does
+    not read); ``None`` turns a timeout off.
     """
 
     stream_window: int = DEFAULT_STREAM_WINDOW
@@ -54,7 +78,11 @@ class H2Tuning:
     keepalive_time: float | None = None
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
     max_concurrent_streams: int | None = None
-    max_header_list_size: int = 16 * 1024 * 1024
+    max_header_list_size: int = CLIENT_MAX_HEADER_LIST_SIZE
+    handshake_timeout: float | None = None
+    idle_timeout: float | None = None
+    ping: PingEnforcement = _DEFAULT_PING
+    flood: FloodLimits = _DEFAULT_FLOOD
 
     def with_options(self, options: ClientOptions | ServerOptions) -> H2Tuning:
         """These knobs with what the ``with_grpc_*`` options set applied on top (Kitex ``WithGRPC*``):
@@ -74,6 +102,11 @@ class H2Tuning:
         streams = getattr(options, "grpc_max_concurrent_streams", None)
         if streams is not None:
             changes["max_concurrent_streams"] = streams
+        # Server options: the TTHeader port's timeouts bound HTTP/2 connections too.
+        for name, field in _SERVER_FIELDS:
+            value = getattr(options, name, None)
+            if value is not None and value != getattr(self, field):
+                changes[field] = value
         return dataclasses.replace(self, **changes) if changes else self
 
     def core_config(self, *, max_message_size: int, scheme: str) -> GrpcConnectionConfig:
@@ -92,5 +125,18 @@ class H2Tuning:
         )
 
 
+_SERVER_FIELDS = (
+    ("read_write_timeout", "handshake_timeout"),
+    ("max_conn_idle_time", "idle_timeout"),
+    ("grpc_keepalive_enforcement", "ping"),
+    ("grpc_flood_limits", "flood"),
+)
+
 CLIENT_TUNING = H2Tuning(keepalive_time=CLIENT_KEEPALIVE_TIME)
-SERVER_TUNING = H2Tuning(keepalive_time=SERVER_KEEPALIVE_TIME)
+SERVER_TUNING = H2Tuning(
+    keepalive_time=SERVER_KEEPALIVE_TIME,
+    handshake_timeout=SERVER_HANDSHAKE_TIMEOUT,
+    idle_timeout=SERVER_IDLE_TIMEOUT,
+    max_concurrent_streams=SERVER_MAX_CONCURRENT_STREAMS,
+    max_header_list_size=SERVER_MAX_HEADER_LIST_SIZE,
+)

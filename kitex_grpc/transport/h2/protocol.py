@@ -81,7 +81,7 @@ class H2Protocol(ReceiveBufferProtocol):
             # ``data`` may view the shared receive buffer: h2's frame buffer copies it (bytearray +=).
             events = self._core.receive_data(data)
         except H2ConnectionError as exc:
-            logger.debug("HTTP/2 connection error from peer: %s", exc)
+            self.on_connection_error(exc)
             self.abort(connection_error(f"HTTP/2 connection error: {exc.detail}"))
             return
         if events:
@@ -188,6 +188,10 @@ class H2Protocol(ReceiveBufferProtocol):
         return True
 
     # -- role hooks ---------------------------------------------------------------------------------
+
+    def on_connection_error(self, exc: H2ConnectionError) -> None:
+        """The peer broke HTTP/2 (or flooded); the GOAWAY is queued and the connection closes next."""
+        logger.debug("HTTP/2 connection error from peer: %s", exc)
 
     def handle_events(self, events: Sequence[Event]) -> None:
         raise NotImplementedError

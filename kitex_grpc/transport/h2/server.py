@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.protocol.h2_call import GrpcServerConnection
+from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2 import config as _config
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.server_conn import ServerConnection
@@ -56,7 +57,8 @@ class _LimitedConnection(ServerConnection):
             self._refused = True
             self.closed = True
             peer = transport.get_extra_info("peername")
-            logger.warning(
+            self._events.warning(
+                "conn_over_limit",
                 "h2 server: connection from %s closed: max connections %s reached (ConnOverLimit)",
                 peer,
                 getattr(limiter, "limit", "?"),
@@ -120,6 +122,8 @@ class H2ServerTransport:
         self._address = ""
         self.connections: set[ServerConnection] = set()
         self.conn_limiter: ConnectionLimiter | None = None
+        # Repeated protocol events of every connection (refusals, floods): a few lines a second.
+        self.events = EventLog(logger)
 
     @property
     def address(self) -> str:
@@ -145,8 +149,8 @@ class H2ServerTransport:
         )
         limiter = self.conn_limiter
         if limiter is None:
-            return ServerConnection(*args)
-        return _LimitedConnection(*args).bind_limiter(limiter)
+            return ServerConnection(*args, events=self.events)
+        return _LimitedConnection(*args, events=self.events).bind_limiter(limiter)
 
     async def start(self) -> None:
         host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)

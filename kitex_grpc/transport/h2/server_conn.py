@@ -13,6 +13,14 @@ Cancellation: RST_STREAM from the client, a call the core rejected, or the conne
 cancels the call's task (the handler sees ``CancelledError``). A handler that is still running when
 its deadline (``grpc-timeout``) passes is cancelled by the chain's server_timeout middleware and the
 call ends DEADLINE_EXCEEDED.
+
+Limits (README "Limits and defaults"; the knobs are :class:`~kitex_grpc.transport.h2.config.H2Tuning`
+fields): the client preface and SETTINGS must arrive within ``handshake_timeout``; a connection with
+no stream for ``idle_timeout`` is closed; PINGs follow grpc-go's enforcement policy, and SETTINGS and
+RST_STREAM floods end the connection with GOAWAY ENHANCE_YOUR_CALM
+(:mod:`kitex_grpc.protocol.h2_limits`); while the client does not read, reading stops after
+``flood.max_control_replies`` control replies. Repeated events are logged through an
+:class:`~kitex_grpc.transport.eventlog.EventLog`: a few lines a second at most, with counts.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from kitex_grpc.errors import (
 )
 from kitex_grpc.options.address import format_address
 from kitex_grpc.protocol.grpc_headers import GrpcHeaderError
-from kitex_grpc.protocol.h2_call import GrpcServerConnection, StreamClosedError
+from kitex_grpc.protocol.h2_call import GrpcServerConnection, H2ConnectionError, StreamClosedError
 from kitex_grpc.protocol.h2_events import (
     CallRejected,
     CallStarted,
@@ -46,11 +54,16 @@ from kitex_grpc.protocol.h2_events import (
     Event,
     MessageReceived,
     PingAcked,
+    PingReceived,
+    SettingsChanged,
     StreamEnded,
+    StreamRefused,
     StreamReset,
     WindowUpdated,
 )
+from kitex_grpc.protocol.h2_limits import FloodGuard
 from kitex_grpc.status import StatusCode
+from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.protocol import H2Protocol
 from kitex_grpc.transport.h2.status import connection_error
@@ -64,6 +77,7 @@ if TYPE_CHECKING:
     from kitex_grpc.transport.base import CallDispatcher, MethodEntry
 
 logger = logging.getLogger("kitex_grpc.transport.h2")
+_EVENTS = EventLog(logger)  # for connections made without a transport's own log
 
 _DRAIN_PING = b"kxdrain\x00"
 
@@ -123,6 +137,7 @@ class ServerConnection(H2Protocol):
         dispatcher: CallDispatcher,
         local_address: str,
         registry: set[ServerConnection],
+        events: EventLog | None = None,
     ) -> None:
         super().__init__(core, tuning)
         self.core = core
@@ -135,6 +150,13 @@ class ServerConnection(H2Protocol):
         self._draining = False
         self._drain_acked = False
         self.done: asyncio.Future[None] = self._loop.create_future()  # set when the socket closed
+        self._events = events or _EVENTS
+        core.set_flood_guard(FloodGuard(tuning.ping, tuning.flood, time.monotonic))
+        self._handshaken = False
+        self._guard_timer: asyncio.TimerHandle | None = None  # handshake, then idle
+        self._idle_mark = 0  # the last stream id seen by the idle check
+        self._control_replies = 0  # answered while the client does not read
+        self._reading_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -146,11 +168,16 @@ class ServerConnection(H2Protocol):
                 self.local = format_address(str(sock[0]), int(sock[1]))
         self._registry.add(self)
         super().connection_made(transport)
+        if self._tuning.handshake_timeout is not None:
+            self._guard_timer = self._loop.call_later(self._tuning.handshake_timeout, self._handshake_expired)
+        else:
+            self._arm_idle()
 
     # -- events -------------------------------------------------------------------------------------
 
     def handle_events(self, events: Sequence[Event]) -> None:
         calls = self.calls
+        replies = 0
         for ev in events:
             kind = type(ev)
             if kind is MessageReceived:
@@ -182,8 +209,12 @@ class ServerConnection(H2Protocol):
                     call.end()
                     self._maybe_drained()
                 elif isinstance(ev, CallRejected):  # refused before it started: say so once, here
-                    logger.warning(
-                        "h2 server: refused stream %d from %s: %s", ev.stream_id, self.peer, ev.message
+                    self._events.warning(
+                        "rejected_stream",
+                        "h2 server: refused stream %d from %s: %s",
+                        ev.stream_id,
+                        self.peer,
+                        ev.message,
                     )
             elif kind is PingAcked:
                 assert isinstance(ev, PingAcked)
@@ -195,7 +226,93 @@ class ServerConnection(H2Protocol):
                 assert isinstance(ev, ConnectionTerminated)
                 if not ev.graceful:
                     self.abort(connection_error(f"client sent GOAWAY with error code {ev.error_code}"))
-            # PingReceived (already answered by the core) and SettingsChanged need nothing here.
+            elif kind is PingReceived:  # answered by the core (its flood guard checked it)
+                replies += 1
+            elif kind is SettingsChanged:  # acknowledged by the core (its flood guard checked it)
+                replies += 1
+                if not self._handshaken:
+                    self._handshake_done()
+            elif kind is StreamRefused:
+                assert isinstance(ev, StreamRefused)
+                replies += 1
+                self._events.warning(
+                    "refused_stream",
+                    "h2 server: refused stream %d from %s: over MAX_CONCURRENT_STREAMS (%s)",
+                    ev.stream_id,
+                    self.peer,
+                    self.core.config.max_concurrent_streams,
+                )
+        if replies and self._write_paused:
+            self._throttle(replies)
+
+    # -- limits -------------------------------------------------------------------------------------
+
+    def on_connection_error(self, exc: H2ConnectionError) -> None:
+        if exc.error_code == ErrorCodes.ENHANCE_YOUR_CALM:  # a flood, or a header list far too large
+            self._events.warning(
+                "enhance_your_calm",
+                "h2 server: connection from %s closed with GOAWAY ENHANCE_YOUR_CALM: %s",
+                self.peer,
+                exc.detail,
+            )
+        else:
+            super().on_connection_error(exc)
+
+    def _throttle(self, replies: int) -> None:
+        # The client does not read: after max_control_replies replies, stop reading until it does
+        # (grpc-go stops its reader at 50 queued response frames, controlbuf.go).
+        self._control_replies += replies
+        if (
+            self._control_replies >= self._tuning.flood.max_control_replies
+            and not self._reading_paused
+            and self.transport is not None
+        ):
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._control_replies = 0
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _handshake_done(self) -> None:
+        self._handshaken = True
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+            self._guard_timer = None
+        self._arm_idle()
+
+    def _handshake_expired(self) -> None:
+        self._guard_timer = None
+        if self.closed or self._handshaken:
+            return
+        self._events.warning(
+            "handshake_timeout",
+            "h2 server: connection from %s closed: no HTTP/2 preface and SETTINGS within %gs",
+            self.peer,
+            self._tuning.handshake_timeout,
+        )
+        self.abort(connection_error("HTTP/2 handshake timed out"))
+
+    def _arm_idle(self) -> None:
+        timeout = self._tuning.idle_timeout
+        if timeout is not None and not self.closed:
+            self._idle_mark = self.core.highest_inbound_stream_id
+            self._guard_timer = self._loop.call_later(timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        # No stream open and none opened since the previous check: idle for at least idle_timeout
+        # (grpc-go MaxConnectionIdle). One timer per period, nothing per call.
+        self._guard_timer = None
+        if self.closed:
+            return
+        if not self.calls and self.core.highest_inbound_stream_id == self._idle_mark:
+            logger.debug("h2 server: closing idle connection from %s", self.peer)
+            self.abort(connection_error("connection idle"))
+            return
+        self._arm_idle()
 
     def _start_call(self, ev: CallStarted) -> None:
         sid = ev.stream_id
@@ -393,6 +510,9 @@ class ServerConnection(H2Protocol):
             call.end()
 
     def on_connection_lost(self, exc: Exception | None) -> None:
+        if self._guard_timer is not None:
+            self._guard_timer.cancel()
+            self._guard_timer = None
         self.fail_all(connection_error("connection lost"))
         self._registry.discard(self)
         if not self.done.done():
