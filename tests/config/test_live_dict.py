@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gen.echo.v1 import echo_kitex
-from kitex_grpc import client, server
+from kitex_grpc import TransportProtocol, callopt, client, server
 from kitex_grpc.config import DictSource
 from kitex_grpc.errors import ACLError, KitexError, RPCTimeoutError, ServiceCircuitBreakError
 from kitex_grpc.governance import FailurePolicy, StopPolicy, is_retry_request
@@ -226,3 +226,68 @@ async def test_updates_under_load_keep_every_call_whole() -> None:
         counts = results[1:]
         assert sum(ok for ok, _ in counts) > 0
         assert sum(t for _, t in counts) > 0
+
+
+async def test_a_connection_limit_from_the_source_refuses_new_connections_only() -> None:
+    source = DictSource()
+    h2 = TransportProtocol.GRPC_H2
+    opts = (
+        server.with_server_basic_info("echo"),
+        server.with_config_source(source),
+        server.with_transport_protocol(h2),
+    )
+    async with serve(*opts) as (svr, _):
+        first = echo_kitex.new_client(
+            "echo", client.with_host_ports(svr.address), client.with_transport_protocol(h2), NOT_ABOUT_DIALING
+        )
+        async with first:
+            assert (await first.Unary(Req(message="a"))).message == "a"
+            source.set("limit", {"connection_limit": 1})
+            second = echo_kitex.new_client(
+                "echo",
+                client.with_host_ports(svr.address),
+                client.with_transport_protocol(h2),
+                NOT_ABOUT_DIALING,
+            )
+            async with second:
+                with pytest.raises(KitexError):
+                    await second.Unary(Req(message="b"))
+            assert (await first.Unary(Req(message="c"))).message == "c"  # the open connection stays
+            assert svr.limiter is not None and svr.limiter.stats.conn_rejected >= 1
+            source.delete("limit")
+            third = echo_kitex.new_client(
+                "echo",
+                client.with_host_ports(svr.address),
+                client.with_transport_protocol(h2),
+                NOT_ABOUT_DIALING,
+            )
+            async with third:
+                assert (await third.Unary(Req(message="d"))).message == "d"
+
+
+async def test_a_timeout_provider_sets_each_calls_timeout_unless_code_or_callopt_did() -> None:
+    seen: list[str] = []
+
+    def provider(ri: Any) -> Timeouts | None:
+        seen.append(ri.method.name)
+        return Timeouts(0.1) if ri.callee.tags.get("tight") == "1" else None
+
+    async with serve(handler=Flaky()) as (svr, _):
+        async with new_client(svr.address, client.with_timeout_provider(provider)) as cli:
+            assert (await cli.Unary(Req(message="slow:200"))).message == "slow:200"
+            with pytest.raises(RPCTimeoutError):
+                await cli.Unary(Req(message="slow:200"), callopt.with_tag("tight", "1"))
+            # a call option wins over the provider
+            reply = await cli.Unary(
+                Req(message="slow:200"), callopt.with_tag("tight", "1"), callopt.with_rpc_timeout(2)
+            )
+            assert reply.message == "slow:200"
+            assert seen == ["Unary"] * 3
+        # with_rpc_timeout in code locks the RPC timeout: the provider's 0.1 s does not apply
+        locked = (
+            client.with_timeout_provider(provider),
+            client.with_rpc_timeout(2),
+            client.with_tag("tight", "1"),
+        )
+        async with new_client(svr.address, *locked) as cli:
+            assert (await cli.Unary(Req(message="slow:200"))).message == "slow:200"
