@@ -156,6 +156,7 @@ class Client:
             connect_timeout_locked=opts.connect_timeout != DEFAULT_CONNECT_TIMEOUT
             or any(r.name == "with_connect_timeout" for r in opts.records),
             go_defaults=go_defaults,
+            circuit_breaker_in_code=opts.circuit_breaker is not None,
         )
         if sources:
             keys = [ConfigKey("client", c, opts.service_name, self._dest) for c in CLIENT_CATEGORIES]

@@ -4,7 +4,8 @@
 the governance of a running client or server. Each update builds new frozen values and swaps them
 in with one assignment, so a call reads a consistent snapshot once when it starts: an update applies
 to the calls that start after it and never changes a call in flight. Every value in force is
-recorded with its source (``code``, ``go-default``, ``dict``, ``file``, ``etcd``) for ``describe()``.
+recorded with its source (``code``, ``default``, ``go-default``, ``dict``, ``file``, ``etcd``) for
+``describe()``.
 
 Code wins over a config source exactly as in Kitex (KITEX-WIRE-2.md §15.3):
 
@@ -48,6 +49,7 @@ _log = logging.getLogger("kitex_grpc.config")
 
 CODE = "code"
 GO_DEFAULT = "go-default"
+DEFAULT = "default"
 _LOGGED_MAX = 1024
 
 
@@ -104,6 +106,7 @@ class LiveClientConfig:
         rpc_timeout_locked: bool,
         connect_timeout_locked: bool,
         go_defaults: bool,
+        circuit_breaker_in_code: bool = False,
     ) -> None:
         self._methods = tuple(unary_methods)
         self._base = base
@@ -116,7 +119,7 @@ class LiveClientConfig:
         self.connect_timeout_locked = connect_timeout_locked
         self.go_defaults = go_defaults
         self.records = _Records()
-        self._remote: dict[str, set[str]] = {}  # category -> methods the source set
+        self._layers = _Layers()
         default = None
         if go_defaults:  # config-etcd's implicit 1000 ms / 50 ms (KITEX-WIRE-2.md §15.3)
             default = Timeouts(GO_DEFAULT_RPC_TIMEOUT, GO_DEFAULT_CONNECT_TIMEOUT)
@@ -129,7 +132,9 @@ class LiveClientConfig:
                 self.records.set("retry[*]", retry.default, CODE)
         if circuit_breaker is not None:
             self.records.set(
-                "circuit_break[default]", circuit_breaker.service_config, GO_DEFAULT if go_defaults else CODE
+                "circuit_break[default]",
+                circuit_breaker.service_config,
+                CODE if circuit_breaker_in_code else GO_DEFAULT if go_defaults else DEFAULT,
             )
         self._apply_timeouts()
 
@@ -212,49 +217,66 @@ class LiveClientConfig:
 
     # -- a config source's categories -----------------------------------------------------------------
 
-    def apply(self, category: str, value: Any, source: str, key: str) -> None:
-        """Apply one category's decoded JSON (``None``: deleted, back to defaults)."""
-        if category == model.RPC_TIMEOUT:
-            timeouts, rejected = model.parse_rpc_timeout(value if value is not None else {})
-            self._apply_methods(category, timeouts, rejected, source, key, self.set_timeouts)
-        elif category == model.RETRY:
-            if self.retry_in_code:
-                self.set_retry_policy(WILDCARD, None, source)  # logs once that it is ignored
-                return
-            policies, rejected = model.parse_retry(value if value is not None else {})
-            self._apply_methods(category, policies, rejected, source, key, self.set_retry_policy)
-        elif category == model.CIRCUIT_BREAK:
-            configs, rejected = model.parse_circuit_break(value if value is not None else {})
-            self._apply_methods(category, configs, rejected, source, key, self.set_circuit_breaker)
-        elif category == model.DEGRADATION:
-            if value is None:
-                self.set_degradation(DegradationConfig(), source)
-                self.records.drop("degradation")
-                return
-            config, rejected = model.parse_degradation(value)
-            self.records.reject(key, rejected)
-            if config is not None:
-                self.set_degradation(config, source)
-
-    def _apply_methods(
-        self,
-        category: str,
-        accepted: dict[str, Any],
-        rejected: list[model.Rejection],
-        source: str,
-        key: str,
-        update: Callable[[str, Any, str], Any],
-    ) -> None:
+    def apply(self, category: str, value: Any, source: str, key: str, rank: int = 0) -> None:
+        """Apply one category's decoded JSON (``None``: deleted, back to defaults) from the source
+        ranked ``rank`` (option order; a later source wins where two set the same method)."""
+        if category == model.RETRY and self.retry_in_code:
+            self.set_retry_policy(WILDCARD, None, source)  # logs once that it is ignored
+            return
+        parse, update = self._categories[category]
+        accepted, rejected = parse(value if value is not None else {})
+        if category == model.DEGRADATION:
+            accepted = {} if value is None or accepted is None else {"": accepted}
         self.records.reject(key, rejected)
-        if any(not r.method for r in rejected):
+        if any(not r.method for r in rejected) and category != model.DEGRADATION:
             return  # the whole value is unusable: everything in force stays
-        kept = {r.method for r in rejected}
-        previous = self._remote.get(category, set())
-        for method in previous - accepted.keys() - kept:
-            update(method, None, source)  # gone from the JSON: back to the default
-        for method, item in accepted.items():
-            update(method, item, source)
-        self._remote[category] = set(accepted) | (kept & previous)
+        before, after = self._layers.put(category, rank, key, accepted, {r.method for r in rejected}, source)
+        for method in before.keys() - after.keys():
+            update(method, None, CODE)  # gone from every source: back to the default
+        for method, (item, origin) in after.items():
+            if before.get(method) != (item, origin):
+                update(method, item, origin)
+
+    @property
+    def _categories(self) -> dict[str, tuple[Callable[[Any], Any], Callable[[str, Any, str], Any]]]:
+        return {
+            model.RPC_TIMEOUT: (model.parse_rpc_timeout, self.set_timeouts),
+            model.RETRY: (model.parse_retry, self.set_retry_policy),
+            model.CIRCUIT_BREAK: (model.parse_circuit_break, self.set_circuit_breaker),
+            model.DEGRADATION: (model.parse_degradation, self._update_degradation),
+        }
+
+    def _update_degradation(self, _: str, config: DegradationConfig | None, source: str) -> None:
+        self.set_degradation(config or DegradationConfig(), source)
+        if config is None:
+            self.records.drop("degradation")
+
+
+class _Layers:
+    """What each source set, per category, and the merge in force: per method (or field), the entry
+    of the highest-ranked source that has one."""
+
+    def __init__(self) -> None:
+        self._sets: dict[str, dict[tuple[int, str], dict[str, tuple[Any, str]]]] = {}
+
+    def merged(self, category: str) -> dict[str, tuple[Any, str]]:
+        result: dict[str, tuple[Any, str]] = {}
+        for _, entries in sorted(self._sets.get(category, {}).items()):
+            result.update(entries)
+        return result
+
+    def put(
+        self, category: str, rank: int, key: str, accepted: dict[str, Any], rejected: set[str], source: str
+    ) -> tuple[dict[str, tuple[Any, str]], dict[str, tuple[Any, str]]]:
+        """Record one source's new entries (a rejected name keeps its previous entry); return the
+        merge before and after."""
+        before = self.merged(category)
+        sets = self._sets.setdefault(category, {})
+        previous = sets.get((rank, key), {})
+        entries = {name: (item, source) for name, item in accepted.items()}
+        entries.update({name: previous[name] for name in rejected if name in previous})
+        sets[(rank, key)] = entries
+        return before, self.merged(category)
 
 
 class LiveServerConfig:
@@ -265,6 +287,7 @@ class LiveServerConfig:
         self.code = code
         self.records = _Records()
         self.records.set("limit", code, CODE)
+        self._layers = _Layers()
 
     def set_limit(
         self, *, max_connections: int | None = None, max_qps: int | None = None, source: str = CODE
@@ -279,15 +302,19 @@ class LiveServerConfig:
         self.limiter.update(option)
         self.records.set("limit", option, source)
 
-    def apply(self, category: str, value: Any, source: str, key: str) -> None:
+    def apply(self, category: str, value: Any, source: str, key: str, rank: int = 0) -> None:
+        """Apply the ``limit`` JSON from the source ranked ``rank`` (``None``: deleted; the fields no
+        source sets are the code's limits)."""
         if category != model.LIMIT:
             return
-        if value is None:  # deleted: the code's limits (unlimited unless set with with_limit)
-            self.set_limit(max_connections=self.code.max_connections, max_qps=self.code.max_qps, source=CODE)
-            return
-        fields, rejected = model.parse_limit(value)
+        fields, rejected = model.parse_limit(value if value is not None else {})
         self.records.reject(key, rejected)
-        if fields:
-            self.set_limit(
-                max_connections=fields.get("connection_limit"), max_qps=fields.get("qps_limit"), source=source
-            )
+        if value is None:
+            fields = {}
+        _, merged = self._layers.put(category, rank, key, fields, {r.field for r in rejected}, source)
+        code = self.code
+        connections, origin = merged.get("connection_limit", (code.max_connections, CODE))
+        qps, qps_origin = merged.get("qps_limit", (code.max_qps, CODE))
+        self.set_limit(
+            max_connections=connections, max_qps=qps, source=origin if origin != CODE else qps_origin
+        )

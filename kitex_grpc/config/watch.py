@@ -12,8 +12,9 @@ from kitex_grpc.config.source import KEEP, ConfigKey, ConfigSource
 
 _log = logging.getLogger("kitex_grpc.config")
 
-Apply = Callable[[str, Any, str, str], None]
-"""``apply(category, value, source kind, key description)``."""
+Apply = Callable[[str, Any, str, str, int], None]
+"""``apply(category, value, source kind, key description, source rank)``; the rank is the source's
+position among the watched sources (option order)."""
 
 
 class ConfigWatch:
@@ -37,10 +38,12 @@ class ConfigWatch:
             return
         self._ready = asyncio.Event()
         loop = asyncio.get_running_loop()
+        ranks: dict[int, int] = {}
         for source, key in self._watches:
-            self._tasks.append(loop.create_task(self._run(source, key)))
+            rank = ranks.setdefault(id(source), len(ranks))
+            self._tasks.append(loop.create_task(self._run(source, key, rank)))
 
-    async def _run(self, source: ConfigSource, key: ConfigKey) -> None:
+    async def _run(self, source: ConfigSource, key: ConfigKey, rank: int) -> None:
         where = source.describe_key(key)
         first = True
 
@@ -48,7 +51,7 @@ class ConfigWatch:
             nonlocal first
             if value is not KEEP:
                 try:
-                    self._apply(key.category, value, source.kind, where)
+                    self._apply(key.category, value, source.kind, where, rank)
                     self.applied += 1
                 except Exception:
                     _log.exception(

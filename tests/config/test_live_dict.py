@@ -291,3 +291,22 @@ async def test_a_timeout_provider_sets_each_calls_timeout_unless_code_or_callopt
         )
         async with new_client(svr.address, *locked) as cli:
             assert (await cli.Unary(Req(message="slow:200"))).message == "slow:200"
+
+
+async def test_two_sources_merge_per_method_and_the_later_one_wins() -> None:
+    file_like, etcd_like = DictSource({"rpc_timeout": {"*": {"rpc_timeout_ms": 100}}}), DictSource()
+    opts = (client.with_config_source(file_like), client.with_config_source(etcd_like))
+    async with serve(handler=Flaky()) as (svr, _), new_client(svr.address, *opts) as cli:
+        await cli.client.config_ready()  # the second source's absent key leaves the first one's value
+        with pytest.raises(RPCTimeoutError):
+            await cli.Unary(Req(message="slow:300"))
+        etcd_like.set("rpc_timeout", {"Unary": {"rpc_timeout_ms": 3000}})
+        assert (await cli.Unary(Req(message="slow:300"))).message == "slow:300"
+        file_like.set("rpc_timeout", {"Unary": {"rpc_timeout_ms": 50}})  # the later source still wins
+        assert (await cli.Unary(Req(message="slow:300"))).message == "slow:300"
+        etcd_like.delete("rpc_timeout")  # back to what the first source says
+        with pytest.raises(RPCTimeoutError):
+            await cli.Unary(Req(message="slow:300"))
+        assert "rpc_timeout[Unary] = Timeouts(rpc_timeout=0.05, connect_timeout=None)  [dict]" in (
+            cli.client.describe()
+        )
