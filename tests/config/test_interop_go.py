@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from gen.echo.v1 import echo_kitex
 from kitex_grpc import client
 from kitex_grpc.config.etcd import EtcdConfigSource
 from kitex_grpc.discovery.etcd import EtcdClient
-from kitex_grpc.errors import RPCTimeoutError
+from kitex_grpc.errors import KitexError, RPCTimeoutError, ServiceCircuitBreakError
 from kitex_grpc.governance import is_retry_request
 from tests.config.helpers import FAILURE_RETRY_ONCE, until
 from tests.gobuild import ROOT, go_toolchain, unavailable
@@ -147,6 +149,27 @@ async def test_one_key_changes_a_go_client_and_a_python_client_alike(etcd: str) 
             # the key deleted: back to no retry
             await admin.delete(f"{KEY}/retry")
             await until(lambda: both("hang", "timeout"))
+            # a circuit breaker: after the configured failures both refuse before calling
+            breaker = {"Unary": {"enable": True, "err_rate": 0.5, "min_sample": 3}}
+            await admin.put(f"{KEY}/circuit_break", json.dumps(breaker))
+
+            async def go_opened() -> bool:
+                return bool((await go.call("error:x"))["kind"] == "circuit_break")
+
+            async def py_opened() -> bool:
+                try:
+                    await py.Unary(Req(message="error:x"))
+                except ServiceCircuitBreakError:
+                    return True
+                except KitexError:
+                    return False
+                return False
+
+            await until(go_opened)
+            await until(py_opened)
+            assert (await go.call("ok"))["kind"] == "circuit_break"
+            with pytest.raises(ServiceCircuitBreakError):
+                await py.Unary(Req(message="ok"))
     finally:
         await source.close()
         await admin.close()
