@@ -4,8 +4,8 @@ Every ``with_*`` option records itself (name and value) when options are folded,
 ``DebugInfo`` does. :func:`describe_client` / :func:`describe_server` (also ``client.describe()`` /
 ``server.describe()``) print those records in the order they were given, followed by the effective
 values, the middleware chain as built, tracers and lifecycle hooks, and the live governance values
-with their sources (``client.live`` / ``server.live``, :mod:`kitex_grpc.config.live`). :func:`describe_options` does the
-same for a bare ``ClientOptions`` / ``ServerOptions``.
+with their sources (``client.live`` / ``server.live``, :mod:`kitex_grpc.config.live`).
+:func:`describe_options` does the same for a bare ``ClientOptions`` / ``ServerOptions``.
 """
 
 from __future__ import annotations

@@ -475,6 +475,11 @@ def with_config_source(source: ConfigSource, *, go_defaults: bool | None = None)
     service and instance circuit breakers on ({enable, 0.5, 200}). ``None`` (default) follows the
     source: on for ``EtcdConfigSource`` (Go parity), off for ``FileSource`` and ``DictSource``.
     Code-set options win as in Kitex (see :mod:`kitex_grpc.config.live`).
+
+    The watches start when the client is made inside a running event loop; otherwise (and to wait
+    for the first read, as Kitex's ``NewClient`` does for up to 5 s) ``await client.config_ready()``.
+    The client stops its watches on ``close()``; the source itself (its etcd connections) belongs to
+    the caller: ``await source.close()``. Several sources merge per method; a later one wins.
     """
     for member in ("watch", "describe_key", "kind"):
         if not hasattr(source, member):
