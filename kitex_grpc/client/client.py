@@ -31,6 +31,10 @@ from kitex_grpc.client.middlewares import (
     error_mapping_middleware,
     rpc_timeout_middleware,
 )
+from kitex_grpc.config.live import LiveClientConfig
+from kitex_grpc.config.model import CLIENT_CATEGORIES
+from kitex_grpc.config.source import ConfigKey
+from kitex_grpc.config.watch import ConfigWatch
 from kitex_grpc.discovery.balancer import WeightedRoundRobinBalancer
 from kitex_grpc.discovery.bridge import Discovery
 from kitex_grpc.discovery.cache import CacheOptions
@@ -38,10 +42,12 @@ from kitex_grpc.discovery.static import StaticResolver
 from kitex_grpc.endpoint import Endpoint, Middleware, chain
 from kitex_grpc.errors import InternalError
 from kitex_grpc.governance.acl import acl_middleware
+from kitex_grpc.governance.circuitbreak import CBConfig, CBSuite
+from kitex_grpc.governance.degradation import Degradation
 from kitex_grpc.governance.fallback import CALL_FALLBACK_KEY
 from kitex_grpc.governance.retry import CALL_POLICY_KEY, RetryContainer
 from kitex_grpc.observability.tracer import compose, run_traced
-from kitex_grpc.options.client import ClientOptions
+from kitex_grpc.options.client import DEFAULT_CONNECT_TIMEOUT, ClientOptions
 from kitex_grpc.rpcinfo import EndpointInfo, RPCConfig, RPCInfo
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
 from kitex_grpc.streaming import (
@@ -88,11 +94,16 @@ class Client:
             self._transport,
         )
         self.circuit_breaker = options.circuit_breaker
-        if self.circuit_breaker is not None:
-            self.discovery.add_removal_listener(self.circuit_breaker.remove_instance)
         self.retry: RetryContainer | None = None
         if options.retry_policy is not None or options.retry_method_policies:
             self.retry = RetryContainer(options.retry_policy, dict(options.retry_method_policies))
+        # per-method unary configs set by client.live (timeouts); empty: _unary_config for all
+        self._unary_configs: dict[str, RPCConfig] = {}
+        self.degradation: Degradation | None = None
+        self._config_watch: ConfigWatch | None = None
+        self.live = self._live_config()
+        if self.circuit_breaker is not None:
+            self.discovery.add_removal_listener(self.circuit_breaker.remove_instance)
         named = self._middlewares()
         self.chain_names: tuple[str, ...] = (*(name for name, _ in named), "transport")
         middlewares = [mw for _, mw in named]
@@ -110,11 +121,58 @@ class Client:
         tracer = self._tracer
         self._on_stream_finish = None if tracer is None else (lambda ri, _error: tracer.finish(ri))
         self._closed = False
+        if self._config_watch is not None:
+            with contextlib.suppress(RuntimeError):  # without a running loop: await config_ready()
+                self._config_watch.start()
         self._warmup: asyncio.Task[None] | None = None
         if options.warming_up is not None:
             # without a running loop the caller awaits warm_up() itself
             with contextlib.suppress(RuntimeError):
                 self._warmup = asyncio.get_running_loop().create_task(self.warm_up())
+
+    def _live_config(self) -> LiveClientConfig:
+        """``client.live``; with a config source or ``with_live_config`` every live slot exists."""
+        opts = self._options
+        sources = opts.config_sources
+        go_defaults = any(s.go_defaults if g is None else g for s, g in sources)
+        if sources or opts.live_config:
+            if self.retry is None:
+                self.retry = RetryContainer()
+            if self.circuit_breaker is None:
+                # config-etcd's suite switches both breakers on ({enable, 0.5, 200}); without Go's
+                # defaults a breaker is on only for the methods a config names
+                default = CBConfig() if go_defaults else CBConfig(enable=False)
+                self.circuit_breaker = CBSuite(service_config=default, instance_config=default)
+            self.degradation = Degradation()
+        live = LiveClientConfig(
+            unary_methods=self._service.methods,
+            base=self._unary_config,
+            install_configs=self._install_configs,
+            retry=self.retry,
+            circuit_breaker=self.circuit_breaker,
+            degradation=self.degradation,
+            retry_in_code=opts.retry_policy is not None or bool(opts.retry_method_policies),
+            rpc_timeout_locked=opts.rpc_timeout is not None,
+            connect_timeout_locked=opts.connect_timeout != DEFAULT_CONNECT_TIMEOUT
+            or any(r.name == "with_connect_timeout" for r in opts.records),
+            go_defaults=go_defaults,
+            circuit_breaker_in_code=opts.circuit_breaker is not None,
+        )
+        if sources:
+            keys = [ConfigKey("client", c, opts.service_name, self._dest) for c in CLIENT_CATEGORIES]
+            self._config_watch = ConfigWatch([(s, k) for s, _ in sources for k in keys], live.apply)
+        return live
+
+    def _install_configs(self, configs: dict[str, RPCConfig]) -> None:
+        self._unary_configs = configs
+
+    async def config_ready(self, within: float = 5.0) -> bool:
+        """Start the config sources' watches if not yet started and wait (at most ``within`` s) until
+        each key was read once (Kitex's suite blocks up to 5 s per key in ``NewClient``). ``True`` at
+        once without a config source."""
+        if self._config_watch is None:
+            return True
+        return await self._config_watch.ready(within)
 
     def _middlewares(self) -> list[tuple[str, Middleware]]:
         opts = self._options
@@ -126,8 +184,9 @@ class Client:
             named.append(("service_circuit_breaker", cb.service_middleware))
         named.append(("rpc_timeout", rpc_timeout_middleware))
         named.extend((f"user:{_name(mw)}", mw) for mw in opts.middlewares)
-        if opts.acl_rules:
-            named.append(("acl", acl_middleware(opts.acl_rules)))
+        rules = opts.acl_rules if self.degradation is None else (*opts.acl_rules, self.degradation.rule)
+        if rules:
+            named.append(("acl", acl_middleware(rules)))
         named.append(("discovery", self.discovery.middleware))
         if cb is not None:
             named.append(("instance_circuit_breaker", cb.instance_middleware))
@@ -158,7 +217,9 @@ class Client:
         mi = self._unary_methods.get(method)
         if mi is None or self._closed:
             mi = self._method(method, (StreamingMode.UNARY, StreamingMode.NONE))
-        ri = self._new_rpcinfo(mi, opts, self._unary_config)
+        ri = self._new_rpcinfo(mi, opts, self._unary_configs.get(method, self._unary_config))
+        if self._options.timeout_provider is not None:
+            self._provide_timeouts(ri, opts)
         if mi.pack_request is not None:
             request = mi.pack_request(request)
         endpoint = self._unary if self._plain and not ri.extra else self._governed
@@ -296,10 +357,32 @@ class Client:
             return ri
         return RPCInfo(self._caller, callee, self._service, mi, config, co.metadata)
 
+    def _provide_timeouts(self, ri: RPCInfo, opts: tuple[_callopt.CallOption, ...]) -> None:
+        """``with_timeout_provider``: the call's timeouts, unless code or a call option set them."""
+        provider = self._options.timeout_provider
+        assert provider is not None
+        timeouts = provider(ri)
+        if timeouts is None:
+            return
+        co = _callopt.apply_all(opts) if opts else None
+        live = self.live
+        cfg = ri.config
+        rpc = timeouts.rpc_timeout
+        if live.rpc_timeout_locked or (co is not None and co.rpc_timeout_set):
+            rpc = cfg.rpc_timeout
+        conn = timeouts.connect_timeout
+        if conn is None or live.connect_timeout_locked or (co is not None and co.connect_timeout is not None):
+            conn = cfg.connect_timeout
+        ri.config = RPCConfig(
+            rpc, conn, cfg.transport_protocol, cfg.compression, cfg.rpc_timeout_set or rpc is not None
+        )
+
     async def close(self) -> None:
         """Close every connection; calls made afterwards fail with InternalError."""
         if not self._closed:
             self._closed = True
+            if self._config_watch is not None:
+                await self._config_watch.close()
             if self._warmup is not None and not self._warmup.done():
                 self._warmup.cancel()
             await self.discovery.close()

@@ -93,6 +93,14 @@ def decode_instance(raw: bytes) -> Instance | None:
     return Instance(address, weight if weight > 0 else DEFAULT_WEIGHT, tags, network)
 
 
+class WatchCompactedError(ServiceDiscoveryError):
+    """A watch started before etcd's compacted revision: events were lost; re-read the key."""
+
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"etcd watch: revision compacted (now {compact_revision})")
+        self.compact_revision = compact_revision
+
+
 class EtcdClient:
     """The few etcd v3 calls discovery needs, made with kitex_grpc clients over gRPC."""
 
@@ -117,6 +125,15 @@ class EtcdClient:
     async def get(self, key: str) -> bytes | None:
         reply = await self._kv.call("Range", self._api.RangeRequest(key=key.encode()))
         return reply.kvs[0].value if reply.kvs else None
+
+    async def get_with_revision(self, key: str) -> tuple[bytes | None, int]:
+        """The value of ``key`` (``None``: absent) and the store's revision it was read at."""
+        reply = await self._kv.call("Range", self._api.RangeRequest(key=key.encode()))
+        return (reply.kvs[0].value if reply.kvs else None), int(reply.header.revision)
+
+    async def compact(self, revision: int) -> None:
+        """Discard the history before ``revision`` (etcd ``Compact``); watches from older revisions fail."""
+        await self._kv.call("Compact", self._api.CompactionRequest(revision=revision, physical=True))
 
     async def put(self, key: str, value: str, lease: int = 0) -> None:
         await self._kv.call("Put", self._api.PutRequest(key=key.encode(), value=value.encode(), lease=lease))
@@ -160,6 +177,29 @@ class EtcdClient:
                     raise ServiceDiscoveryError(f"etcd watch cancelled: {reply.cancel_reason}")
                 if reply.events:
                     on_events()
+        finally:
+            stream.cancel()
+
+    async def watch_key(
+        self, key: str, start_revision: int, on_event: Callable[[bytes | None, int], None]
+    ) -> None:
+        """Watch one exact key from ``start_revision``: ``on_event(value or None if deleted,
+        mod_revision)`` per change, until cancelled. Raises :class:`WatchCompactedError` when etcd has
+        already discarded ``start_revision`` (the caller re-reads the key), and the transport's error
+        when etcd goes away."""
+        stream = await self._watch.bidi_stream("Watch")
+        try:
+            create = self._api.WatchCreateRequest(key=key.encode(), start_revision=start_revision)
+            await stream.send(self._api.WatchRequest(create_request=create))
+            while True:
+                reply = await stream.recv()
+                if reply.compact_revision:  # etcd cancels a watch whose start was compacted away
+                    raise WatchCompactedError(int(reply.compact_revision))
+                if reply.canceled:
+                    raise ServiceDiscoveryError(f"etcd watch cancelled: {reply.cancel_reason}")
+                for event in reply.events:
+                    deleted = event.type == 1  # mvccpb.Event.DELETE
+                    on_event(None if deleted else event.kv.value, int(event.kv.mod_revision))
         finally:
             stream.cancel()
 

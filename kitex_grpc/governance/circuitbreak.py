@@ -221,8 +221,11 @@ class CBSuite:
     """Service- and instance-level breakers for one client (Kitex ``circuitbreak.CBSuite``).
 
     ``service_config`` / ``instance_config`` are the defaults; :meth:`update_service_cb_config` sets
-    one service key's config (Kitex ``UpdateServiceCBConfig``). ``clock`` and the timing arguments
-    exist for tests.
+    one service key's config (Kitex ``UpdateServiceCBConfig``), :meth:`update_method_cb_config` the
+    config of every service breaker of one method (what a config centre keys by), and
+    :meth:`update_instance_cb_config` the instance breakers' (Kitex ``UpdateInstanceCBConfig``). An
+    update replaces the frozen :class:`CBConfig` a breaker reads on each ``allow``/``record``; the
+    breaker's window and state carry over. ``clock`` and the timing arguments exist for tests.
     """
 
     def __init__(
@@ -242,6 +245,8 @@ class CBSuite:
         self._cooling = cooling
         self._detect = detect_timeout
         self._service_configs: dict[str, CBConfig] = {}
+        self._method_configs: dict[str, CBConfig] = {}  # replaced whole on update
+        self._breaker_methods: dict[str, str] = {}  # service breaker key -> its method
         self.service_breakers: dict[str, Breaker] = {}
         self.instance_breakers: dict[str, Breaker] = {}
 
@@ -254,11 +259,38 @@ class CBSuite:
         if breaker is not None:
             breaker.config = config
 
-    def service_breaker(self, key: str) -> Breaker:
+    def update_method_cb_config(self, method: str, config: CBConfig | None) -> None:
+        """Set (``None``: reset to ``service_config``) the config of the service breakers of ``method``.
+
+        A key set with :meth:`update_service_cb_config` keeps its own config.
+        """
+        configs = dict(self._method_configs)
+        if config is None:
+            configs.pop(method, None)
+        else:
+            configs[method] = config
+        self._method_configs = configs
+        for key, breaker in self.service_breakers.items():
+            if self._breaker_methods.get(key) == method and key not in self._service_configs:
+                breaker.config = config or self.service_config
+
+    def update_instance_cb_config(self, config: CBConfig) -> None:
+        """Set the config of every instance breaker, present and future (Kitex ``UpdateInstanceCBConfig``)."""
+        self.instance_config = config
+        for breaker in self.instance_breakers.values():
+            breaker.config = config
+
+    def method_config(self, method: str) -> CBConfig:
+        """The config a new service breaker of ``method`` starts with (key overrides aside)."""
+        return self._method_configs.get(method, self.service_config)
+
+    def service_breaker(self, key: str, method: str = "") -> Breaker:
         breaker = self.service_breakers.get(key)
         if breaker is None:
-            breaker = self._new(self._service_configs.get(key, self.service_config))
+            config = self._service_configs.get(key) or self._method_configs.get(method, self.service_config)
+            breaker = self._new(config)
             self.service_breakers[key] = breaker
+            self._breaker_methods[key] = method
         return breaker
 
     def instance_breaker(self, address: str) -> Breaker:
@@ -275,7 +307,7 @@ class CBSuite:
     def service_middleware(self, next_endpoint: Endpoint) -> Endpoint:
         async def service_circuit_breaker(ri: RPCInfo, request: Any) -> Any:
             key = self.key_func(ri)
-            breaker = self.service_breaker(key)
+            breaker = self.service_breakers.get(key) or self.service_breaker(key, ri.method.name)
             if not breaker.allow():
                 record_rejection(REJECT_CIRCUIT_BREAKER, ri)
                 raise ServiceCircuitBreakError(

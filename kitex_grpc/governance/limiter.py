@@ -131,7 +131,7 @@ class ConnectionLimiter:
     def acquire(self, conn: object) -> bool:
         refs = self._refs.get(conn)
         if refs is None:
-            if len(self._refs) >= self.limit:
+            if self.limit and len(self._refs) >= self.limit:  # 0: unlimited (a live limit not set yet)
                 self.rejected += 1
                 if self.on_reject is not None:
                     self.on_reject()
@@ -163,7 +163,13 @@ LimitReporter = Callable[[str], None]
 
 
 class ServerLimiter:
-    """The server's ``limit`` middleware over a :class:`LimitOption`."""
+    """The server's ``limit`` middleware over a :class:`LimitOption`.
+
+    :meth:`update` changes the limits of a running server: the QPS bucket and the concurrency limiter
+    are replaced (a call releases the limiter it acquired), the connection limit is changed in place
+    (transports hold the :class:`ConnectionLimiter`). Connections already open stay open. With
+    ``live=True`` the connection limiter exists even while unlimited, so a later limit applies.
+    """
 
     def __init__(
         self,
@@ -172,19 +178,37 @@ class ServerLimiter:
         clock: Clock = time.monotonic,
         reporter: LimitReporter | None = None,
         count_peers: bool = True,
+        live: bool = False,
     ) -> None:
         self.option = option
         self.stats = LimitStats()
         self._reporter = reporter
+        self._clock = clock
         self.qps = TokenBucket(option.max_qps, clock) if option.max_qps else None
         self.concurrency = ConcurrencyLimiter(option.max_concurrency) if option.max_concurrency else None
         self.connections = (
             ConnectionLimiter(option.max_connections, self._connection_rejected)
-            if option.max_connections
+            if option.max_connections or live
             else None
         )
         # a transport that limits its own connections turns peer counting off
         self.count_peers = count_peers
+
+    def update(self, option: LimitOption) -> None:
+        """Apply new limits to calls (and connections) that start after this (0 = unlimited).
+
+        A connection limit needs the limiter built with ``live=True`` or a connection limit at start.
+        """
+        if option.max_qps != self.option.max_qps:
+            self.qps = TokenBucket(option.max_qps, self._clock) if option.max_qps else None
+        if option.max_concurrency != self.option.max_concurrency:
+            limit = option.max_concurrency
+            self.concurrency = ConcurrencyLimiter(limit) if limit else None
+        if self.connections is not None:
+            self.connections.limit = option.max_connections
+        elif option.max_connections:
+            raise ValueError("ServerLimiter.update: this limiter was built without a connection limiter")
+        self.option = option
 
     def _connection_rejected(self) -> None:
         self.stats.conn_rejected += 1
@@ -196,11 +220,11 @@ class ServerLimiter:
             self._reporter(kind)
 
     def middleware(self, next_endpoint: Endpoint) -> Endpoint:
-        qps = self.qps
-        concurrency = self.concurrency
         stats = self.stats
 
         async def limit(ri: RPCInfo, request: Any) -> Any:
+            qps = self.qps  # read once per call: an update applies to the calls after it
+            concurrency = self.concurrency
             peers = self.connections if self.count_peers else None
             peer = ri.caller.address
             if peers is not None and not peers.acquire(peer):  # counted by _connection_rejected

@@ -21,6 +21,7 @@ import contextlib
 import random
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from kitex_grpc import metainfo
@@ -72,8 +73,17 @@ class RetryStats:
         self.chain_stops = 0
 
 
+WILDCARD = "*"
+"""The method key that matches every method without an entry of its own (Kitex retry container)."""
+
+
 class RetryContainer:
-    """Applies retry policies; :meth:`middleware` is the client's ``retry`` slot."""
+    """Applies retry policies; :meth:`middleware` is the client's ``retry`` slot.
+
+    The policies live in one immutable snapshot ``(method map, default)`` that updates replace whole
+    (:meth:`notify_policy_change`, :meth:`delete_policy`): a call reads it once when it starts, so an
+    update applies to calls that start after it and never changes an attempt loop already running.
+    """
 
     def __init__(
         self,
@@ -83,18 +93,52 @@ class RetryContainer:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        self.default = default
-        self.method_policies = dict(method_policies or {})
+        # (method map, default): replaced whole, never mutated once published
+        self._snapshot: tuple[dict[str, RetryPolicy], RetryPolicy | None] = (
+            dict(method_policies or {}),
+            default,
+        )
         self.stats = RetryStats()
         self._clock = clock
         self._rng = rng or random.Random()
         self._budgets: dict[str, Window] = {}
 
+    @property
+    def default(self) -> RetryPolicy | None:
+        """The policy of methods without an entry (set in code, or the ``"*"`` entry)."""
+        return self._snapshot[1]
+
+    @property
+    def method_policies(self) -> Mapping[str, RetryPolicy]:
+        """The per-method policies now in force (read-only)."""
+        return MappingProxyType(self._snapshot[0])
+
+    def notify_policy_change(self, method: str, policy: RetryPolicy | None) -> None:
+        """Replace the policy of ``method`` (``"*"``: every method without its own entry); ``None``
+        removes it (Kitex ``Container.NotifyPolicyChange`` / ``DeletePolicy``)."""
+        if policy is not None and not isinstance(policy, FailurePolicy | BackupPolicy):
+            raise TypeError(f"notify_policy_change: expected a FailurePolicy or BackupPolicy, got {policy!r}")
+        methods, default = self._snapshot
+        if method == WILDCARD:
+            self._snapshot = (methods, policy)
+            return
+        updated = dict(methods)
+        if policy is None:
+            updated.pop(method, None)
+        else:
+            updated[method] = policy
+        self._snapshot = (updated, default)
+
+    def delete_policy(self, method: str) -> None:
+        """Remove the policy of ``method`` (Kitex ``DeletePolicy``)."""
+        self.notify_policy_change(method, None)
+
     def policy_for(self, ri: RPCInfo) -> RetryPolicy | None:
         override: RetryPolicy | None = ri.extra.get(CALL_POLICY_KEY)
         if override is not None:
             return override
-        return self.method_policies.get(ri.method.name, self.default)
+        methods, default = self._snapshot
+        return methods.get(ri.method.name, default)
 
     # -- pure decisions -------------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 Every ``with_*`` option records itself (name and value) when options are folded, as Kitex's
 ``DebugInfo`` does. :func:`describe_client` / :func:`describe_server` (also ``client.describe()`` /
 ``server.describe()``) print those records in the order they were given, followed by the effective
-values, the middleware chain as built, tracers and lifecycle hooks. :func:`describe_options` does the
-same for a bare ``ClientOptions`` / ``ServerOptions``.
+values, the middleware chain as built, tracers and lifecycle hooks, and the live governance values
+with their sources (``client.live`` / ``server.live``, :mod:`kitex_grpc.config.live`).
+:func:`describe_options` does the same for a bare ``ClientOptions`` / ``ServerOptions``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def describe_client(client: Client) -> str:
         f"Client of {service.full_name} -> {getattr(client, '_dest', '?')!r}",
         f"  chain: {' -> '.join(client.chain_names)}",
         f"  tracers: {_tracers(client)}",
+        *_live(client),
         _indent(describe_options(client.options)),
     ]
     return "\n".join(lines)
@@ -73,9 +75,19 @@ def describe_server(server: Server) -> str:
         f"  chain: {' -> '.join(server.chain_names)}",
         f"  tracers: {_tracers(server)}",
         f"  lifecycle hooks: {hooks}",
+        *_live(server),
         _indent(describe_options(opts)),
     ]
     return "\n".join(lines)
+
+
+def _live(owner: Any) -> list[str]:
+    """The live governance values (``owner.live``) and where each came from: code, go-default
+    (config-etcd's implicit defaults), dict, file or etcd."""
+    records = getattr(getattr(owner, "live", None), "records", None)
+    if records is None or not records.values:
+        return []
+    return ["  live config [source]:", *(f"    {line}" for line in records.lines())]
 
 
 def _tracers(owner: Any) -> str:

@@ -16,6 +16,7 @@ from kitex_grpc.options._base import (
     OptionRecord,
     appender,
     callables_appender,
+    check_callable,
     check_duration,
     check_positive_int,
     setter,
@@ -28,12 +29,14 @@ from kitex_grpc.transport_protocol import TransportProtocol
 if TYPE_CHECKING:
     import logging
 
+    from kitex_grpc.config.source import ConfigSource
     from kitex_grpc.discovery.balancer import LoadBalancer
     from kitex_grpc.discovery.resolver import Resolver
     from kitex_grpc.governance.acl import RejectFunc
     from kitex_grpc.governance.circuitbreak import CBSuite
     from kitex_grpc.governance.fallback import FallbackPolicy
     from kitex_grpc.governance.policy import RetryPolicy
+    from kitex_grpc.governance.timeouts import TimeoutProvider
     from kitex_grpc.governance.warmup import WarmUpOption
     from kitex_grpc.observability.tracer import Tracer
 
@@ -94,6 +97,10 @@ class ClientOptions:
     grpc_keepalive_time: float | None = None
     grpc_keepalive_timeout: float | None = None
     grpc_max_header_list_size: int | None = None
+    # live governance config (issue 28): sources as (source, go_defaults or None: the source's own)
+    config_sources: tuple[tuple[ConfigSource, bool | None], ...] = ()
+    live_config: bool = False
+    timeout_provider: TimeoutProvider | None = None
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -447,3 +454,44 @@ def with_warming_up(option: WarmUpOption | None = None) -> ClientOption:
     option = WarmUpOption() if option is None else option
     _check_policy("with_warming_up", option, (WarmUpOption,))
     return setter("with_warming_up", "warming_up", option)
+
+
+# -- live governance config (issue 28) ----------------------------------------------------------------
+
+
+def with_live_config() -> ClientOption:
+    """Give the client every live slot (retry, circuit breakers, degradation) so that ``client.live``
+    can change its governance at run time; implied by :func:`with_config_source`. Without it the
+    update API changes only what the options configured (and timeouts, which always work)."""
+    return setter("with_live_config", "live_config", True)
+
+
+def with_config_source(source: ConfigSource, *, go_defaults: bool | None = None) -> ClientOption:
+    """Take timeouts, retry, circuit breakers and degradation from ``source`` while the client runs
+    (kitex-contrib config-etcd's client suite; keys and JSON in :mod:`kitex_grpc.config`).
+
+    ``go_defaults``: apply config-etcd's implicit defaults even where the source has no key, as a Go
+    client with the suite does: a 1 s RPC timeout and 50 ms connect timeout for every method, and
+    service and instance circuit breakers on ({enable, 0.5, 200}). ``None`` (default) follows the
+    source: on for ``EtcdConfigSource`` (Go parity), off for ``FileSource`` and ``DictSource``.
+    Code-set options win as in Kitex (see :mod:`kitex_grpc.config.live`).
+
+    The watches start when the client is made inside a running event loop; otherwise (and to wait
+    for the first read, as Kitex's ``NewClient`` does for up to 5 s) ``await client.config_ready()``.
+    The client stops its watches on ``close()``; the source itself (its etcd connections) belongs to
+    the caller: ``await source.close()``. Several sources merge per method; a later one wins.
+    """
+    for member in ("watch", "describe_key", "kind"):
+        if not hasattr(source, member):
+            raise TypeError(f"with_config_source: {source!r} has no {member!r} (see config.ConfigSource)")
+    if go_defaults is not None and not isinstance(go_defaults, bool):
+        raise TypeError(f"with_config_source: go_defaults must be a bool or None, got {go_defaults!r}")
+    return appender("with_config_source", "config_sources", ((source, go_defaults),))
+
+
+def with_timeout_provider(provider: TimeoutProvider) -> ClientOption:
+    """A per-call function of the RPCInfo returning :class:`~kitex_grpc.governance.timeouts.Timeouts`
+    (or ``None``) for that call (Kitex ``WithTimeoutProvider``); e.g. adaptive timeouts. It runs for
+    every call; ``with_rpc_timeout`` / ``with_connect_timeout`` and call options win over it."""
+    check_callable("with_timeout_provider", provider)
+    return setter("with_timeout_provider", "timeout_provider", provider)

@@ -36,6 +36,7 @@ from kitex_grpc.transport_protocol import TransportProtocol
 if TYPE_CHECKING:
     import logging
 
+    from kitex_grpc.config.source import ConfigSource
     from kitex_grpc.discovery.registry import Info, Registry
     from kitex_grpc.governance.acl import RejectFunc
     from kitex_grpc.governance.limiter import LimitOption
@@ -83,6 +84,7 @@ class ServerOptions:
     grpc_max_concurrent_streams: int | None = None
     grpc_keepalive_enforcement: PingEnforcement | None = None
     grpc_flood_limits: FloodLimits | None = None
+    config_sources: tuple[ConfigSource, ...] = ()  # live limits (issue 28)
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -371,3 +373,14 @@ def with_limit_reporter(reporter: Callable[[str], None]) -> ServerOption:
 def with_acl_rules(*rules: RejectFunc) -> ServerOption:
     """Reject calls before the handler: each rule returns ``None`` or a reason (Kitex ``WithACLRules``)."""
     return callables_appender("with_acl_rules", "acl_rules", rules)
+
+
+def with_config_source(source: ConfigSource) -> ServerOption:
+    """Take the connection and QPS limits from ``source`` while the server runs (config-etcd's server
+    suite, key ``<prefix>/<ServerServiceName>/limit``; needs ``with_server_basic_info``). The limits
+    set with ``with_limit`` are the values a deleted key goes back to; ``server.live.set_limit``
+    changes them from code."""
+    for member in ("watch", "describe_key", "kind"):
+        if not hasattr(source, member):
+            raise TypeError(f"with_config_source: {source!r} has no {member!r} (see config.ConfigSource)")
+    return appender("with_config_source", "config_sources", (source,))

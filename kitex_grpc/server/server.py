@@ -31,11 +31,15 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from kitex_grpc.config.live import LiveServerConfig
+from kitex_grpc.config.model import LIMIT
+from kitex_grpc.config.source import ConfigKey
+from kitex_grpc.config.watch import ConfigWatch
 from kitex_grpc.discovery.registry import Info, registry_address
 from kitex_grpc.endpoint import Middleware, chain
 from kitex_grpc.errors import StatusError
 from kitex_grpc.governance.acl import acl_middleware
-from kitex_grpc.governance.limiter import ServerLimiter
+from kitex_grpc.governance.limiter import LimitOption, ServerLimiter
 from kitex_grpc.observability.tracer import compose
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCConfig, RPCInfo
@@ -76,7 +80,14 @@ class Server:
         opts = self._options
         named: list[tuple[str, Middleware]] = []
         self.limiter: ServerLimiter | None = None
-        if opts.limit is not None and opts.limit.enabled:
+        self.live: LiveServerConfig | None = None
+        self._config_watch: ConfigWatch | None = None
+        if opts.config_sources:  # live limits: the limiter is in the chain even while unlimited
+            code = opts.limit or LimitOption()
+            self.limiter = ServerLimiter(code, reporter=opts.limit_reporter, live=True)
+            self.live = LiveServerConfig(self.limiter, code)
+            named.append(("limit", self.limiter.middleware))
+        elif opts.limit is not None and opts.limit.enabled:
             self.limiter = ServerLimiter(opts.limit, reporter=opts.limit_reporter)
             named.append(("limit", self.limiter.middleware))
         named.append(("server_timeout", server_timeout_middleware))
@@ -142,6 +153,7 @@ class Server:
         hooks = self._options.hooks
         for hook in hooks:
             await hook.prepare(self)
+        await self._watch_config()
         self._transport = new_server_transport(self._options, self._dispatch)
         limiter = self.limiter
         if limiter is not None and limiter.connections is not None:
@@ -166,10 +178,24 @@ class Server:
             await hook.draining(self)
         try:
             await self._transport.stop(self._options.exit_wait_time)
+            if self._config_watch is not None:
+                await self._config_watch.close()
         finally:
             for hook in hooks:
                 await hook.stopped(self)
             self._stopped.set()
+
+    async def _watch_config(self) -> None:
+        """Watch the config sources' ``limit`` key; wait up to 5 s for its first read (as Kitex's suite)."""
+        opts = self._options
+        if not opts.config_sources or self.live is None:
+            return
+        if not opts.service_name:
+            raise RuntimeError("with_config_source needs the server's name: add with_server_basic_info")
+        key = ConfigKey("server", LIMIT, "", opts.service_name)
+        self._config_watch = ConfigWatch([(s, key) for s in opts.config_sources], self.live.apply)
+        if not await self._config_watch.ready(5.0):
+            _log.warning("config: the limit key was not read within 5 s; serving with the code's limits")
 
     def registry_info(self) -> Info:
         """What ``with_registry`` publishes: ``with_registry_info`` completed with this server's facts."""
