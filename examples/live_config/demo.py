@@ -51,7 +51,7 @@ class Echo(echo_kitex.EchoHandler):
         return echo_pb2.EchoReply(message=request.message)
 
 
-async def watch_outcomes(cli: echo_kitex.Client, start: float, stop: asyncio.Event) -> None:
+async def watch_outcomes(cli: echo_kitex.EchoClient, start: float, stop: asyncio.Event) -> None:
     """Call 'slow' and 'flaky' every 50 ms; print when an outcome changes."""
     last: dict[str, str] = {}
     while not stop.is_set():
