@@ -74,3 +74,4 @@ clean:
 	rm -rf $(VENV) gen build .pytest_cache .mypy_cache .ruff_cache
 
 -include interop/interop.mk
+-include interop/grpc/grpc.mk
