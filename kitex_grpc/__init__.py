@@ -13,7 +13,7 @@ The names exported here are the public API; a test locks the list.
 
 from __future__ import annotations
 
-from kitex_grpc import callopt, client, errors, metainfo, protobuf, rpcinfo, server
+from kitex_grpc import callopt, client, errors, grpc_meta, metainfo, protobuf, rpcinfo, server
 from kitex_grpc._version import __version__
 from kitex_grpc.client import Client, new_client
 from kitex_grpc.endpoint import Endpoint, Middleware
@@ -44,6 +44,7 @@ __all__ = [
     "callopt",
     "client",
     "errors",
+    "grpc_meta",
     "metainfo",
     "new_client",
     "new_server",

@@ -106,7 +106,8 @@ def test_unary_success() -> None:
     assert started.metadata == (("x-id", "7"),)
     assert started.timeout == pytest.approx(1.0)
     assert started.content_type == "application/grpc" and started.content_subtype == ""
-    assert started.encoding is None and started.accept_encoding == ()
+    # Every call lists what the client inflates (gRPC compression.md), compressed or not.
+    assert started.encoding is None and started.accept_encoding == ("identity", "deflate", "gzip")
     assert started.user_agent == gh.DEFAULT_USER_AGENT
     assert one(s_ev, MessageReceived).data == b"ping"
 
@@ -280,7 +281,7 @@ def test_gzip_messages_both_ways() -> None:
     client.send_message(sid, body, compressed=True, end=True)
     _, s_ev = pump(client, server)
     started = one(s_ev, CallStarted)
-    assert started.encoding == "gzip" and started.accept_encoding == ("gzip",)
+    assert started.encoding == "gzip" and started.accept_encoding == ("identity", "deflate", "gzip")
     msg = one(s_ev, MessageReceived)
     assert msg.data == body
     assert msg.flow_controlled_length == 5 + len(gzip_compress(body))

@@ -21,7 +21,7 @@ from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_from_rpc_error
 
-_COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip}
+_COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
 
 
@@ -136,18 +136,21 @@ class GrpcioClientTransport:
 
     async def unary(self, ri: RPCInfo, request: Any) -> Any:
         multicallable = await self._multicallable(ri, self._unary, streaming=False)
+        call = multicallable(
+            request,
+            timeout=ri.time_remaining(),
+            metadata=self._metadata(ri),
+            compression=_COMPRESSION[ri.config.compression],
+        )
         try:
-            return await multicallable(
-                request,
-                timeout=ri.time_remaining(),
-                metadata=self._metadata(ri),
-                compression=_COMPRESSION[ri.config.compression],
-            )
+            reply = await call
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
                 self._ready.discard(ri.callee.address)
-            ri.response_metadata = [(k, v) for k, v in exc.trailing_metadata() or ()]
+            _record_metadata(ri, exc.initial_metadata(), exc.trailing_metadata())
             raise error_from_rpc_error(exc) from None
+        _record_metadata(ri, await call.initial_metadata(), await call.trailing_metadata())
+        return reply
 
     async def open_stream(self, ri: RPCInfo) -> GrpcioClientStream:
         multicallable = await self._multicallable(ri, self._streams, streaming=True)
@@ -156,7 +159,7 @@ class GrpcioClientTransport:
             metadata=self._metadata(ri),
             compression=_COMPRESSION[ri.config.compression],
         )
-        return GrpcioClientStream(call)
+        return GrpcioClientStream(call, ri)
 
     async def close_address(self, address: str) -> None:
         """Close the channel to ``address`` (an instance discovery removed); the next call reopens it."""
@@ -185,13 +188,42 @@ class GrpcioClientTransport:
             await channel.close()
 
 
+def _record_metadata(ri: RPCInfo, headers: Any, trailers: Any) -> None:
+    """Response headers and trailers, apart and (headers first) together in ``response_metadata``."""
+    if headers:
+        ri.response_headers.extend(headers)
+    if trailers:
+        ri.response_trailers.extend(trailers)
+    ri.response_metadata = [*ri.response_headers, *ri.response_trailers]
+
+
 class GrpcioClientStream:
-    """A grpc.aio stream-stream call seen as a :class:`~kitex_grpc.streaming.StreamIO`."""
+    """A grpc.aio stream-stream call seen as a :class:`~kitex_grpc.streaming.StreamIO`.
 
-    __slots__ = ("_call",)
+    Response headers reach ``ri.response_headers`` with the first reply (or at the end of a call
+    without one), trailers ``ri.response_trailers`` at the end.
+    """
 
-    def __init__(self, call: _StreamCall) -> None:
+    __slots__ = ("_call", "_headers_done", "_ri", "_trailers_done")
+
+    def __init__(self, call: _StreamCall, ri: RPCInfo) -> None:
         self._call = call
+        self._ri = ri
+        self._headers_done = False
+        self._trailers_done = False
+
+    async def _record_headers(self) -> None:
+        if not self._headers_done:
+            self._headers_done = True
+            headers = await self._call.initial_metadata()
+            if headers:
+                self._ri.response_headers.extend(headers)
+
+    async def _record_end(self) -> None:
+        await self._record_headers()
+        if not self._trailers_done:
+            self._trailers_done = True
+            _record_metadata(self._ri, (), await self._call.trailing_metadata())
 
     async def send(self, message: Any) -> None:
         try:
@@ -207,6 +239,7 @@ class GrpcioClientStream:
         try:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
+            await self._record_end()
             raise error_from_rpc_error(exc) from None
         except asyncio.CancelledError:
             # grpc.aio raises CancelledError from a call cancelled by anyone; only a cancellation of
@@ -216,8 +249,11 @@ class GrpcioClientStream:
                 raise
             raise CanceledError("stream cancelled") from None
         if message is grpc.aio.EOF:
+            await self._record_end()
             await self._raise_final_status()
             raise EOFError
+        if not self._headers_done:
+            await self._record_headers()
         return message
 
     async def _raise_final_status(self) -> None:
