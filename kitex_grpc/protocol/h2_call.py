@@ -56,6 +56,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame
 
 from kitex_grpc.errors import KitexError, ProtocolError
 from kitex_grpc.protocol import grpc_headers as gh
+from kitex_grpc.protocol.grpc_compression import parse_accept_encoding, parse_encoding
 from kitex_grpc.protocol.grpc_framing import (
     ACCEPT_ENCODING,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -1040,17 +1041,8 @@ def _check_header_size(conn: h2.connection.H2Connection, headers: list[gh.Header
         raise gh.GrpcHeaderError(f"header list size to send violates the peer's maximum ({peer_limit})")
 
 
-def _encoding_from(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    text = value.decode("ascii", "replace").strip().lower()
-    return None if text in ("", "identity") else text
-
-
-def _split_accept(value: bytes | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(part.strip().lower() for part in value.decode("ascii", "replace").split(",") if part.strip())
+_encoding_from = parse_encoding
+_split_accept = parse_accept_encoding
 
 
 class GrpcClientConnection(_GrpcConnection):
