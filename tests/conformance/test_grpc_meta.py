@@ -71,7 +71,9 @@ class MetaEcho(echo_kitex.EchoHandler):
 
 
 @pytest.fixture(params=PAIRS, ids=lambda p: f"{p[0].name}->{p[1].name}")
-async def meta_client(request: pytest.FixtureRequest) -> AsyncIterator[tuple[echo_kitex.EchoClient, MetaEcho]]:
+async def meta_client(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[echo_kitex.EchoClient, MetaEcho]]:
     client_tp, server_tp = request.param
     handler = MetaEcho()
     async with (
@@ -139,7 +141,9 @@ async def test_client_stream_headers_without_a_message_before_the_status(
     assert stream.ri.response_trailers == TRAILERS
 
 
-async def test_bidi_send_header_before_any_message(meta_client: tuple[echo_kitex.EchoClient, MetaEcho]) -> None:
+async def test_bidi_send_header_before_any_message(
+    meta_client: tuple[echo_kitex.EchoClient, MetaEcho],
+) -> None:
     cli, handler = meta_client
     headers: list[tuple[str, str | bytes]] = []
     stream = await cli.Bidi(callopt.with_grpc_header(headers))
