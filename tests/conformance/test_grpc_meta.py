@@ -3,6 +3,9 @@ gRPC client and server transports, on real loopback sockets."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest
@@ -260,3 +263,33 @@ async def test_grpcio_client_cannot_skip_compression_per_message() -> None:
         with pytest.raises(NotImplementedError):
             stream.disable_next_message_compression()
         stream.cancel()
+
+
+@pytest.mark.parametrize("server_tp", [H2, GRPC], ids=lambda p: p.name)
+async def test_a_served_call_is_freed_without_the_cyclic_gc(server_tp: TransportProtocol) -> None:
+    """The call's task holds the call in its context (grpc_meta) and the call held the task: a cycle
+    that only the cyclic GC freed, which cost about 7 us a call on the unary benchmark."""
+    tasks: list[weakref.ref[asyncio.Task[object]]] = []
+
+    class Handler(echo_kitex.EchoHandler):
+        async def Unary(self, request: Req) -> Reply:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.append(weakref.ref(task))
+            grpc_meta.set_trailer({"x-t": "v"})
+            return Reply(message="ok")
+
+    async with (
+        serve(server.with_transport_protocol(server_tp), handler=Handler()) as (svr, _),
+        connect(svr) as cli,
+    ):  # type: ignore[arg-type]
+        gc.disable()
+        try:
+            assert (await cli.Unary(Req())).message == "ok"
+            for _ in range(100):  # the server task ends a few loop turns after the reply went out
+                if tasks[0]() is None:
+                    break
+                await asyncio.sleep(0)
+            assert tasks[0]() is None
+        finally:
+            gc.enable()

