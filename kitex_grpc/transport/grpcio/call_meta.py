@@ -38,12 +38,22 @@ class GrpcioCallMeta(ServerCallMeta):
         self._sent = False
         self._encoding_set = False
 
+    def flush_due(self) -> bool:
+        """A reply message or the status goes out next: the headers count as sent from now on, and
+        this says whether they must be sent first (``await flush()``). A plain call, so the common
+        case of no handler metadata costs no coroutine per call."""
+        if self._sent:
+            return False
+        self._sent = True
+        return bool(self._header_md) or self._encoding_set
+
+    async def flush(self) -> None:
+        await self._context.send_initial_metadata(tuple(self._header_md or ()))
+
     async def before_reply(self) -> None:
         """Send pending headers before a reply message or the status (their last chance)."""
-        if not self._sent:
-            self._sent = True
-            if self._header_md or self._encoding_set:
-                await self._context.send_initial_metadata(tuple(self._header_md or ()))
+        if self.flush_due():
+            await self.flush()
 
     def response_headers_sent(self) -> bool:
         return self._sent

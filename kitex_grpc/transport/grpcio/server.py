@@ -46,7 +46,8 @@ class _ServerStreamIO:
         self._meta = meta
 
     async def send(self, message: Any) -> None:
-        await self._meta.before_reply()
+        if self._meta.flush_due():
+            await self._meta.flush()
         await self._context.write(message)
 
     def disable_next_message_compression(self) -> None:
@@ -142,7 +143,8 @@ class GrpcioServerTransport:
             except KitexError as exc:
                 await _abort(context, exc, meta, ri.response_metadata)
                 raise  # not reached: abort raises
-            await meta.before_reply()
+            if meta.flush_due():
+                await meta.flush()
             if ri.response_metadata:
                 context.set_trailing_metadata(tuple(ri.response_metadata))
             return reply
@@ -161,7 +163,8 @@ class GrpcioServerTransport:
             except KitexError as exc:
                 await _abort(context, exc, meta, ri.response_metadata)
                 raise  # not reached: abort raises
-            await meta.before_reply()
+            if meta.flush_due():
+                await meta.flush()
             if ri.response_metadata:
                 context.set_trailing_metadata(tuple(ri.response_metadata))
 
