@@ -142,3 +142,4 @@ clean:
 	rm -rf $(VENV) gen build dist .pytest_cache .mypy_cache .ruff_cache $(LOWEST_VENV) $(LATEST_VENV)
 
 -include interop/interop.mk
+-include interop/grpc/grpc.mk

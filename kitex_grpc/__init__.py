@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kitex_grpc._version import __version__
 
 if TYPE_CHECKING:
-    from kitex_grpc import callopt, client, errors, metainfo, protobuf, rpcinfo, server
+    from kitex_grpc import callopt, client, errors, grpc_meta, metainfo, protobuf, rpcinfo, server
     from kitex_grpc.client import Client, new_client
     from kitex_grpc.endpoint import Endpoint, Middleware
     from kitex_grpc.errors import BizStatusError, KitexError, RPCTimeoutError, StatusError
@@ -34,6 +34,7 @@ _LAZY = {
     "callopt": ("kitex_grpc.callopt", ""),
     "client": ("kitex_grpc.client", ""),
     "errors": ("kitex_grpc.errors", ""),
+    "grpc_meta": ("kitex_grpc.grpc_meta", ""),
     "metainfo": ("kitex_grpc.metainfo", ""),
     "protobuf": ("kitex_grpc.protobuf", ""),
     "rpcinfo": ("kitex_grpc.rpcinfo", ""),
@@ -95,6 +96,7 @@ __all__ = [
     "callopt",
     "client",
     "errors",
+    "grpc_meta",
     "metainfo",
     "new_client",
     "new_server",

@@ -19,6 +19,8 @@ __all__ = [
     "with_compression",
     "with_connect_timeout",
     "with_fallback",
+    "with_grpc_header",
+    "with_grpc_trailer",
     "with_host_port",
     "with_metadata",
     "with_retry_policy",
@@ -36,6 +38,8 @@ class CallOptions:
         "compression",
         "connect_timeout",
         "fallback",
+        "grpc_header",
+        "grpc_trailer",
         "host_port",
         "metadata",
         "retry_policy",
@@ -52,6 +56,8 @@ class CallOptions:
         self.compression: str | None = None
         self.retry_policy: object | None = None
         self.fallback: object | None = None
+        self.grpc_header: list[tuple[str, str | bytes]] | None = None
+        self.grpc_trailer: list[tuple[str, str | bytes]] | None = None
 
     @property
     def rpc_timeout_set(self) -> bool:
@@ -154,6 +160,36 @@ def with_compression(name: str) -> CallOption:
         o.compression = name
 
     return CallOption("with_compression", name, apply)
+
+
+def with_grpc_header(md: list[tuple[str, str | bytes]]) -> CallOption:
+    """Fill ``md`` with the call's response headers (Kitex ``nphttp2.GRPCHeader``, grpc-go ``grpc.Header``).
+
+    gRPC transports; on success and on failure; a stream fills it when its headers arrive. The same
+    pairs are in ``ri.response_headers``.
+    """
+    if not isinstance(md, list):
+        raise TypeError(f"callopt.with_grpc_header: expected a list to fill, got {type(md).__name__}")
+
+    def apply(o: CallOptions) -> None:
+        o.grpc_header = md
+
+    return CallOption("with_grpc_header", md, apply)
+
+
+def with_grpc_trailer(md: list[tuple[str, str | bytes]]) -> CallOption:
+    """Fill ``md`` with the response trailers (Kitex ``nphttp2.GRPCTrailer``, grpc-go ``grpc.Trailer``).
+
+    gRPC transports; on success and on failure, once the call ended. The same pairs are in
+    ``ri.response_trailers``.
+    """
+    if not isinstance(md, list):
+        raise TypeError(f"callopt.with_grpc_trailer: expected a list to fill, got {type(md).__name__}")
+
+    def apply(o: CallOptions) -> None:
+        o.grpc_trailer = md
+
+    return CallOption("with_grpc_trailer", md, apply)
 
 
 def with_retry_policy(policy: object) -> CallOption:

@@ -93,8 +93,12 @@ class RPCInfo:
     - ``config``: effective timeouts, transport and compression.
     - ``deadline``: absolute ``time.monotonic()`` deadline, or ``None``.
     - ``metadata``: outgoing metadata on the client, received metadata on the server.
-    - ``response_metadata``: the trailers of a failed call (client), or trailers to send with the
-      reply (server: a handler appends to ``rpcinfo.current().response_metadata``).
+    - ``response_headers`` / ``response_trailers`` (client, gRPC transports): the response headers
+      and trailers, apart, on success and on failure; headers as soon as they arrive, trailers at
+      the end of the call (``callopt.with_grpc_header`` / ``with_grpc_trailer`` hand in lists to fill).
+    - ``response_metadata``: client: both of the above, headers first (the TTHeader transport puts
+      the reply's string info here); server: the trailers to send with the status (a handler adds
+      them with ``grpc_meta.set_trailer``, which appends here).
     - ``stats``: timing; ``attempt``: 1 for the first try, counting retries and backups.
     """
 
@@ -107,7 +111,9 @@ class RPCInfo:
         "extra",
         "metadata",
         "method",
+        "response_headers",
         "response_metadata",
+        "response_trailers",
         "seq_id",
         "service",
         "stats",
@@ -130,6 +136,8 @@ class RPCInfo:
         self.config = config
         self.metadata: Metadata = metadata if metadata is not None else []
         self.response_metadata: Metadata = []
+        self.response_headers: Metadata = []
+        self.response_trailers: Metadata = []
         self.deadline = deadline
         self.stats = RPCStats()
         self.attempt = 1

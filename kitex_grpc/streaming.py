@@ -140,6 +140,17 @@ class Stream(_RecvIterator[RespT], Generic[ReqT, RespT]):
         """Tell the peer no more messages will be sent (half-close)."""
         await self._io.close_send()
 
+    def disable_next_message_compression(self) -> None:
+        """Send the next message uncompressed, on a call that compresses (grpcio's name).
+
+        Raises ``NotImplementedError`` on a transport that cannot (grpcio's client: grpc.aio has no
+        per-message flags for requests).
+        """
+        disable = getattr(self._io, "disable_next_message_compression", None)
+        if disable is None:
+            raise NotImplementedError("this transport cannot send a single message uncompressed")
+        disable()
+
     def cancel(self) -> None:
         """Abort the stream (RST_STREAM CANCEL on HTTP/2); the peer sees it cancelled."""
         if not self.finished:

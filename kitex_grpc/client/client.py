@@ -348,14 +348,17 @@ class Client:
             callee.address = co.host_port
         if co.tags:
             callee.tags = {**self._tags, **co.tags}
-        if co.retry_policy is not None or co.fallback is not None:
-            ri = RPCInfo(self._caller, callee, self._service, mi, config, co.metadata)
-            if co.retry_policy is not None:
-                ri.extra[CALL_POLICY_KEY] = co.retry_policy
-            if co.fallback is not None:
-                ri.extra[CALL_FALLBACK_KEY] = co.fallback
-            return ri
-        return RPCInfo(self._caller, callee, self._service, mi, config, co.metadata)
+        ri = RPCInfo(self._caller, callee, self._service, mi, config, co.metadata)
+        if co.retry_policy is not None:
+            ri.extra[CALL_POLICY_KEY] = co.retry_policy
+        if co.fallback is not None:
+            ri.extra[CALL_FALLBACK_KEY] = co.fallback
+        # The transports extend these lists in place: the caller's lists fill as the call goes.
+        if co.grpc_header is not None:
+            ri.response_headers = co.grpc_header
+        if co.grpc_trailer is not None:
+            ri.response_trailers = co.grpc_trailer
+        return ri
 
     def _provide_timeouts(self, ri: RPCInfo, opts: tuple[_callopt.CallOption, ...]) -> None:
         """``with_timeout_provider``: the call's timeouts, unless code or a call option set them."""

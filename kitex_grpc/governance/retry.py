@@ -211,6 +211,9 @@ class RetryContainer:
     def _adopt(ri: RPCInfo, attempt: RPCInfo) -> None:
         ri.callee.address = attempt.callee.address
         ri.response_metadata = attempt.response_metadata
+        if attempt is not ri:  # in place: they may be the caller's lists (callopt.with_grpc_header)
+            ri.response_headers[:] = attempt.response_headers
+            ri.response_trailers[:] = attempt.response_trailers
         ri.attempt = attempt.attempt
 
     async def _failure(

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONNECT_TIMEOUT = 0.05
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
-SUPPORTED_COMPRESSION = ("gzip",)
+SUPPORTED_COMPRESSION = ("gzip", "deflate")  # grpc_framing.SUPPORTED_ENCODINGS less identity
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

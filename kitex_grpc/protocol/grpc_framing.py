@@ -5,8 +5,10 @@ On the wire every gRPC message is ``compressed flag (u8) | length (u32, big-endi
 stream's DATA payload into :class:`RawMessage` values; it checks the flag and the declared length
 *before* it buffers a body, so a peer cannot make it hold more than ``max_message_size + 5`` bytes.
 
-Compression: only ``gzip`` (the one codec Kitex ships) and ``identity`` are known. :func:`gzip_decompress`
-stops at a decompressed-size limit, so a small compressed body cannot expand without bound.
+Compression: ``gzip`` (the one codec Kitex ships), ``deflate`` (zlib, RFC 1950, as grpc-core writes it)
+and ``identity`` are known; :data:`ACCEPT_ENCODING` lists them for ``grpc-accept-encoding``. The
+decompressors stop at a decompressed-size limit, so a small compressed body cannot expand without
+bound.
 
 .. versionadded:: 0.1.0
 """
@@ -21,7 +23,9 @@ from kitex_grpc.errors import ProtocolError
 from kitex_grpc.status import StatusCode
 
 __all__ = [
+    "ACCEPT_ENCODING",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFLATE",
     "GZIP",
     "IDENTITY",
     "PREFIX_SIZE",
@@ -42,13 +46,18 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 _MAX_WIRE_LENGTH = 0xFFFFFFFF
 
 GZIP = "gzip"
+DEFLATE = "deflate"
 IDENTITY = "identity"
-SUPPORTED_ENCODINGS: tuple[str, ...] = (GZIP, IDENTITY)
+SUPPORTED_ENCODINGS: tuple[str, ...] = (GZIP, DEFLATE, IDENTITY)
+# What a client or server says it can decode (gRPC compression.md: a comma list; grpcio sends
+# "identity,deflate,gzip", grpc-go the compressors it registered).
+ACCEPT_ENCODING = "identity,deflate,gzip"
 
 _PREFIX = struct.Struct(">BI")
 _pack_prefix = _PREFIX.pack
 _unpack_prefix_from = _PREFIX.unpack_from
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib stream with a gzip header and trailer
+_DEFLATE_WBITS = zlib.MAX_WBITS  # zlib header and Adler-32 trailer (RFC 1950), grpc-core's "deflate"
 
 
 class GrpcFramingError(ProtocolError):
@@ -172,20 +181,24 @@ def gzip_compress(data: bytes, level: int = 6) -> bytes:
 
 def gzip_decompress(data: bytes, max_size: int) -> bytes:
     """Inflate a gzip body, refusing to produce more than ``max_size`` bytes."""
-    inflater = zlib.decompressobj(_GZIP_WBITS)
+    return _inflate(data, max_size, _GZIP_WBITS, GZIP)
+
+
+def _inflate(data: bytes, max_size: int, wbits: int, name: str) -> bytes:
+    inflater = zlib.decompressobj(wbits)
     try:
         # max_length bounds the output; asking for one byte more tells "too big" from "exactly max".
         out = inflater.decompress(data, max_size + 1)
     except zlib.error as exc:
-        raise GrpcFramingError(f"malformed gzip message: {exc}", StatusCode.INTERNAL) from exc
+        raise GrpcFramingError(f"malformed {name} message: {exc}", StatusCode.INTERNAL) from exc
     if len(out) > max_size:
         raise GrpcFramingError(
             f"decompressed message larger than max ({max_size})", StatusCode.RESOURCE_EXHAUSTED
         )
     if not inflater.eof:
-        raise GrpcFramingError("truncated gzip message", StatusCode.INTERNAL)
+        raise GrpcFramingError(f"truncated {name} message", StatusCode.INTERNAL)
     if inflater.unused_data:
-        raise GrpcFramingError("trailing bytes after gzip message", StatusCode.INTERNAL)
+        raise GrpcFramingError(f"trailing bytes after {name} message", StatusCode.INTERNAL)
     return out
 
 
@@ -193,6 +206,8 @@ def compress(encoding: str, data: bytes) -> bytes:
     """Compress ``data`` with a supported ``grpc-encoding``."""
     if encoding == GZIP:
         return gzip_compress(data)
+    if encoding == DEFLATE:
+        return zlib.compress(data, 6)
     if encoding == IDENTITY:
         return data
     raise GrpcFramingError(f"unsupported grpc-encoding {encoding!r}", StatusCode.UNIMPLEMENTED)
@@ -202,6 +217,8 @@ def decompress(encoding: str | None, data: bytes, max_size: int) -> bytes:
     """Decompress a message received with the compressed flag set, under ``encoding``."""
     if encoding == GZIP:
         return gzip_decompress(data, max_size)
+    if encoding == DEFLATE:
+        return _inflate(data, max_size, _DEFLATE_WBITS, DEFLATE)
     if encoding is None or encoding == IDENTITY:
         # PROTOCOL-HTTP2.md: the flag must not be set without a message encoding.
         raise GrpcFramingError("compressed flag set with identity or empty encoding", StatusCode.INTERNAL)

@@ -56,7 +56,9 @@ from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame
 
 from kitex_grpc.errors import KitexError, ProtocolError
 from kitex_grpc.protocol import grpc_headers as gh
+from kitex_grpc.protocol.grpc_compression import parse_accept_encoding, parse_encoding
 from kitex_grpc.protocol.grpc_framing import (
+    ACCEPT_ENCODING,
     DEFAULT_MAX_MESSAGE_SIZE,
     PREFIX_SIZE,
     SUPPORTED_ENCODINGS,
@@ -1018,7 +1020,11 @@ class _GrpcConnection:
                     share += PREFIX_SIZE + len(body)
                     if msg.compressed:
                         body = decompress(encoding, body, max_size)
-                    events.append(MessageReceived(stream_id=sid, data=body, flow_controlled_length=share))
+                    events.append(
+                        MessageReceived(
+                            stream_id=sid, data=body, flow_controlled_length=share, compressed=msg.compressed
+                        )
+                    )
                     share = 0
             else:
                 tail = size
@@ -1108,17 +1114,8 @@ def _check_header_size(conn: h2.connection.H2Connection, headers: list[gh.Header
         raise gh.GrpcHeaderError(f"header list size to send violates the peer's maximum ({peer_limit})")
 
 
-def _encoding_from(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    text = value.decode("ascii", "replace").strip().lower()
-    return None if text in ("", "identity") else text
-
-
-def _split_accept(value: bytes | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(part.strip().lower() for part in value.decode("ascii", "replace").split(",") if part.strip())
+_encoding_from = parse_encoding
+_split_accept = parse_accept_encoding
 
 
 class GrpcClientConnection(_GrpcConnection):
@@ -1151,16 +1148,18 @@ class GrpcClientConnection(_GrpcConnection):
         """Open a call: send the request headers and return the new stream id.
 
         ``timeout`` (seconds) becomes ``grpc-timeout``. ``encoding`` (``"gzip"``) is the compression
-        of messages sent with ``compressed=True``; with it, ``grpc-accept-encoding`` defaults to the
-        encodings this core inflates. Raises :class:`TooManyStreamsError` when the peer's stream limit
-        is reached and :class:`ConnectionClosedError` after GOAWAY.
+        of messages sent with ``compressed=True``. ``grpc-accept-encoding`` defaults to every
+        encoding this core inflates, on every call (gRPC compression.md), so that a server may
+        compress its replies whether or not the request is compressed. Raises
+        :class:`TooManyStreamsError` when the peer's stream limit is reached and
+        :class:`ConnectionClosedError` after GOAWAY.
         """
         if self.closing:
             raise ConnectionClosedError("GOAWAY sent or received; start the call on another connection")
         if encoding is not None and encoding not in SUPPORTED_ENCODINGS:
             raise ValueError(f"unsupported encoding {encoding!r}")
-        if accept_encoding is None and encoding is not None and encoding != "identity":
-            accept_encoding = encoding
+        if accept_encoding is None:
+            accept_encoding = ACCEPT_ENCODING
         headers = gh.build_request_headers(
             path,
             authority,
@@ -1520,10 +1519,15 @@ class GrpcServerConnection(_GrpcConnection):
                     raise _CallError(StatusCode.INTERNAL, exc.detail, 400) from exc
             call.recv_encoding = _encoding_from(encoding)
             if call.recv_encoding is not None and call.recv_encoding not in SUPPORTED_ENCODINGS:
-                raise _CallError(
+                # gRPC compression.md: UNIMPLEMENTED, and grpc-accept-encoding lists what we inflate.
+                self._reject(
+                    call,
+                    events,
                     StatusCode.UNIMPLEMENTED,
                     f"grpc: decompressor is not installed for grpc-encoding {call.recv_encoding!r}",
+                    extra=[(b"grpc-accept-encoding", ACCEPT_ENCODING.encode("ascii"))],
                 )
+                return
             try:
                 metadata = gh.decode_metadata(headers)
             except gh.GrpcHeaderError as exc:
@@ -1560,7 +1564,14 @@ class GrpcServerConnection(_GrpcConnection):
         events.append(StreamEnded(stream_id=stream_id))
 
     def _reject(
-        self, call: _Call, events: list[Event], status: StatusCode, message: str, http_status: int = 200
+        self,
+        call: _Call,
+        events: list[Event],
+        status: StatusCode,
+        message: str,
+        http_status: int = 200,
+        *,
+        extra: list[gh.Header] | None = None,
     ) -> None:
         sid = call.stream_id
         recv_open = call.state is CallState.OPEN
@@ -1575,6 +1586,8 @@ class GrpcServerConnection(_GrpcConnection):
             content_subtype=call.content_subtype,
             http_status=http_status,
         )
+        if extra:
+            trailers += extra
         try:
             self._conn.send_headers(sid, trailers, end_stream=True)
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):

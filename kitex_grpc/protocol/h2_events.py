@@ -79,11 +79,13 @@ class MessageReceived(Event):
 
     ``flow_controlled_length`` is the receive window it holds: pass it to
     ``acknowledge_received(stream_id, n)`` once the message was consumed, to let the peer send more.
+    ``compressed``: the message arrived with the compressed flag set (and was inflated).
     """
 
     stream_id: int
     data: bytes
     flow_controlled_length: int
+    compressed: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 
 import pytest
 from hypothesis import given, settings
@@ -166,3 +167,17 @@ def test_arbitrary_bytes_decode_or_raise_typed(data: bytes, chunk: int) -> None:
             assert dec.buffered <= 64 + 5
     except GrpcFramingError as exc:
         assert exc.grpc_status in (StatusCode.INTERNAL, StatusCode.RESOURCE_EXHAUSTED)
+
+
+def test_deflate_is_zlib_and_bounded() -> None:
+    """grpc-core's "deflate" is a zlib stream (RFC 1950); inflating it stops at the size limit."""
+    body = b"kitex " * 1000
+    packed = compress("deflate", body)
+    assert zlib.decompress(packed) == body
+    assert decompress("deflate", packed, len(body)) == body
+    with pytest.raises(GrpcFramingError) as info:
+        decompress("deflate", packed, len(body) - 1)
+    assert info.value.grpc_status is StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(GrpcFramingError) as info:
+        decompress("deflate", packed[:-3], len(body))
+    assert info.value.grpc_status is StatusCode.INTERNAL

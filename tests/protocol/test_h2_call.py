@@ -106,7 +106,8 @@ def test_unary_success() -> None:
     assert started.metadata == (("x-id", "7"),)
     assert started.timeout == pytest.approx(1.0)
     assert started.content_type == "application/grpc" and started.content_subtype == ""
-    assert started.encoding is None and started.accept_encoding == ()
+    # Every call lists what the client inflates (gRPC compression.md), compressed or not.
+    assert started.encoding is None and started.accept_encoding == ("identity", "deflate", "gzip")
     assert started.user_agent == gh.DEFAULT_USER_AGENT
     assert one(s_ev, MessageReceived).data == b"ping"
 
@@ -280,7 +281,7 @@ def test_gzip_messages_both_ways() -> None:
     client.send_message(sid, body, compressed=True, end=True)
     _, s_ev = pump(client, server)
     started = one(s_ev, CallStarted)
-    assert started.encoding == "gzip" and started.accept_encoding == ("gzip",)
+    assert started.encoding == "gzip" and started.accept_encoding == ("identity", "deflate", "gzip")
     msg = one(s_ev, MessageReceived)
     assert msg.data == body
     assert msg.flow_controlled_length == 5 + len(gzip_compress(body))
@@ -1312,3 +1313,26 @@ def test_lean_receive_path_fails_as_h2_fails(wire: bytes, expected: str) -> None
         outcome[name] += (conn.data_to_send(),)  # the GOAWAY or RST_STREAM h2 queued
     assert outcome["lean"] == outcome["plain"]
     assert outcome["lean"][0] == expected
+
+
+def test_unknown_request_encoding_lists_what_the_server_accepts() -> None:
+    """gRPC compression.md: UNIMPLEMENTED, and grpc-accept-encoding names the encodings we inflate."""
+    client = raw_client()
+    server = GrpcServerConnection()
+    pump(client, server)
+    raw_request(client, [*BASE, (b"content-type", b"application/grpc"), (b"grpc-encoding", b"snappy")])
+    c_ev, _ = pump(client, server)
+    (resp,) = [e for e in c_ev if isinstance(e, h2.events.ResponseReceived)]
+    got = dict(resp.headers)
+    assert got[b"grpc-status"] == b"12"
+    assert got[b"grpc-accept-encoding"] == b"identity,deflate,gzip"
+
+
+def test_message_events_say_which_arrived_compressed() -> None:
+    client, server = connected()
+    sid = client.start_call("/a.B/C", "svc", encoding="deflate")
+    client.send_message(sid, b"x" * 300, compressed=True)
+    client.send_message(sid, b"y" * 300, compressed=False, end=True)
+    _, s_ev = pump(client, server)
+    got = [(m.data, m.compressed) for m in only(s_ev, MessageReceived)]
+    assert got == [(b"x" * 300, True), (b"y" * 300, False)]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import kitex_grpc
-from kitex_grpc import callopt, client, metainfo, server
+from kitex_grpc import callopt, client, grpc_meta, metainfo, server
 
 EXPECTED = [
     "BizStatusError", "Client", "Endpoint", "KitexError", "MethodInfo", "Middleware", "PayloadCodec",
     "RPCInfo", "RPCTimeoutError", "Server", "ServiceInfo", "StatusCode", "StatusError", "StreamingMode",
-    "TransportProtocol", "__version__", "callopt", "client", "errors", "metainfo", "new_client",
+    "TransportProtocol", "__version__", "callopt", "client", "errors", "grpc_meta", "metainfo", "new_client",
     "new_server", "protobuf", "rpcinfo", "server",
 ]  # fmt: skip
 
@@ -21,7 +21,7 @@ def test_top_level_exports_are_locked_and_sorted() -> None:
 
 
 def test_submodule_exports_resolve() -> None:
-    for module in (client, server, callopt, metainfo):
+    for module in (client, server, callopt, metainfo, grpc_meta):
         assert sorted(module.__all__) == module.__all__
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"

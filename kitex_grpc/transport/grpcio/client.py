@@ -7,6 +7,7 @@ The channels per address are reported as the ``kitex.client.connection_pool.size
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -14,14 +15,14 @@ from typing import Any
 import grpc
 
 from kitex_grpc import metainfo
-from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError
+from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError, RPCTimeoutError
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_for_undefined_code, error_from_rpc_error
 
-_COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip}
+_COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
 # The status text of a call grpcio failed because no connection to the address could be made.
 _CONNECT_FAILED = "failed to connect to all addresses"
@@ -145,10 +146,11 @@ class GrpcioClientTransport:
             compression=_COMPRESSION[ri.config.compression],
         )
         try:
-            return await call
+            reply = await call
         except KeyError:
             raise await error_for_undefined_code(call) from None
         except grpc.aio.AioRpcError as exc:
+            _record_metadata(ri, exc.initial_metadata(), exc.trailing_metadata())
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
                 address = ri.callee.address
                 self._ready.discard(address)
@@ -156,8 +158,9 @@ class GrpcioClientTransport:
                     # As a failed dial on the other transports: the balancer re-picks (Kitex
                     # ErrGetConnection), since no server saw the request.
                     raise GetConnectionError(f"dial {address} failed: {exc.details()}") from None
-            ri.response_metadata = [(k, v) for k, v in exc.trailing_metadata() or ()]
             raise error_from_rpc_error(exc) from None
+        _record_metadata(ri, await call.initial_metadata(), await call.trailing_metadata())
+        return reply
 
     def _never_sent(self, address: str, exc: grpc.aio.AioRpcError) -> bool:
         """Whether an UNAVAILABLE call failed in grpcio's own connect, before any byte was sent.
@@ -180,7 +183,7 @@ class GrpcioClientTransport:
             metadata=self._metadata(ri),
             compression=_COMPRESSION[ri.config.compression],
         )
-        return GrpcioClientStream(call)
+        return GrpcioClientStream(call, ri)
 
     async def close_address(self, address: str) -> None:
         """Close the channel to ``address`` (an instance discovery removed); the next call reopens it."""
@@ -209,18 +212,56 @@ class GrpcioClientTransport:
             await channel.close()
 
 
+def _record_metadata(ri: RPCInfo, headers: Any, trailers: Any) -> None:
+    """Response headers and trailers, apart and (headers first) together in ``response_metadata``."""
+    if headers:
+        ri.response_headers.extend(headers)
+    if trailers:
+        ri.response_trailers.extend(trailers)
+    ri.response_metadata = [*ri.response_headers, *ri.response_trailers]
+
+
 class GrpcioClientStream:
-    """A grpc.aio stream-stream call seen as a :class:`~kitex_grpc.streaming.StreamIO`."""
+    """A grpc.aio stream-stream call seen as a :class:`~kitex_grpc.streaming.StreamIO`.
 
-    __slots__ = ("_call",)
+    Response headers reach ``ri.response_headers`` with the first reply (or at the end of a call
+    without one), trailers ``ri.response_trailers`` at the end.
+    """
 
-    def __init__(self, call: _StreamCall) -> None:
+    __slots__ = ("_call", "_headers_done", "_ri", "_trailers_done")
+
+    def __init__(self, call: _StreamCall, ri: RPCInfo) -> None:
         self._call = call
+        self._ri = ri
+        self._headers_done = False
+        self._trailers_done = False
+
+    async def _record_headers(self) -> None:
+        if not self._headers_done:
+            self._headers_done = True
+            headers = await self._call.initial_metadata()
+            if headers:
+                self._ri.response_headers.extend(headers)
+
+    async def _record_end(self) -> None:
+        await self._record_headers()
+        if not self._trailers_done:
+            self._trailers_done = True
+            _record_metadata(self._ri, (), await self._call.trailing_metadata())
 
     async def send(self, message: Any) -> None:
         try:
             await self._call.write(message)
         except grpc.aio.AioRpcError as exc:
+            deadline = self._ri.deadline
+            if (
+                exc.code() is grpc.StatusCode.INTERNAL
+                and deadline is not None
+                and time.monotonic() >= deadline
+            ):
+                # grpcio 1.85 ends a call whose deadline passes during a write INTERNAL "Internal
+                # error from Core" about once in 100 (1 ms deadline): it is the deadline.
+                raise RPCTimeoutError(f"stream deadline exceeded during a write: {exc.details()}") from None
             raise error_from_rpc_error(exc) from None
         except asyncio.InvalidStateError:
             # The call already ended: surface its status rather than grpcio's state error.
@@ -231,6 +272,7 @@ class GrpcioClientStream:
         try:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
+            await self._record_end()
             raise error_from_rpc_error(exc) from None
         except KeyError:
             raise await error_for_undefined_code(self._call) from None
@@ -242,8 +284,11 @@ class GrpcioClientStream:
                 raise
             raise CanceledError("stream cancelled") from None
         if message is grpc.aio.EOF:
+            await self._record_end()
             await self._raise_final_status()
             raise EOFError
+        if not self._headers_done:
+            await self._record_headers()
         return message
 
     async def _raise_final_status(self) -> None:

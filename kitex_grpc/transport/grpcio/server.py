@@ -7,12 +7,13 @@ from typing import Any
 
 import grpc
 
-from kitex_grpc import metainfo
+from kitex_grpc import grpc_meta, metainfo
 from kitex_grpc.errors import BizStatusError, KitexError, to_status
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import Metadata
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
+from kitex_grpc.transport.grpcio.call_meta import GrpcioCallMeta
 from kitex_grpc.transport.grpcio.client import grpc_h2_args
 from kitex_grpc.transport.grpcio.status import to_grpc_code
 
@@ -25,24 +26,32 @@ def peer_address(peer: str) -> str:
     return rest if kind in ("ipv4", "ipv6") else peer
 
 
-async def _abort(context: _Context, exc: BaseException) -> None:
-    """End the call with the status ``exc`` maps to (this raises, as grpc.aio's abort does)."""
+async def _abort(context: _Context, exc: BaseException, meta: GrpcioCallMeta, trailers: Metadata) -> None:
+    """End the call with the status ``exc`` maps to (this raises, as grpc.aio's abort does);
+    ``trailers`` are the handler's (grpc_meta.set_trailer), sent on failure too."""
+    await meta.before_reply()
     if isinstance(exc, BizStatusError):
-        await context.abort(to_grpc_code(exc.grpc_status), exc.message, tuple(exc.grpc_trailers()))
+        await context.abort(to_grpc_code(exc.grpc_status), exc.message, (*exc.grpc_trailers(), *trailers))
     code, message = to_status(exc)
-    await context.abort(to_grpc_code(code), message)
+    await context.abort(to_grpc_code(code), message, tuple(trailers))
 
 
 class _ServerStreamIO:
     """A grpc.aio servicer context seen as a :class:`~kitex_grpc.streaming.StreamIO`."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_context", "_meta")
 
-    def __init__(self, context: _Context) -> None:
+    def __init__(self, context: _Context, meta: GrpcioCallMeta) -> None:
         self._context = context
+        self._meta = meta
 
     async def send(self, message: Any) -> None:
+        if self._meta.flush_due():
+            await self._meta.flush()
         await self._context.write(message)
+
+    def disable_next_message_compression(self) -> None:
+        self._context.disable_next_message_compression()
 
     async def recv(self) -> Any:
         message = await self._context.read()
@@ -139,11 +148,15 @@ class GrpcioServerTransport:
 
         async def behavior(request: Any, context: _Context) -> Any:
             ri = self._begin(entry, context)
+            meta = GrpcioCallMeta(context)
+            grpc_meta.bind(meta)
             try:
                 reply = await dispatcher.handle_unary(entry, ri, request)
             except KitexError as exc:
-                await _abort(context, exc)
+                await _abort(context, exc, meta, ri.response_metadata)
                 raise  # not reached: abort raises
+            if meta.flush_due():
+                await meta.flush()
             if ri.response_metadata:
                 context.set_trailing_metadata(tuple(ri.response_metadata))
             return reply
@@ -155,11 +168,15 @@ class GrpcioServerTransport:
 
         async def behavior(request_iterator: Any, context: _Context) -> None:
             ri = self._begin(entry, context)
+            meta = GrpcioCallMeta(context)
+            grpc_meta.bind(meta)
             try:
-                await dispatcher.handle_stream(entry, ri, _ServerStreamIO(context))
+                await dispatcher.handle_stream(entry, ri, _ServerStreamIO(context, meta))
             except KitexError as exc:
-                await _abort(context, exc)
+                await _abort(context, exc, meta, ri.response_metadata)
                 raise  # not reached: abort raises
+            if meta.flush_due():
+                await meta.flush()
             if ri.response_metadata:
                 context.set_trailing_metadata(tuple(ri.response_metadata))
 

@@ -8,7 +8,11 @@
   :class:`~kitex_grpc.errors.RemoteOrNetworkError`.
 - Request headers as Kitex sends them: ``:authority`` = destination service name, ``user-agent``
   ``kitex-grpc/<version>``, ``grpc-timeout`` from ``ri.deadline``, metainfo as ``rpc-transit-*`` /
-  ``rpc-persist-*`` headers, gzip when ``ri.config.compression`` says so.
+  ``rpc-persist-*`` headers, gzip when ``ri.config.compression`` says so, and on every call
+  ``grpc-accept-encoding`` with every encoding we inflate (so a server may compress its replies).
+- Response metadata: headers and trailers apart in ``ri.response_headers`` / ``ri.response_trailers``
+  (a stream's as they arrive), and both, headers first, in ``ri.response_metadata``; on success and
+  on failure. ``Stream.disable_next_message_compression`` sends one request message uncompressed.
 - One-way calls (``MethodInfo.oneway``): the request goes out with END_STREAM and the call returns
   ``None`` once it was handed to the socket. The server runs the handler and answers as for a unary
   call; the client keeps the stream open until those trailers arrive and discards them (an error
@@ -225,8 +229,10 @@ class H2ClientTransport:
         response_md = ri.response_metadata
         if call.headers:
             response_md.extend(call.headers)
+            ri.response_headers.extend(call.headers)
         if call.trailers:
             response_md.extend(call.trailers)
+            ri.response_trailers.extend(call.trailers)
         if call.error is not None:
             raise call.error
         messages = call.messages
@@ -297,7 +303,16 @@ class H2ClientStream:
     (backpressure); ``recv`` hands a message's receive window back only when it is taken.
     """
 
-    __slots__ = ("_call", "_compressed", "_conn", "_high_water", "_metadata_done", "_ri", "_transport")
+    __slots__ = (
+        "_call",
+        "_compressed",
+        "_conn",
+        "_high_water",
+        "_metadata_done",
+        "_ri",
+        "_skip_compression",
+        "_transport",
+    )
 
     def __init__(self, transport: H2ClientTransport, ri: RPCInfo, call: ClientCall) -> None:
         self._transport = transport
@@ -307,6 +322,13 @@ class H2ClientStream:
         self._compressed = ri.config.compression is not None
         self._high_water = transport._tuning.send_high_water
         self._metadata_done = False
+        self._skip_compression = False
+        # No event loop turn since the stream opened: no response header can have arrived yet.
+        call.header_sink = ri.response_headers
+        call.trailer_sink = ri.response_trailers
+
+    def disable_next_message_compression(self) -> None:
+        self._skip_compression = True
 
     async def send(self, message: Any) -> None:
         call = self._call
@@ -317,8 +339,11 @@ class H2ClientStream:
         body = self._transport._encode(self._ri.method, message)
         conn = self._conn
         sid = call.stream_id
+        compressed = self._compressed
+        if self._skip_compression:
+            self._skip_compression = compressed = False
         try:
-            conn.core.send_message(sid, body, compressed=self._compressed)
+            conn.core.send_message(sid, body, compressed=compressed)
         except StreamClosedError:
             raise InternalError("send after close_send") from None
         conn.flush()

@@ -62,12 +62,14 @@ class ClientCall:
         "deadline_timer",
         "ended",
         "error",
+        "header_sink",
         "headers",
         "messages",
         "recv_wakeup",
         "refused",
         "send_wakeup",
         "stream_id",
+        "trailer_sink",
         "trailers",
     )
 
@@ -80,6 +82,9 @@ class ClientCall:
         self.error: KitexError | None = None
         self.headers: MetadataTuple = ()
         self.trailers: MetadataTuple = ()
+        # A stream's ri.response_headers / response_trailers, filled when they arrive.
+        self.header_sink: list[tuple[str, str | bytes]] | None = None
+        self.trailer_sink: list[tuple[str, str | bytes]] | None = None
         self.recv_wakeup = Wakeup()
         self.send_wakeup = Wakeup()
         self.deadline_timer: asyncio.TimerHandle | None = None
@@ -236,11 +241,15 @@ class ClientConnection(H2Protocol):
                 call = calls.get(ev.stream_id)
                 if call is not None:
                     call.headers = ev.metadata
+                    if call.header_sink is not None:
+                        call.header_sink.extend(ev.metadata)
             elif kind is TrailersReceived:
                 assert isinstance(ev, TrailersReceived)
                 call = calls.pop(ev.stream_id, None)
                 if call is not None:
                     call.trailers = ev.metadata
+                    if call.trailer_sink is not None:
+                        call.trailer_sink.extend(ev.metadata)
                     call.finish(None if ev.status is StatusCode.OK else error_from_trailers(ev))
                     self._call_ended()
             elif kind is WindowUpdated:

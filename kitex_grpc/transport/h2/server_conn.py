@@ -7,7 +7,12 @@ and 20 for an unknown service, KITEX-WIRE.md §3; a standard gRPC client expects
 
 Response compression: the response is compressed with the request's ``grpc-encoding`` when the
 client also lists it in ``grpc-accept-encoding`` (or lists nothing), otherwise it is sent as
-identity. A client that does not compress its requests gets identity responses.
+identity; a handler may choose otherwise, and skip it per message, with :mod:`kitex_grpc.grpc_meta`.
+
+Response metadata (:mod:`kitex_grpc.grpc_meta`): headers a handler set go out with the first reply
+message, at ``send_header``, or, when the call ends before either, in a HEADERS frame of their own
+ahead of the trailers (so the client still sees them as headers); trailers go out with the status,
+on success and on failure.
 
 Cancellation: RST_STREAM from the client, a call the core rejected, or the connection going away
 cancels the call's task (the handler sees ``CancelledError``). A handler that is still running when
@@ -34,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from h2.errors import ErrorCodes
 
-from kitex_grpc import metainfo
+from kitex_grpc import grpc_meta, metainfo
 from kitex_grpc.errors import (
     BizStatusError,
     CanceledError,
@@ -82,25 +87,44 @@ _EVENTS = EventLog(logger)  # for connections made without a transport's own log
 _DRAIN_PING = b"kxdrain\x00"
 
 
-class ServerCall:
-    """The server's view of one stream: request messages, half-close, and wake-ups."""
+class ServerCall(grpc_meta.ServerCallMeta):
+    """The server's view of one stream: request messages, half-close, and wake-ups.
+
+    ``messages`` holds ``(body, flow-controlled bytes, arrived compressed)`` per request message.
+    """
 
     __slots__ = (
+        "conn",
         "encoding",
         "ended",
         "eof",
+        "header_md",
         "headers_sent",
+        "last_compressed",
         "messages",
         "recv_wakeup",
         "send_wakeup",
+        "skip_compression",
+        "started",
         "stream_id",
         "task",
     )
 
-    def __init__(self, stream_id: int, encoding: str | None) -> None:
+    def __init__(
+        self,
+        stream_id: int,
+        encoding: str | None,
+        conn: ServerConnection | None = None,
+        started: CallStarted | None = None,
+    ) -> None:
         self.stream_id = stream_id
         self.encoding = encoding
-        self.messages: collections.deque[tuple[bytes, int]] = collections.deque()
+        self.conn = conn
+        self.started = started
+        self.header_md: Metadata | None = None  # response headers a handler set (grpc_meta)
+        self.skip_compression = False  # send the next message uncompressed
+        self.last_compressed = False
+        self.messages: collections.deque[tuple[bytes, int, bool]] = collections.deque()
         self.eof = False  # the client half-closed
         self.ended = False  # reset, rejected, or the connection went away: nothing more to send
         self.headers_sent = False
@@ -123,6 +147,44 @@ class ServerCall:
         self.wake_send()
         if self.task is not None:
             self.task.cancel()
+
+    def next_compressed(self) -> bool:
+        """Whether the next reply message goes compressed (and consume a per-message opt-out)."""
+        if self.skip_compression:
+            self.skip_compression = False
+            return False
+        return self.encoding is not None
+
+    # -- grpc_meta.ServerCallMeta -------------------------------------------------------------------
+
+    def response_headers_sent(self) -> bool:
+        return self.headers_sent or self.ended
+
+    def add_response_headers(self, metadata: Metadata) -> None:
+        if self.header_md is None:
+            self.header_md = []
+        self.header_md.extend(metadata)
+
+    async def flush_response_headers(self) -> None:
+        if self.ended or self.conn is None:
+            raise CanceledError("stream closed by the client")
+        self.conn.ensure_headers(self, explicit=True)
+        self.conn.flush()
+
+    def request_encoding(self) -> str | None:
+        return None if self.started is None else self.started.encoding
+
+    def accepted_encodings(self) -> tuple[str, ...]:
+        return () if self.started is None else self.started.accept_encoding
+
+    def set_send_encoding(self, encoding: str | None) -> None:
+        self.encoding = encoding
+
+    def disable_next_message_compression(self) -> None:
+        self.skip_compression = True
+
+    def last_message_compressed(self) -> bool | None:
+        return self.last_compressed
 
 
 class ServerConnection(H2Protocol):
@@ -186,7 +248,7 @@ class ServerConnection(H2Protocol):
                 if call is None:
                     self.core.acknowledge_received(ev.stream_id, ev.flow_controlled_length)
                 else:
-                    call.messages.append((ev.data, ev.flow_controlled_length))
+                    call.messages.append((ev.data, ev.flow_controlled_length, ev.compressed))
                     call.wake_recv()
             elif kind is CallStarted:
                 assert isinstance(ev, CallStarted)
@@ -328,7 +390,7 @@ class ServerConnection(H2Protocol):
         encoding = ev.encoding
         if encoding is not None and ev.accept_encoding and encoding not in ev.accept_encoding:
             encoding = None
-        call = ServerCall(sid, encoding)
+        call = ServerCall(sid, encoding, self, ev)
         self.calls[sid] = call
         call.task = self._loop.create_task(self._serve(call, entry, ev))
 
@@ -337,6 +399,8 @@ class ServerConnection(H2Protocol):
     async def _serve(self, call: ServerCall, entry: MethodEntry, ev: CallStarted) -> None:
         dispatcher = self._dispatcher
         method = entry.method
+        ri: RPCInfo | None = None
+        grpc_meta.bind(call)
         try:
             metadata: Metadata = list(ev.metadata)
             deadline = None if ev.timeout is None else time.monotonic() + ev.timeout
@@ -357,10 +421,13 @@ class ServerConnection(H2Protocol):
                 self.core.reset(call.stream_id, ErrorCodes.CANCEL)
                 self.flush()
         except Exception as exc:
-            self._reply_error(call, exc)
+            self._reply_error(call, exc, ri)
         finally:
             if self.calls.get(call.stream_id) is call:
                 del self.calls[call.stream_id]
+            # The task's context holds the call (grpc_meta.bind) and the call its task: without this
+            # the finished task lives in a cycle until the cyclic GC runs (7 us a call, measured).
+            call.task = None
             self._maybe_drained()
 
     async def _read_request(self, call: ServerCall, method: MethodInfo, deadline: float | None) -> Any:
@@ -378,7 +445,7 @@ class ServerConnection(H2Protocol):
                 raise RPCTimeoutError("deadline passed while reading the request") from None
         if not messages:
             raise StatusError(StatusCode.INTERNAL, "grpc: no request message in a unary call")
-        body, held = messages.popleft()
+        body, held, call.last_compressed = messages.popleft()
         self.acknowledge(call, held)
         try:
             return method.deserialize_request(body)
@@ -395,11 +462,14 @@ class ServerConnection(H2Protocol):
         if n and self.core.acknowledge_received(call.stream_id, n):
             self.flush_soon()
 
-    def ensure_headers(self, call: ServerCall) -> None:
+    def ensure_headers(self, call: ServerCall, *, explicit: bool = False) -> None:
+        """Send the response headers if they are still due: now when the call compresses, carries
+        handler metadata or ``explicit`` (send_header); otherwise the core's first message sends
+        its plain headers."""
         if not call.headers_sent:
             call.headers_sent = True
-            if call.encoding is not None:
-                self.core.send_headers(call.stream_id, encoding=call.encoding)
+            if call.encoding is not None or call.header_md or explicit:
+                self.core.send_headers(call.stream_id, metadata=call.header_md or (), encoding=call.encoding)
 
     def check_size(self, body: bytes) -> None:
         if len(body) > self._max_message_size:
@@ -416,9 +486,10 @@ class ServerConnection(H2Protocol):
         core = self.core
         sid = call.stream_id
         try:
-            if body is not None:
+            if body is not None or call.header_md:
                 self.ensure_headers(call)
-                core.send_message(sid, body, compressed=call.encoding is not None)
+            if body is not None:
+                core.send_message(sid, body, compressed=call.next_compressed())
             try:
                 core.send_trailers(sid, StatusCode.OK, metadata=ri.response_metadata)
             except GrpcHeaderError as exc:
@@ -428,7 +499,7 @@ class ServerConnection(H2Protocol):
         call.ended = True
         self.flush()
 
-    def _reply_error(self, call: ServerCall, exc: Exception) -> None:
+    def _reply_error(self, call: ServerCall, exc: Exception, ri: RPCInfo | None = None) -> None:
         if call.ended:
             return
         metadata: list[tuple[str, str]] = []
@@ -440,9 +511,16 @@ class ServerConnection(H2Protocol):
             if not isinstance(exc, KitexError):
                 logger.warning("h2 call %d failed in the transport", call.stream_id, exc_info=exc)
             code, message = to_status(exc)
+        trailers: Metadata = [*metadata, *ri.response_metadata] if ri is not None else list(metadata)
         call.ended = True
+        sid = call.stream_id
         try:
-            self.core.send_trailers(call.stream_id, code, message, metadata=metadata)
+            if call.header_md:
+                self.ensure_headers(call)
+            try:  # grpc_meta.set_trailer's trailers go out on failure too
+                self.core.send_trailers(sid, code, message, metadata=trailers)
+            except GrpcHeaderError as exc:
+                self.core.send_trailers(sid, StatusCode.INTERNAL, f"invalid trailing metadata: {exc.detail}")
         except StreamClosedError:
             pass
         except Exception as failure:  # never leave the stream open
@@ -522,7 +600,7 @@ class ServerConnection(H2Protocol):
     def buffered_bytes(self) -> int:
         """Bytes held by this connection's structures: request queues and unsent responses."""
         return sum(
-            sum(len(b) for b, _ in call.messages) + self.core.pending_bytes(sid)
+            sum(len(b) for b, _, _ in call.messages) + self.core.pending_bytes(sid)
             for sid, call in self.calls.items()
         )
 
@@ -549,7 +627,7 @@ class ServerStreamIO:
         sid = call.stream_id
         conn.ensure_headers(call)
         try:
-            core.send_message(sid, body, compressed=call.encoding is not None)
+            core.send_message(sid, body, compressed=call.next_compressed())
         except StreamClosedError:
             raise CanceledError("stream closed by the client") from None
         conn.flush()
@@ -567,7 +645,7 @@ class ServerStreamIO:
             if call.ended:
                 raise CanceledError("stream closed by the client")
             await self._conn.wait_recv(call)
-        body, held = messages.popleft()
+        body, held, call.last_compressed = messages.popleft()
         self._conn.acknowledge(call, held)
         try:
             return self._method.deserialize_request(body)
@@ -576,6 +654,9 @@ class ServerStreamIO:
 
     async def close_send(self) -> None:  # the server ends its side by returning
         return None
+
+    def disable_next_message_compression(self) -> None:
+        self._call.skip_compression = True
 
     def cancel(self) -> None:
         call = self._call
