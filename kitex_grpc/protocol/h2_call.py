@@ -277,6 +277,7 @@ class _GrpcH2Connection(h2.connection.H2Connection):
         self.refused_streams: list[int] = []  # over MAX_CONCURRENT_STREAMS, not yet reported
         self.guard: FloodGuard | None = None
         self.calmed: bytes | None = None  # the guard's GOAWAY debug data once it tripped
+        self.writes = 0  # HEADERS and DATA sent for messages and replies: the PING policy's forgiveness
         self.incoming_buffer = _FrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
@@ -333,7 +334,7 @@ class _GrpcH2Connection(h2.connection.H2Connection):
     def _receive_ping_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         guard = self.guard
         if guard is not None and "ACK" not in frame.flags:
-            reason = guard.ping(self.open_inbound_streams, self.highest_inbound_stream_id)
+            reason = guard.ping(self.open_inbound_streams, self.writes)
             if reason is not None:
                 return self._calm(reason)
         return super()._receive_ping_frame(frame)
@@ -739,6 +740,7 @@ class _GrpcConnection:
         """Frame ``body`` (compressed with the call's encoding when ``compressed``) and send or keep it."""
         call = self._writable(stream_id)
         self._before_message(call)
+        self._conn.writes += 1
         if compressed:
             if call.send_encoding is None:
                 raise ValueError("compressed=True needs an encoding on this call")
@@ -1404,6 +1406,7 @@ class GrpcServerConnection(_GrpcConnection):
         if metadata:
             _check_header_size(self._conn, headers)
         call.headers_sent = True
+        self._conn.writes += 1
         self._conn.send_headers(stream_id, headers)
 
     def send_trailers(
@@ -1444,6 +1447,7 @@ class GrpcServerConnection(_GrpcConnection):
 
     def _send_trailer_headers(self, call: _Call, trailers: list[gh.Header]) -> None:
         sid = call.stream_id
+        self._conn.writes += 1
         self._conn.send_headers(sid, trailers, end_stream=True)
         # The call is over for us. If the client is still sending, tell it to stop (as grpc-go does).
         if call.state is CallState.OPEN:

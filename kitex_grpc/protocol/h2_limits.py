@@ -8,9 +8,9 @@ violation with GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1, error code 0xb).
   ``handlePing``; Kitex's nphttp2 keeps it): a PING that comes sooner than ``min_time`` after the
   previous one is a strike (sooner than 2 h while no stream is open, unless
   ``permit_without_stream``); more than :data:`MAX_PING_STRIKES` strikes end the connection with the
-  debug data ``too_many_pings``. grpc-go forgives the strikes whenever it sends HEADERS or DATA; here
-  they are forgiven when the client opened a stream since its previous PING (the server answers
-  every stream), which needs no work on the send path.
+  debug data ``too_many_pings``. As grpc-go, it forgives the strikes when the server has written
+  HEADERS or DATA since the previous PING: a client's BDP probe follows the data it received, however
+  often (grpc-go's client sends one per window of data on a long stream).
 - :class:`RateWindow`: a token bucket (``burst`` events at once, refilled at ``rate`` per second)
   for SETTINGS frames, and for RST_STREAM frames from the client (rapid reset, CVE-2023-44487)
   together with the streams we refuse over MAX_CONCURRENT_STREAMS (a client that read our SETTINGS
@@ -46,7 +46,7 @@ TOO_MANY_PINGS = b"too_many_pings"  # GOAWAY debug data, as grpc-go and gRPC C-c
 class PingPolicy:
     """grpc-go's server-side PING enforcement for one connection (see the module docstring)."""
 
-    __slots__ = ("_last_ping", "_last_stream", "_strikes", "min_time", "permit_without_stream")
+    __slots__ = ("_last_ping", "_last_writes", "_strikes", "min_time", "permit_without_stream")
 
     def __init__(self, min_time: float = DEFAULT_PING_MIN_TIME, permit_without_stream: bool = False) -> None:
         if min_time < 0:
@@ -54,20 +54,22 @@ class PingPolicy:
         self.min_time = min_time
         self.permit_without_stream = permit_without_stream
         self._last_ping: float | None = None
-        self._last_stream = 0
+        self._last_writes = 0
         self._strikes = 0
 
     @property
     def strikes(self) -> int:
         return self._strikes
 
-    def ping_received(self, now: float, open_streams: int, highest_stream_id: int) -> bool:
-        """Account one PING (not an ACK); returns True when the client pinged too often."""
+    def ping_received(self, now: float, open_streams: int, writes: int) -> bool:
+        """Account one PING (not an ACK); returns True when the client pinged too often.
+
+        ``writes`` counts the HEADERS and DATA the server has written on the connection so far.
+        """
         last, self._last_ping = self._last_ping, now
-        if highest_stream_id != self._last_stream:
-            # A stream opened since the previous PING: the server answered it (grpc-go resets the
-            # strikes whenever it writes HEADERS or DATA).
-            self._last_stream = highest_stream_id
+        if writes != self._last_writes:
+            # The server wrote HEADERS or DATA since the previous PING: grpc-go's resetPingStrikes.
+            self._last_writes = writes
             self._strikes = 0
             return False
         if last is None:
@@ -175,8 +177,8 @@ class FloodGuard:
         self._settings = RateWindow(flood.settings_rate, flood.settings_burst)
         self._resets = RateWindow(flood.reset_rate, flood.reset_burst)
 
-    def ping(self, open_streams: int, highest_stream_id: int) -> bytes | None:
-        if self._pings.ping_received(self._clock(), open_streams, highest_stream_id):
+    def ping(self, open_streams: int, writes: int) -> bytes | None:
+        if self._pings.ping_received(self._clock(), open_streams, writes):
             return TOO_MANY_PINGS
         return None
 

@@ -305,6 +305,28 @@ async def test_pings_within_the_policy_are_answered() -> None:
         raw.close()
 
 
+async def test_a_ping_after_each_reply_on_a_long_stream_is_never_a_strike() -> None:
+    # grpc-go's client sends a BDP probe after data it receives, however often: grpc-go's server forgives
+    # the strikes whenever it wrote HEADERS or DATA since the previous PING, and so must ours (the
+    # default policy: one PING per 5 minutes otherwise).
+    async with h2_server() as (svr, _, _t):
+        raw = await RawH2.open(svr.address)
+        sid = raw.request("/echo.v1.Echo/Bidi")
+        for i in range(1, 11):
+            raw.conn.send_data(sid, GOOD)
+            await raw.flush()
+            await raw.until(lambda evs, n=i: sum(isinstance(e, h2.events.DataReceived) for e in evs) >= n)
+            raw.conn.ping(i.to_bytes(8, "big"))
+            await raw.flush()
+        await raw.until(lambda evs: sum(isinstance(e, h2.events.PingAckReceived) for e in evs) == 10)
+        assert not has_goaway(raw.events)
+        raw.conn.end_stream(sid)
+        await raw.flush()
+        await raw.until(lambda _: raw.ended(sid))
+        assert raw.headers(sid)[b"grpc-status"] == b"0"
+        raw.close()
+
+
 async def test_settings_flood_ends_in_goaway() -> None:
     async with h2_server() as (svr, _, _t):
         raw = await RawH2.open(svr.address)

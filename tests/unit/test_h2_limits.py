@@ -19,7 +19,7 @@ from kitex_grpc.transport.eventlog import EventLog
 
 def test_ping_policy_strikes_like_grpc_go() -> None:
     policy = PingPolicy(min_time=10.0)
-    assert not policy.ping_received(0.0, open_streams=1, highest_stream_id=0)  # the first is free
+    assert not policy.ping_received(0.0, open_streams=1, writes=0)  # the first is free
     # Too soon, with a stream open: strikes 1 and 2 are tolerated, the third ends the connection.
     assert not policy.ping_received(1.0, 1, 0)
     assert not policy.ping_received(2.0, 1, 0)
@@ -27,14 +27,18 @@ def test_ping_policy_strikes_like_grpc_go() -> None:
     assert policy.ping_received(3.0, 1, 0)
 
 
-def test_ping_policy_forgives_after_a_stream_and_respects_min_time() -> None:
+def test_ping_policy_forgives_after_the_server_wrote_and_respects_min_time() -> None:
     policy = PingPolicy(min_time=10.0)
     policy.ping_received(0.0, 1, 0)
     policy.ping_received(1.0, 1, 0)
     policy.ping_received(2.0, 1, 0)
-    assert not policy.ping_received(3.0, 1, 5)  # a stream opened since: strikes reset
+    assert not policy.ping_received(3.0, 1, 5)  # the server wrote HEADERS or DATA since: strikes reset
     assert policy.strikes == 0
     assert not policy.ping_received(13.0, 1, 5)  # 10 s later: within policy
+    assert policy.strikes == 0
+    # A BDP probe after every message the server sent (grpc-go's client on a long stream): never a strike.
+    for i in range(6, 50):
+        assert not policy.ping_received(13.0 + i / 1000, 1, i)
     assert policy.strikes == 0
 
 
