@@ -11,6 +11,7 @@ from kitex_grpc import grpc_meta, metainfo
 from kitex_grpc.errors import BizStatusError, KitexError, to_status
 from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
+from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, encode_metadata
 from kitex_grpc.rpcinfo import Metadata
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
 from kitex_grpc.transport.grpcio.call_meta import GrpcioCallMeta
@@ -31,9 +32,25 @@ async def _abort(context: _Context, exc: BaseException, meta: GrpcioCallMeta, tr
     ``trailers`` are the handler's (grpc_meta.set_trailer), sent on failure too."""
     await meta.before_reply()
     if isinstance(exc, BizStatusError):
-        await context.abort(to_grpc_code(exc.grpc_status), exc.message, (*exc.grpc_trailers(), *trailers))
-    code, message = to_status(exc)
+        trailers = [*exc.grpc_trailers(), *trailers]
+        code, message = exc.grpc_status, exc.message
+    else:
+        code, message = to_status(exc)
+    await _check_trailers(context, trailers)
     await context.abort(to_grpc_code(code), message, tuple(trailers))
+
+
+async def _check_trailers(context: _Context, trailers: Metadata) -> None:
+    """End the call with INTERNAL (raising, as abort does) if ``trailers`` cannot be sent.
+
+    grpcio 1.62 fails the batch of a call whose metadata it cannot encode and leaves the call open, so the
+    caller waits for its deadline; the h2 server answers such trailers with the same INTERNAL status.
+    """
+    if trailers:
+        try:
+            encode_metadata(trailers)
+        except GrpcHeaderError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, f"invalid trailing metadata: {exc.detail}")
 
 
 class _ServerStreamIO:
@@ -158,6 +175,7 @@ class GrpcioServerTransport:
             if meta.flush_due():
                 await meta.flush()
             if ri.response_metadata:
+                await _check_trailers(context, ri.response_metadata)
                 context.set_trailing_metadata(tuple(ri.response_metadata))
             return reply
 
@@ -178,6 +196,7 @@ class GrpcioServerTransport:
             if meta.flush_due():
                 await meta.flush()
             if ri.response_metadata:
+                await _check_trailers(context, ri.response_metadata)
                 context.set_trailing_metadata(tuple(ri.response_metadata))
 
         return behavior
