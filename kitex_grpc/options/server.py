@@ -192,7 +192,7 @@ def with_grpc_max_concurrent_streams(limit: int) -> ServerOption:
     """The most streams a client may open at once on one connection, advertised in SETTINGS (Kitex
     ``WithGRPCMaxConcurrentStreams``). GRPC_H2 default 100 (see the README, "Limits and defaults");
     a stream over it is refused alone with RST_STREAM REFUSED_STREAM and the connection goes on;
-    clients queue calls beyond it. On grpcio (default unlimited): ``grpc.max_concurrent_streams``."""
+    clients queue calls beyond it. On grpcio (the same default 100): ``grpc.max_concurrent_streams``."""
     check_setting("with_grpc_max_concurrent_streams", limit)
     return setter("with_grpc_max_concurrent_streams", "grpc_max_concurrent_streams", limit)
 

@@ -23,7 +23,7 @@ from kitex_grpc.protocol.h2_limits import FloodLimits
 from kitex_grpc.transport.h2.config import SERVER_TUNING
 from kitex_grpc.transport.h2.server_conn import ServerConnection
 from tests.h2.helpers import RawH2, grpc_frame, h2_client, h2_server
-from tests.support import EchoService, Req
+from tests.support import EchoService, Req, serve
 
 GOOD = grpc_frame(Req(message="fine").SerializeToString())
 CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
@@ -93,6 +93,14 @@ def test_server_defaults_are_finite() -> None:
     assert SERVER_TUNING.max_concurrent_streams == 100
     assert SERVER_TUNING.max_header_list_size == 16 * 1024
     assert SERVER_TUNING.handshake_timeout == 5.0 and SERVER_TUNING.idle_timeout == 600.0
+
+
+async def test_grpcio_server_advertises_the_same_finite_stream_limit() -> None:
+    async with serve(server.with_transport_protocol(TransportProtocol.GRPC)) as (svr, _):
+        raw = await RawH2.open(svr.address)
+        await raw.until(lambda evs: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in evs))
+        assert raw.conn.remote_settings.max_concurrent_streams == SERVER_TUNING.max_concurrent_streams == 100
+        raw.close()
 
 
 async def test_stream_over_the_limit_is_refused_alone() -> None:

@@ -21,6 +21,7 @@ from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_for_undefined_code, error_from_rpc_error
+from kitex_grpc.transport.h2.config import SERVER_MAX_CONCURRENT_STREAMS
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
@@ -38,9 +39,12 @@ def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]
         args.append(("grpc.keepalive_timeout_ms", round(options.grpc_keepalive_timeout * 1000)))
     if options.grpc_max_header_list_size is not None:
         args.append(("grpc.max_metadata_size", options.grpc_max_header_list_size))
-    streams = getattr(options, "grpc_max_concurrent_streams", None)
-    if streams is not None:
-        args.append(("grpc.max_concurrent_streams", streams))
+    if isinstance(options, ServerOptions):
+        # The same finite default as the GRPC_H2 server (README "Limits and defaults"); grpcio's own is
+        # unlimited, which lets one client hold any number of abandoned streams.
+        streams = options.grpc_max_concurrent_streams
+        limit = SERVER_MAX_CONCURRENT_STREAMS if streams is None else streams
+        args.append(("grpc.max_concurrent_streams", limit))
     return args
 
 
