@@ -1,11 +1,11 @@
-"""Building the Go peers of the tests (Kitex, etcd) with make, once.
-
-In CI a failure fails the test; elsewhere it skips.
+"""The peers of the tests in other processes: building the Go ones with make, once (in CI a failure
+fails the test; elsewhere it skips), and reading the line a peer prints once it serves.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,3 +43,15 @@ def make_go_target(target: str, what: str) -> None:
     )
     if result.returncode != 0:
         unavailable(f"building {what} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def ready_line(proc: subprocess.Popen[bytes], prefix: str, what: str, seconds: float = 30) -> str:
+    """The first line ``proc`` prints, which must start with ``prefix`` (bounded by ``seconds``)."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout=seconds):
+            raise RuntimeError(f"{what} did not become ready within {seconds:g} s")
+    line = proc.stdout.readline().decode()
+    assert line.startswith(prefix), line
+    return line

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import selectors
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.gobuild import ready_line
 
 ROOT = Path(__file__).resolve().parents[2]
 RICH_THRIFT = ROOT / "tests" / "generic" / "idl" / "rich.thrift"
@@ -72,13 +73,7 @@ def running_servers(transport: str) -> Iterator[Servers]:
         cwd=ROOT,
     )
     try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=30):
-                raise RuntimeError("the test server did not become ready within 30 s")
-        line = proc.stdout.readline().decode()
-        assert line.startswith("READY "), line
+        line = ready_line(proc, "READY ", "the test server")
         fields = dict(part.split("=", 1) for part in line.split()[1:])
         yield Servers(fields["pb"], fields["thrift"])
     finally:

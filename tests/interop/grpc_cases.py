@@ -13,6 +13,7 @@ import pytest
 from kitex_grpc import callopt
 from kitex_grpc.errors import CanceledError, KitexError, RPCTimeoutError
 from kitex_grpc.status import StatusCode
+from tests.interop.grpc_peer import CASES
 from tests.interop.grpc_testservice import test_kitex, test_pb2
 
 Clients = tuple[test_kitex.TestServiceClient, test_kitex.UnimplementedServiceClient]
@@ -271,28 +272,4 @@ async def server_compressed_streaming(
     assert sizes == [31415, 92653]
 
 
-CASE_FUNCTIONS: dict[str, Case] = {
-    name: fn
-    for name, fn in globals().items()
-    if name
-    in (
-        "empty_unary",
-        "large_unary",
-        "client_streaming",
-        "server_streaming",
-        "ping_pong",
-        "empty_stream",
-        "timeout_on_sleeping_server",
-        "cancel_after_begin",
-        "cancel_after_first_response",
-        "custom_metadata",
-        "status_code_and_message",
-        "special_status_message",
-        "unimplemented_method",
-        "unimplemented_service",
-        "client_compressed_unary",
-        "server_compressed_unary",
-        "client_compressed_streaming",
-        "server_compressed_streaming",
-    )
-}
+CASE_FUNCTIONS: dict[str, Case] = {name: globals()[name] for name in CASES}

@@ -7,16 +7,12 @@ where a missing toolchain or a failed build fails them.
 from __future__ import annotations
 
 import asyncio
-import selectors
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from tests.interop.kitex_peer import IN_CI, ROOT
+from tests.gobuild import ROOT, make_go_target, ready_line
 
 GRPC_BIN = ROOT / ".cache" / "interop-grpc" / "bin"
 
@@ -45,24 +41,7 @@ CASES = (
 
 def build_grpc_binaries() -> Path:
     """``make grpc-interop-build`` once; in CI a failure fails, elsewhere it skips."""
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        message = "Go is not installed: install Go >= 1.22 to run the grpc-go interop tests"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    result = subprocess.run(
-        ["make", "-s", "grpc-interop-build", f"INTEROP_GO={go}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if result.returncode != 0:
-        message = f"building grpc-go's interop binaries failed:\n{result.stdout}\n{result.stderr}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    make_go_target("grpc-interop-build", "grpc-go's interop binaries")
     return GRPC_BIN
 
 
@@ -73,13 +52,7 @@ def grpc_go_server(bin_dir: Path) -> Iterator[str]:
         [str(bin_dir / "server"), "-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
     try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=30):
-                raise RuntimeError("grpc-go interop server did not become ready within 30 s")
-        line = proc.stdout.readline().decode()
-        assert line.startswith("READY addr="), line
+        line = ready_line(proc, "READY addr=", "grpc-go interop server")
         yield line.split("=", 1)[1].strip()
     finally:
         proc.kill()

@@ -20,7 +20,7 @@ import pytest
 from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import metainfo, rpcinfo
 from kitex_grpc.errors import BizStatusError
-from tests.gobuild import IN_CI, make_go_target
+from tests.gobuild import IN_CI, make_go_target, ready_line
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".cache" / "interop" / "bin"
@@ -63,13 +63,7 @@ def go_server(bin_dir: Path, *args: str) -> Iterator[GoServer]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=30):
-                raise RuntimeError("Go Kitex server did not become ready within 30 s")
-        line = proc.stdout.readline().decode()
-        assert line.startswith("READY "), line
+        line = ready_line(proc, "READY ", "Go Kitex server")
         fields = dict(part.split("=", 1) for part in line.split()[1:])
         server = GoServer(proc, fields["pb"], fields["thrift"])
         yield server
