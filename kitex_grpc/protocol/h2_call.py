@@ -431,7 +431,12 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             self.oversized_streams.add(frame.stream_id)
         elif malformed(stream_events[0], headers, self.config.client_side) is not None:
             # RFC 9113 §8.1.1: a stream error PROTOCOL_ERROR (that stream alone); the core sees a
-            # local reset: a call it started fails, a request that never started stays unseen.
+            # local reset: a call it started fails, a request that never started stays unseen. Each
+            # spends the reset budget, as a refusal does: a stream of them is a rapid-reset flood.
+            guard = self.guard
+            reason = None if guard is None else guard.reset()
+            if reason is not None:
+                return self._calm(reason)
             reset = h2.events.StreamReset(
                 stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
             )

@@ -5,6 +5,8 @@ client (raw h2 server). The cases themselves are tests/protocol/test_h2_validate
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,9 +17,12 @@ import h2.events
 import pytest
 
 from kitex_grpc import errors
+from kitex_grpc.protocol.h2_limits import FloodLimits
 from kitex_grpc.status import StatusCode
+from kitex_grpc.transport.h2.config import SERVER_TUNING
 from tests.h2.helpers import RawH2, grpc_frame, h2_client, h2_server
 from tests.h2.test_bad_input import GOOD, assert_still_serving
+from tests.h2.test_limits import CALM, goaway, has_goaway
 from tests.protocol.test_h2_validate import BAD_REQUESTS, BAD_RESPONSES, BAD_TRAILERS
 from tests.support import Reply, Req
 
@@ -50,6 +55,26 @@ async def test_server_resets_each_malformed_request_and_keeps_the_connection(wit
         assert svc.calls == 0
         await assert_still_serving(svr.address, raw)
         raw.close()
+
+
+async def test_a_flood_of_malformed_requests_spends_the_reset_budget() -> None:
+    # Each malformed request costs a reset, as a refused stream does (rapid reset, CVE-2023-44487):
+    # past the burst the connection ends with GOAWAY ENHANCE_YOUR_CALM, the server serves on.
+    tuning = dataclasses.replace(SERVER_TUNING, flood=FloodLimits(reset_rate=1, reset_burst=20))
+    async with h2_server(tuning=tuning) as (svr, svc, _t):
+        raw = await RawH2.open(svr.address)
+        for _ in range(50):
+            raw.conn.send_headers(raw.conn.get_next_available_stream_id(), BAD_REQUESTS["connection"], True)
+        with contextlib.suppress(ConnectionError):
+            await raw.flush()
+            await raw.until(has_goaway)
+        events = raw.events
+        end = goaway(events)
+        assert end is not None and (end.error_code, end.additional_data) == (CALM, b"too_many_resets")
+        assert len([e for e in events if isinstance(e, h2.events.StreamReset)]) <= 20
+        assert svc.calls == 0
+        raw.close()
+        await assert_still_serving(svr.address)
 
 
 # --- the h2 client against a raw server that answers as told ----------------------------------------
