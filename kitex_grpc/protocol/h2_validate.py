@@ -50,26 +50,30 @@ def check_request(headers: Iterable[Header]) -> str | None:
     seen = 0
     regular = False
     method = b""
+    pseudo = _REQUEST_PSEUDO
+    special = _CONNECTION_SPECIFIC
     for name, value in headers:
         if name and name[0] == _COLON:
             if regular:
                 return f"pseudo-header field {name!r} after a regular header field"
-            bit = _REQUEST_PSEUDO.get(name)
-            if bit is None:
-                return f"{name!r} is not a request pseudo-header field"
-            if seen & bit:
+            bit = pseudo.get(name, 0)
+            if not bit or seen & bit:
+                if not bit:
+                    return f"{name!r} is not a request pseudo-header field"
                 return f"duplicated pseudo-header field {name!r}"
             seen |= bit
-            if bit == _PATH and not value:
-                return "empty :path"
-            if bit == _METHOD:
+            if bit == _PATH:
+                if not value:
+                    return "empty :path"
+            elif bit == _METHOD:
                 method = value
         else:
             regular = True
-            # The common case costs two C calls: a lower-case name that is not connection-specific.
-            if (name in _CONNECTION_SPECIFIC or not name.islower()) and (
-                problem := _regular(name, value, True)
-            ) is not None:
+            # The common case costs two C calls: a lower-case name that is not connection-specific
+            # (``te: trailers``, which every gRPC request carries, is let through here too).
+            if (
+                (name in special and not (name == b"te" and value == b"trailers")) or not name.islower()
+            ) and (problem := _regular(name, value, True)) is not None:
                 return problem
     if method == b"CONNECT":  # §8.5: only :method and :authority
         if seen != _METHOD | _AUTHORITY:
