@@ -86,6 +86,7 @@ from kitex_grpc.protocol.h2_events import (
 )
 from kitex_grpc.protocol.h2_hpack import CachingDecoder, CachingEncoder
 from kitex_grpc.protocol.h2_limits import FloodGuard
+from kitex_grpc.protocol.h2_validate import malformed
 from kitex_grpc.status import StatusCode
 
 __all__ = [
@@ -431,6 +432,18 @@ class _GrpcH2Connection(h2.connection.H2Connection):
             # core ends this stream only, as grpc-go does for a truncated header block. Every headers
             # event the core handles takes its stream id out again.
             self.oversized_streams.add(frame.stream_id)
+        elif malformed(stream_events[0], headers, self.config.client_side) is not None:
+            # RFC 9113 §8.1.1: a stream error PROTOCOL_ERROR (that stream alone); the core sees a
+            # local reset: a call it started fails, a request that never started stays unseen. Each
+            # spends the reset budget, as a refusal does: a stream of them is a rapid-reset flood.
+            guard = self.guard
+            reason = None if guard is None else guard.reset()
+            if reason is not None:
+                return self._calm(reason)
+            reset = h2.events.StreamReset(
+                stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )
+            return ([] if stream.closed else stream.reset_stream(ErrorCodes.PROTOCOL_ERROR)), [*events, reset]
         return frames, events + stream_events
 
     def _refuse(self, stream_id: int) -> list[Any]:
