@@ -45,7 +45,8 @@ def h2_call(message: str = "fuzz") -> Seed:
             (b"grpc-timeout", b"5S"),
         ],
     )  # fmt: skip
-    conn.send_data(sid, grpc_frame(echo_pb2.EchoRequest(message=message).SerializeToString()), end_stream=True)
+    body = echo_pb2.EchoRequest(message=message).SerializeToString()
+    conn.send_data(sid, grpc_frame(body), end_stream=True)
     data = conn.data_to_send()
     frames: list[int] = []
     lengths: list[tuple[int, int]] = []
@@ -84,11 +85,12 @@ def ttheader_seeds() -> list[Seed]:
 def kitex_protobuf_seeds() -> list[Seed]:
     """Kitex Protobuf unary calls inside TTHeader (framed) and Framed."""
     body = echo_pb2.EchoRequest(message="fuzz").SerializeToString()
+    in_ttheader = encode(Framing.TTHEADER_FRAMED, KITEX_PROTOBUF, "Unary", 1, 9, body, {}, {})
+    framed = encode(Framing.FRAMED, KITEX_PROTOBUF, "Unary", 1, 9, body)
     return [
-        Seed("kpb-ttheader-framed", encode(Framing.TTHEADER_FRAMED, KITEX_PROTOBUF, "Unary", 1, 9, body, {}, {}),
-             (0,), ((0, 4), (12, 2))),
-        Seed("kpb-framed", encode(Framing.FRAMED, KITEX_PROTOBUF, "Unary", 1, 9, body), (0,), ((0, 4),)),
-    ]  # fmt: skip
+        Seed("kpb-ttheader-framed", in_ttheader, (0,), ((0, 4), (12, 2))),
+        Seed("kpb-framed", framed, (0,), ((0, 4),)),
+    ]
 
 
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFF, 0xFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
