@@ -99,24 +99,27 @@ TARGETS: dict[str, Callable[[], Any]] = {
 }
 
 
-async def send(address: str, data: bytes, half_close: bool) -> None:
-    """One input on a fresh connection: write it, read whatever comes back for a bounded time, close."""
+async def send(address: str, data: bytes, half_close: bool) -> int:
+    """One input on a fresh connection: write it, read whatever comes back for a bounded time, close.
+    Returns the number of bytes the server sent back."""
     host, _, port = address.rpartition(":")
     reader, writer = await asyncio.open_connection(host, int(port))
+    received = 0
     try:
         writer.write(data)
         if half_close:
             writer.write_eof()
         async with asyncio.timeout(READ_TIMEOUT):
             await writer.drain()
-            while await reader.read(65536):
-                pass
+            while chunk := await reader.read(65536):
+                received += len(chunk)
     except (TimeoutError, ConnectionError):
         pass  # no answer in time, or the server reset the connection: both fine for bad input
     finally:
         writer.close()
         with suppress(ConnectionError):
             await writer.wait_closed()
+    return received
 
 
 def open_fds() -> int:
@@ -171,13 +174,13 @@ def test_fuzz_live_server(name: str) -> None:
         runner.run(canary())
         gc.collect()
         fds_before, rss_before = runner.run(settled(open_fds())), rss()
-        sent = [0]
+        sent, answered = [0], [0]
 
         @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck))  # fmt: skip
         @given(mutated(target.seeds), st.sampled_from([True, True, True, False]))
         def fuzz_one(data: bytes, half_close: bool) -> None:
-            runner.run(send(target.address, data, half_close))
+            answered[0] += runner.run(send(target.address, data, half_close)) > 0
             sent[0] += 1
             if sent[0] % CANARY_EVERY == 0:
                 runner.run(canary())
@@ -196,7 +199,8 @@ def test_fuzz_live_server(name: str) -> None:
         assert fds_after <= fds_before + FD_SLACK, (fds_before, fds_after)
         assert rss_after - rss_before <= RSS_BOUND, (rss_before, rss_after)
         grown = (rss_after - rss_before) >> 10
-        print(f"{name}: {sent[0]} inputs, fds {fds_before}->{fds_after}, RSS {grown:+d} KiB")
+        fds = f"{fds_before}->{fds_after}"
+        print(f"{name}: {sent[0]} inputs ({answered[0]} answered), fds {fds}, RSS {grown:+d} KiB")
 
 
 class AsyncExitStackRunner:
