@@ -142,7 +142,8 @@ class Errors(logging.Handler):
         self.records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(f"{record.name}: {record.getMessage()}")
+        cause = "" if record.exc_info is None else f" ({record.exc_info[0]!r}: {record.exc_info[1]})"
+        self.records.append(f"{record.name}: {record.getMessage()}{cause}")
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
