@@ -171,7 +171,7 @@ def test_fuzz_live_server(name: str) -> None:
         # Warm up: every seed once as is (each must get through), so lazily made state is in the baseline.
         runner.run(canary())
         for seed in target.seeds:
-            runner.run(send(target.address, seed.data, True))
+            assert runner.run(send(target.address, seed.data, True)) > 0, f"no reply to the valid {seed.name}"
         runner.run(canary())
         gc.collect()
         fds_before, rss_before = runner.run(settled(open_fds())), rss()
