@@ -24,7 +24,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_NO_PROGRESS := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-lowest test-latest lint typecheck unit unit-pure bench gen compiled clean-compiled \
+.PHONY: demo test test-lowest test-latest lint typecheck unit unit-pure bench fuzz gen compiled clean-compiled \
 	clean lock dist wheel-test etcd
 
 $(UV):
@@ -136,6 +136,11 @@ etcd:
 ## bench: benchmarks against the baselines; writes bench/results/latest.json
 bench: $(SYNC_STAMP) $(GEN_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## fuzz: the live-server fuzz suite as a long campaign (tests/fuzz; CI runs it with a few hundred inputs)
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(SYNC_STAMP) $(GEN_STAMP)
+	KITEX_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -m fuzz -o timeout=0 tests/fuzz $(PYTEST_ARGS)
 
 clean:
 	$(CLEAN_COMPILED)

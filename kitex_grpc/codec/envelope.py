@@ -82,11 +82,26 @@ class KitexProtobufEnvelope:
         return msg.name, msg.msg_type, msg.seq_id, msg.body
 
     def encode_exception(self, message: str, type_id: int) -> bytes:
-        return kpb.encode_error_proto(type_id, message)
+        return kpb.encode_error_proto(type_id, _valid_utf8(message))
 
     def decode_exception(self, body: bytes) -> tuple[str, int]:
         type_id, message = kpb.decode_error_proto(body)
         return message, type_id
+
+
+def _valid_utf8(text: str) -> str:
+    """``text`` with what UTF-8 cannot carry replaced by U+FFFD: ErrorProto.Message is a proto3 string,
+    valid UTF-8 by definition, and an error text may quote peer bytes read with surrogateescape (a
+    method name), whose invalid bytes would otherwise make the exception reply itself fail."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")  # the peer's bytes, as they came
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "replace")  # a lone surrogate no peer byte made: "?"
+        return raw.decode("utf-8", "replace")
 
 
 THRIFT: Envelope = ThriftEnvelope()
