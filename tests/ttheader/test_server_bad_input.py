@@ -222,3 +222,18 @@ async def test_ttheader_streaming_is_refused(caplog: pytest.LogCaptureFixture) -
         frame = encode_frame(TTHeader(flags=0x0002, seq_id=1), b"")
         assert await send_and_read_all(svr.address, frame) == b""
     assert "unsupported protocol ttheader_streaming" in caplog.text
+
+
+async def test_a_flood_of_bad_connections_is_logged_a_few_lines_a_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, LOGGER)
+    async with served() as svr:
+        payload = encode(Framing.BUFFERED, THRIFT, "echo", 1, 1, echo_body())
+        info = b"\x00\x00\x42\x00"  # an invalid info id: the server closes each connection
+        frame = struct.pack(">IHHiH", 10 + len(info) + len(payload), 0x1000, 0, 1, 1) + info + payload
+        for _ in range(200):
+            assert await send_and_read_all(svr.address, frame) == b""
+    # The first is logged at once, the rest counted into one line per second: never one per connection.
+    closing = [r for r in caplog.records if "closing the connection" in r.getMessage()]
+    assert 1 <= len(closing) <= 4, [r.getMessage() for r in closing]

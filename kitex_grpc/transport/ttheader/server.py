@@ -58,6 +58,7 @@ from kitex_grpc.transport.epoll_io import (
     can_serve_with_epoll,
     listening_sockets,
 )
+from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol, thread_buffer
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
@@ -284,7 +285,9 @@ class _ServerConnection(ReceiveBufferProtocol):
         decoder = self._decoder
         pending = decoder.buffered if decoder is not None else len(self._head or b"")
         if pending:
-            logger.warning(
+            self._server.events.log(
+                "truncated",
+                logging.WARNING,
                 "ttheader server: connection from %s ended inside a message (%d bytes truncated)",
                 self.peer,
                 pending,
@@ -597,7 +600,9 @@ class _ServerConnection(ReceiveBufferProtocol):
 
     def _reject(self, message: Message, text: str, type_id: int) -> None:
         """Answer a request that cannot be served with an exception tagged ``crrst``, then close."""
-        logger.warning(
+        self._server.events.log(
+            "rejected",
+            logging.WARNING,
             "ttheader server: %s from %s (seq %d): %s; closing the connection",
             message.method or "<no method>",
             self.peer,
@@ -609,7 +614,13 @@ class _ServerConnection(ReceiveBufferProtocol):
         self._close_after_write()
 
     def _abandon(self, why: str) -> None:
-        logger.warning("ttheader server: closing the connection from %s: %s", self.peer, why)
+        self._server.events.log(
+            "bad_input",
+            logging.WARNING,
+            "ttheader server: closing the connection from %s: %s",
+            self.peer,
+            why,
+        )
         self._close_after_write()
 
     def _flush(self) -> None:
@@ -701,6 +712,9 @@ class TTHeaderServerTransport:
         self.connections: MutableSet[_ServerConnection] = set()
         self.draining = False
         self._server: _Listener | None = None
+        # Per-connection events a peer can repeat at will (bad frames, truncated messages, connections
+        # over the limit): the first of a kind is logged at once, then one line per second with a count.
+        self.events = EventLog(logger)
         self._adoptions: set[asyncio.Task[None]] = set()  # HTTP/2 sockets being handed to asyncio
         self._address = ""
         self._idle = asyncio.Event()
@@ -724,7 +738,9 @@ class TTHeaderServerTransport:
 
     def reject_connection(self, peer: str, limiter: ConnectionLimiter) -> None:
         """A connection over the limit: log it and count the rejection (Kitex ``ErrConnOverLimit``)."""
-        logger.warning(
+        self.events.log(
+            "over_limit",
+            logging.WARNING,
             "ttheader server: connection from %s closed: max connections %s reached (ConnOverLimit)",
             peer,
             getattr(limiter, "limit", "?"),
