@@ -267,8 +267,8 @@ class _ServerConnection(ReceiveBufferProtocol):
         except FramesBeforeError as exc:  # the requests before the bad bytes are answered first
             messages = exc.frames
             self._bad_input = f"undecodable {decoder.framing.value} bytes: {exc.detail}"
-        except ProtocolError as exc:
-            self._abandon(f"undecodable {decoder.framing.value} bytes: {exc.detail}")
+        except ProtocolError as bad:  # not `exc`: compiled, a name keeps the type of its first binding
+            self._abandon(f"undecodable {decoder.framing.value} bytes: {bad.detail}")
             return
         # The read timeout runs from the first byte of an unfinished request until it completes.
         if messages or self.partial_since is None:

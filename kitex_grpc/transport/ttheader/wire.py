@@ -406,8 +406,8 @@ class MessageDecoder:
         for raw in raws:
             try:
                 method, msg_type, seq_id, body = THRIFT.decode(raw)
-            except ProtocolError as exc:
-                error = exc
+            except ProtocolError as bad:  # not `exc`: compiled, a name keeps the type of its first binding
+                error = bad
                 break
             out.append(Message(method, msg_type, seq_id, body, THRIFT, Framing.BUFFERED))
         if error is not None:
