@@ -335,7 +335,8 @@ class _GrpcH2Connection(h2.connection.H2Connection):
     def _receive_ping_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         guard = self.guard
         if guard is not None and "ACK" not in frame.flags:
-            reason = guard.ping(self.open_inbound_streams, self.writes)
+            # Forgiven after HEADERS or DATA written (grpc-go) or a stream opened: both only grow.
+            reason = guard.ping(self.open_inbound_streams, self.writes + self.highest_inbound_stream_id)
             if reason is not None:
                 return self._calm(reason)
         return super()._receive_ping_frame(frame)

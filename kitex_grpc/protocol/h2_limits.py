@@ -10,7 +10,8 @@ violation with GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §5.4.1, error code 0xb).
   ``permit_without_stream``); more than :data:`MAX_PING_STRIKES` strikes end the connection with the
   debug data ``too_many_pings``. As grpc-go, it forgives the strikes when the server has written
   HEADERS or DATA since the previous PING: a client's BDP probe follows the data it received, however
-  often (grpc-go's client sends one per window of data on a long stream).
+  often (grpc-go's client sends one per window of data on a long stream). A stream opened since the
+  previous PING forgives them too (the server answers every stream, even if it has not yet).
 - :class:`RateWindow`: a token bucket (``burst`` events at once, refilled at ``rate`` per second)
   for SETTINGS frames, and for RST_STREAM frames from the client (rapid reset, CVE-2023-44487)
   together with the streams we refuse over MAX_CONCURRENT_STREAMS (a client that read our SETTINGS
@@ -64,7 +65,8 @@ class PingPolicy:
     def ping_received(self, now: float, open_streams: int, writes: int) -> bool:
         """Account one PING (not an ACK); returns True when the client pinged too often.
 
-        ``writes`` counts the HEADERS and DATA the server has written on the connection so far.
+        ``writes`` grows with every HEADERS and DATA the server writes and every stream the client
+        opens (the core passes their sum); any change forgives the strikes.
         """
         last, self._last_ping = self._last_ping, now
         if writes != self._last_writes:
