@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from kitex_grpc import grpc_meta, rpcinfo
+from kitex_grpc import TransportProtocol, grpc_meta, rpcinfo, server
 from kitex_grpc.errors import StatusError
 from kitex_grpc.status import StatusCode
 
@@ -112,3 +113,16 @@ class TestService(test_kitex.TestServiceHandler):
         for request in buffered:
             for p in request.response_parameters:
                 yield test_pb2.StreamingOutputCallResponse(payload=_payload(p.size))
+
+
+@asynccontextmanager
+async def serving(protocol: TransportProtocol) -> AsyncIterator[str]:
+    """Our TestService on a free loopback port over ``protocol``; yields its ``host:port``."""
+    svr = test_kitex.new_test_service_server(
+        TestService(), server.with_service_addr("127.0.0.1:0"), server.with_transport_protocol(protocol)
+    )
+    await svr.start()
+    try:
+        yield svr.address
+    finally:
+        await svr.stop()

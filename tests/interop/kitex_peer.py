@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import selectors
-import shutil
 import signal
 import subprocess
 import time
@@ -15,12 +12,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import metainfo, rpcinfo
 from kitex_grpc.errors import BizStatusError
-from tests.gobuild import IN_CI, make_go_target, ready_line
+from tests.gobuild import make_go_target, ready_line
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".cache" / "interop" / "bin"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kitex_grpc import TransportProtocol, server
+from kitex_grpc import TransportProtocol
 from tests.interop.grpc_peer import CASES, build_grpc_binaries, run_grpc_go_client
-from tests.interop.grpc_testservice import TestService, test_kitex
+from tests.interop.grpc_testservice import serving
 
 pytestmark = pytest.mark.interop
 
@@ -28,14 +28,8 @@ def grpc_bin() -> Path:
 @pytest.fixture(params=[TransportProtocol.GRPC_H2, TransportProtocol.GRPC], ids=lambda p: p.name)
 async def test_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[TransportProtocol, str]]:
     protocol: TransportProtocol = request.param
-    svr = test_kitex.new_test_service_server(
-        TestService(), server.with_service_addr("127.0.0.1:0"), server.with_transport_protocol(protocol)
-    )
-    await svr.start()
-    try:
-        yield protocol, svr.address
-    finally:
-        await svr.stop()
+    async with serving(protocol) as address:
+        yield protocol, address
 
 
 @pytest.mark.parametrize("case", CASES)

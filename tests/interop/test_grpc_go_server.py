@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kitex_grpc import TransportProtocol, client, server
+from kitex_grpc import TransportProtocol, client
 from tests.interop.grpc_cases import CASE_FUNCTIONS
 from tests.interop.grpc_peer import CASES, build_grpc_binaries, grpc_go_server
-from tests.interop.grpc_testservice import TestService, test_kitex
+from tests.interop.grpc_testservice import serving, test_kitex
 from tests.support import NOT_ABOUT_DIALING
 
 pytestmark = pytest.mark.interop
@@ -63,14 +63,8 @@ async def test_our_client_against_grpc_go(
 @pytest.fixture(params=[H2, GRPC], ids=lambda p: f"server-{p.name}")
 async def our_server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[TransportProtocol, str]]:
     protocol: TransportProtocol = request.param
-    svr = test_kitex.new_test_service_server(
-        TestService(), server.with_service_addr("127.0.0.1:0"), server.with_transport_protocol(protocol)
-    )
-    await svr.start()
-    try:
-        yield protocol, svr.address
-    finally:
-        await svr.stop()
+    async with serving(protocol) as address:
+        yield protocol, address
 
 
 @pytest.mark.parametrize("case", CASES)
