@@ -971,6 +971,9 @@ class _GrpcConnection:
                 self._blocked.pop(sid, None)
                 continue
             if call.pending_size != before:
+                # DATA that waited for the window is a write too: grpc-go's onEachWrite resets the PING
+                # strikes per DATA frame, and its client's BDP probe follows each batch it reads.
+                self._conn.writes += 1
                 events.append(WindowUpdated(stream_id=sid, pending=call.pending_size))
             if not call.pending_size:
                 self._blocked.pop(sid, None)

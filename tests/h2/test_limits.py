@@ -14,6 +14,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 import hpack
 import pytest
 
@@ -331,6 +332,37 @@ async def test_a_ping_after_each_reply_on_a_long_stream_is_never_a_strike() -> N
         raw.conn.end_stream(sid)
         await raw.flush()
         await raw.until(lambda _: raw.ended(sid))
+        assert raw.headers(sid)[b"grpc-status"] == b"0"
+        raw.close()
+
+
+async def test_a_ping_after_each_window_of_a_flow_controlled_reply_is_never_a_strike() -> None:
+    # grpc-go's client sends WINDOW_UPDATE and a BDP probe after each batch of a large reply it reads
+    # (grpc-go interop large_unary): the DATA the server flushes as the window opens is a write that
+    # forgives the strikes (grpc-go's onEachWrite), not only the message handed to the core.
+    async with h2_server() as (svr, _, _t):
+        raw = await RawH2.open(svr.address)
+        raw.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 8192})
+        sid = raw.request()
+        body = grpc_frame(Req(message="big", payload=b"x" * 60_000).SerializeToString())
+        for start in range(0, len(body), 16_384):
+            raw.conn.send_data(sid, body[start : start + 16_384], end_stream=start + 16_384 >= len(body))
+        await raw.flush()
+        pings = 0
+        seen = 0
+        async with asyncio.timeout(10):
+            while not raw.ended(sid) and not has_goaway(raw.events) and not raw.closed:
+                await raw.until(lambda evs, n=len(raw.events): len(evs) > n)
+                received = [e for e in raw.events[seen:] if isinstance(e, h2.events.DataReceived)]
+                seen = len(raw.events)
+                for event in received:
+                    raw.conn.acknowledge_received_data(event.flow_controlled_length, sid)
+                if received:
+                    pings += 1
+                    raw.conn.ping(pings.to_bytes(8, "big"))
+                await raw.flush()
+        assert not has_goaway(raw.events)
+        assert pings >= 5  # the reply took that many windows, each followed by a PING
         assert raw.headers(sid)[b"grpc-status"] == b"0"
         raw.close()
 
