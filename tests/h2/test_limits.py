@@ -352,7 +352,8 @@ async def test_a_ping_after_each_window_of_a_flow_controlled_reply_is_never_a_st
         seen = 0
         async with asyncio.timeout(10):
             while not raw.ended(sid) and not has_goaway(raw.events) and not raw.closed:
-                await raw.until(lambda evs, n=len(raw.events): len(evs) > n)
+                before = len(raw.events)
+                await raw.until(lambda evs, n=before: len(evs) > n)
                 received = [e for e in raw.events[seen:] if isinstance(e, h2.events.DataReceived)]
                 seen = len(raw.events)
                 for event in received:
