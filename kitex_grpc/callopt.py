@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from kitex_grpc.address import parse_address
 from kitex_grpc.options._base import check_duration
-from kitex_grpc.options.address import parse_address
 from kitex_grpc.options.client import SUPPORTED_COMPRESSION
 
 __all__ = [

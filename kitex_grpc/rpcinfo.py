@@ -17,6 +17,10 @@ if TYPE_CHECKING:
 
 Metadata = list[tuple[str, str | bytes]]
 
+AVOID_KEY: Final = "kitex.avoid_addresses"
+"""``RPCInfo.extra`` key: addresses a retry attempt should avoid when another instance is available
+(written by governance's retry, read by discovery's picker; it lives here so neither imports the other)."""
+
 
 class EndpointInfo:
     """One side of a call: its service name, the method, its address and tags."""

@@ -29,6 +29,7 @@ from kitex_grpc.errors import (
     NoMoreInstanceError,
     ServiceDiscoveryError,
 )
+from kitex_grpc.rpcinfo import AVOID_KEY
 
 if TYPE_CHECKING:
     from kitex_grpc.endpoint import Endpoint
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 MAX_REPICKS = 6
 """How many times one call re-picks after a connect failure or an instance circuit break."""
 
-AVOID_KEY = "kitex.avoid_addresses"
-"""``ri.extra`` key: addresses a retry attempt should avoid when another instance is available."""
 
 _REPICK = (GetConnectionError, InstanceCircuitBreakError)
 

@@ -25,12 +25,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from kitex_grpc import metainfo
-from kitex_grpc.discovery.bridge import AVOID_KEY
 from kitex_grpc.errors import RetryError, RPCTimeoutError
 from kitex_grpc.governance.circuitbreak import Clock, rpcinfo_to_key
 from kitex_grpc.governance.policy import BackupPolicy, FailurePolicy, RetryPolicy, StopPolicy
 from kitex_grpc.governance.window import Window
-from kitex_grpc.rpcinfo import inherited_deadline
+from kitex_grpc.rpcinfo import AVOID_KEY, inherited_deadline
 
 if TYPE_CHECKING:
     from kitex_grpc.endpoint import Endpoint

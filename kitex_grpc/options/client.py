@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kitex_grpc.address import parse_address
 from kitex_grpc.endpoint import Middleware
 from kitex_grpc.options._base import (
     Option,
@@ -21,7 +22,6 @@ from kitex_grpc.options._base import (
     check_positive_int,
     setter,
 )
-from kitex_grpc.options.address import parse_address
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
 from kitex_grpc.transport_protocol import TransportProtocol

@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kitex_grpc.address import parse_address
 from kitex_grpc.endpoint import Middleware
 from kitex_grpc.options._base import (
     Option,
@@ -19,7 +20,6 @@ from kitex_grpc.options._base import (
     check_positive_int,
     setter,
 )
-from kitex_grpc.options.address import parse_address
 from kitex_grpc.options.client import (
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,

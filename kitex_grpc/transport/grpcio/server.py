@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 
 from kitex_grpc import grpc_meta, metainfo
+from kitex_grpc.address import format_address, parse_address
 from kitex_grpc.errors import BizStatusError, KitexError, to_status
-from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, encode_metadata
 from kitex_grpc.rpcinfo import Metadata

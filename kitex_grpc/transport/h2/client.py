@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kitex_grpc import metainfo
+from kitex_grpc.address import parse_address
 from kitex_grpc.errors import (
     CanceledError,
     GetConnectionError,
@@ -43,7 +44,6 @@ from kitex_grpc.errors import (
     RPCTimeoutError,
 )
 from kitex_grpc.observability.metrics import register_pool_size
-from kitex_grpc.options.address import parse_address
 from kitex_grpc.protocol.h2_call import GrpcClientConnection, StreamClosedError
 from kitex_grpc.serviceinfo import PayloadCodec
 from kitex_grpc.transport.h2 import config as _config

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Protocol
 
-from kitex_grpc.options.address import format_address, parse_address
+from kitex_grpc.address import format_address, parse_address
 from kitex_grpc.protocol.h2_call import GrpcServerConnection
 from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2 import config as _config

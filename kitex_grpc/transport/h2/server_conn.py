@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 
 from kitex_grpc import grpc_meta, metainfo
+from kitex_grpc.address import format_address
 from kitex_grpc.errors import (
     BizStatusError,
     CanceledError,
@@ -49,7 +50,6 @@ from kitex_grpc.errors import (
     StatusError,
     to_status,
 )
-from kitex_grpc.options.address import format_address
 from kitex_grpc.protocol.grpc_headers import GrpcHeaderError
 from kitex_grpc.protocol.h2_call import GrpcServerConnection, H2ConnectionError, StreamClosedError
 from kitex_grpc.protocol.h2_events import (

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 from kitex_grpc import metainfo, rpcinfo
+from kitex_grpc.address import parse_address
 from kitex_grpc.codec.envelope import KITEX_PROTOBUF, Envelope
 from kitex_grpc.codec.kitex_protobuf import envelope_for
 from kitex_grpc.errors import (
@@ -45,7 +46,6 @@ from kitex_grpc.errors import (
     TApplicationType,
 )
 from kitex_grpc.observability.metrics import register_pool_size
-from kitex_grpc.options.address import parse_address
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE, IntKey

@@ -42,9 +42,9 @@ from collections.abc import MutableSet
 from typing import Any, Final, Protocol, cast
 
 from kitex_grpc import metainfo
+from kitex_grpc.address import format_address, parse_address
 from kitex_grpc.codec.envelope import Envelope
 from kitex_grpc.errors import BizStatusError, ProtocolError, TApplicationType
-from kitex_grpc.options.address import format_address, parse_address
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
 from kitex_grpc.protocol.frames import FramesBeforeError

@@ -1,0 +1,204 @@
+"""Imports flow one way (../shared/design/ARCHITECTURE.md, "Layers"): a lower layer never imports a higher
+one, and each third-party protocol library is imported only where its adapter lives.
+
+The test reads every module's import statements (``if TYPE_CHECKING:`` blocks included: a type-only
+import couples the layers too) and fails on an edge that is neither allowed by the layers nor listed
+in :data:`KNOWN_DEBT`. A listed edge that no longer exists fails too, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "kitex_grpc"
+
+# Layer of each top-level unit of the package (a subpackage or a module), lowest first.
+_UNITS_BY_LAYER: tuple[tuple[str, ...], ...] = (
+    # 0: the vocabulary everything else speaks
+    ("_version", "compiled", "status", "errors", "address", "endpoint", "rpcinfo", "metainfo",
+     "serviceinfo", "transport_protocol", "streaming", "suspension"),
+    # 1: sans-IO protocol cores and payload codecs (grpc_meta: gRPC metadata rules over the h2 headers)
+    ("protocol", "codec", "grpc_meta"),
+    # 2: asyncio shells
+    ("transport",),
+    # 3: policies and observers
+    ("discovery", "governance", "observability", "config", "health", "reflection"),
+    # 4: configuration: with_* fold into frozen option records
+    ("options", "callopt"),
+    # 5
+    ("client", "server"),
+    # 6: what composes the whole: the curated API, the CLI, code generation, generic calls, IDL loaders
+    ("__init__", "cli", "codegen", "generic", "thrift", "protobuf", "eventloop"),
+)  # fmt: skip
+LAYERS: dict[str, int] = {unit: layer for layer, units in enumerate(_UNITS_BY_LAYER) for unit in units}
+
+# Pairs of units that must not import each other whatever their layers.
+FORBIDDEN = {("client", "server"), ("server", "client"), ("governance", "discovery")}
+
+# Third-party libraries and the units (path prefixes under kitex_grpc/) allowed to import them.
+ADAPTERS = {
+    "grpc": ("transport/grpcio/",),
+    "h2": ("protocol/", "transport/h2/"),
+    "thriftpy2": ("codec/thrift",),
+}
+
+# Edges that break the rules today, each with why it is still there (issue 24 removes them). An
+# entry is (importing file, imported module).
+KNOWN_DEBT: dict[tuple[str, str], str] = {
+    **dict.fromkeys(
+        [
+            ("transport/__init__.py", "kitex_grpc.options.client"),
+            ("transport/__init__.py", "kitex_grpc.options.server"),
+            ("transport/grpcio/client.py", "kitex_grpc.options.client"),
+            ("transport/grpcio/client.py", "kitex_grpc.options.server"),
+            ("transport/grpcio/server.py", "kitex_grpc.options.server"),
+            ("transport/h2/client.py", "kitex_grpc.options.client"),
+            ("transport/h2/config.py", "kitex_grpc.options.client"),
+            ("transport/h2/config.py", "kitex_grpc.options.server"),
+            ("transport/h2/server.py", "kitex_grpc.options.server"),
+            ("transport/ttheader/client.py", "kitex_grpc.options.client"),
+            ("transport/ttheader/pool.py", "kitex_grpc.options.client"),
+            ("transport/ttheader/server.py", "kitex_grpc.options.server"),
+        ],
+        "transports take the option records; a transport-level config built by options replaces them",
+    ),
+    **dict.fromkeys(
+        [
+            ("transport/grpcio/client.py", "kitex_grpc.observability.metrics"),
+            ("transport/h2/client.py", "kitex_grpc.observability.metrics"),
+            ("transport/ttheader/client.py", "kitex_grpc.observability.metrics"),
+        ],
+        "client pools register their size gauge; a pool-stats hook passed down replaces the import",
+    ),
+    **dict.fromkeys(
+        [
+            ("discovery/etcd.py", "kitex_grpc"),
+            ("discovery/etcd.py", "kitex_grpc.client"),
+            ("discovery/etcd.py", "kitex_grpc.protobuf"),
+        ],
+        "the etcd registry talks to etcd with a kitex_grpc client; a small client on a transport replaces it",
+    ),
+    **dict.fromkeys(
+        [
+            ("observability/otel.py", "kitex_grpc.options"),
+            ("observability/otel.py", "kitex_grpc.options.client"),
+            ("observability/otel.py", "kitex_grpc.options.server"),
+        ],
+        "the OpenTelemetry suite returns client and server options; it belongs to the options layer",
+    ),
+    **dict.fromkeys(
+        [
+            ("observability/diagnostics.py", "kitex_grpc.client.client"),
+            ("observability/diagnostics.py", "kitex_grpc.server.server"),
+        ],
+        "type-only: the diagnostics page describes a client and a server",
+    ),
+    ("generic/thrift_idl.py", "thriftpy2"): "the generic Thrift IDL parser loads IDL with thriftpy2's parser",
+}
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+class _Imports(ast.NodeVisitor):
+    """Every imported module name of one file, with the package it sits in for relative imports."""
+
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self.found: set[str] = set()
+
+    def visit_Import(self, node: ast.Import) -> None:
+        self.found.update(alias.name for alias in node.names)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            base = self.package.split(".")
+            base = base[: len(base) - (node.level - 1)]
+            module = ".".join([*base, node.module] if node.module else base)
+        else:
+            module = node.module or ""
+        if module == "kitex_grpc":  # `from kitex_grpc import metainfo` imports the unit metainfo
+            self.found.update(
+                f"kitex_grpc.{alias.name}" if _unit(f"kitex_grpc.{alias.name}") in LAYERS else module
+                for alias in node.names
+            )
+        else:
+            self.found.add(module)
+
+
+def _imports() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        parts = ["kitex_grpc", *rel.with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+            package = ".".join(parts)
+        else:
+            package = ".".join(parts[:-1])
+        visitor = _Imports(package)
+        visitor.visit(ast.parse(path.read_text(), filename=str(path)))
+        out[rel.as_posix()] = visitor.found
+    return out
+
+
+def _violations() -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    for rel, modules in _imports().items():
+        unit = _unit("kitex_grpc." + rel.removesuffix(".py").replace("/", "."))
+        if rel == "__init__.py":
+            unit = "__init__"
+        for module in modules:
+            top = module.split(".")[0]
+            if top in ADAPTERS and not rel.startswith(ADAPTERS[top]):
+                found[(rel, top)] = f"imports {top} outside {', '.join(ADAPTERS[top])}"
+            if top != "kitex_grpc":
+                continue
+            target = _unit(module)
+            if target == unit:
+                continue
+            if target not in LAYERS:
+                found[(rel, module)] = f"imports {module}, a unit with no layer (add it to LAYERS)"
+            elif LAYERS[target] > LAYERS[unit]:
+                found[(rel, module)] = f"{unit} ({LAYERS[unit]}) imports {target} ({LAYERS[target]})"
+            elif (unit, target) in FORBIDDEN:
+                found[(rel, module)] = f"{unit} must not import {target}"
+    return found
+
+
+def test_every_unit_has_a_layer() -> None:
+    units = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or p.is_dir()}
+    units.discard("__pycache__")
+    assert units - set(LAYERS) == set(), "new top-level units need a layer in LAYERS"
+
+
+def test_imports_flow_downward() -> None:
+    new = {edge: why for edge, why in _violations().items() if edge not in KNOWN_DEBT}
+    assert new == {}, "imports against the layers (ARCHITECTURE.md):\n" + "\n".join(
+        f"  kitex_grpc/{rel}: {why}" for (rel, _), why in sorted(new.items())
+    )
+
+
+def test_known_debt_is_still_owed() -> None:
+    paid = set(KNOWN_DEBT) - set(_violations())
+    assert paid == set(), f"these edges are gone: remove them from KNOWN_DEBT: {sorted(paid)}"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("from kitex_grpc.client import Client\n", {"kitex_grpc.client"}),
+        ("from kitex_grpc import metainfo, TransportProtocol\n", {"kitex_grpc.metainfo", "kitex_grpc"}),
+        ("from ...options import client\n", {"kitex_grpc.options"}),
+        ("if TYPE_CHECKING:\n    import grpc\n", {"grpc"}),
+    ],
+)
+def test_the_reader_sees_each_import_form(source: str, expected: set[str]) -> None:
+    visitor = _Imports("kitex_grpc.transport.h2")
+    visitor.visit(ast.parse(source))
+    assert visitor.found == expected
