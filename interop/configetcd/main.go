@@ -22,11 +22,13 @@ import (
 	"github.com/cloudwego/kitex/client"
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/klog"
+	"github.com/cloudwego/kitex/pkg/remote/trans/nphttp2/codes"
+	"github.com/cloudwego/kitex/pkg/remote/trans/nphttp2/status"
 	"github.com/cloudwego/kitex/pkg/retry"
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/transport"
-	etcdclient "github.com/kitex-contrib/config-etcd/etcd"
 	etcdsuite "github.com/kitex-contrib/config-etcd/client"
+	etcdclient "github.com/kitex-contrib/config-etcd/etcd"
 
 	"github.com/kitex-grpc/interop/kitex_gen/echopb"
 	pbsvc "github.com/kitex-grpc/interop/kitex_gen/echopb/echo"
@@ -43,6 +45,10 @@ func kind(err error) string {
 	case err == nil:
 		return ""
 	case errors.Is(err, kerrors.ErrRPCTimeout):
+		return "timeout"
+	case status.Code(err) == codes.DeadlineExceeded:
+		// grpc-timeout gives the server the same budget: on a loaded machine its DEADLINE_EXCEEDED
+		// can arrive before the client's own timer fires. The call timed out either way.
 		return "timeout"
 	case errors.Is(err, kerrors.ErrCircuitBreak), errors.Is(err, kerrors.ErrServiceCircuitBreak):
 		return "circuit_break"
