@@ -75,6 +75,7 @@ class StreamHandler:
     - ``Echo`` / ``EchoUnary``: echo; ``biz:``/``error:``/``exception:`` fail; ``meta``; ``sleep:<ms>``
     - ``EchoServer``: ``count`` replies (seq 0..count-1, message and payload echoed), then the failure
       the message asks for, or ``block`` (wait until cancelled); ``meta``: one reply with meta_json
+    - ``cancelled`` is set when a stream handler is cancelled, wherever it is
     - ``EchoClient``: reply.seq = messages received, reply.message = them joined with ``,``; ``error:``
       fails at once (mid-stream); a last ``biz:``/``exception:`` fails at the end
     - ``EchoBidi``: echo each message; failures at once; ``block``; ``meta``; ``stop`` ends the stream
@@ -122,6 +123,13 @@ class StreamHandler:
             await self._block()
 
     async def EchoClient(self, requests: AsyncIterator[Any]) -> Any:
+        try:
+            return await self._client(requests)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+    async def _client(self, requests: AsyncIterator[Any]) -> Any:
         messages: list[str] = []
         async for req in requests:
             self.received.append(req)
@@ -139,35 +147,42 @@ class StreamHandler:
 
     async def EchoBidi(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         count = 0
-        async for req in requests:
-            self.received.append(req)
-            count += 1
-            msg = req.message or ""
-            error = fail_for(msg)
-            if error is not None:
-                raise error
-            if msg == "block":
-                await self._block()
-            if msg == "stop":
-                return
-            yield (
-                Reply(message=meta_json())
-                if msg == "meta"
-                else Reply(message=msg, payload=req.payload, seq=req.seq)
-            )
+        try:
+            async for req in requests:
+                self.received.append(req)
+                count += 1
+                msg = req.message or ""
+                error = fail_for(msg)
+                if error is not None:
+                    raise error
+                if msg == "block":
+                    await self._block()
+                if msg == "stop":
+                    return
+                yield (
+                    Reply(message=meta_json())
+                    if msg == "meta"
+                    else Reply(message=msg, payload=req.payload, seq=req.seq)
+                )
+        except asyncio.CancelledError:  # wherever the cancel finds the handler
+            self.cancelled.set()
+            raise
         yield Reply(message="eof", seq=count)
 
 
 @asynccontextmanager
 async def serving(
-    protocol: TransportProtocol, *opts: server.ServerOption, handler: StreamHandler | None = None
+    protocol: TransportProtocol,
+    *opts: server.ServerOption,
+    handler: StreamHandler | None = None,
+    info: ServiceInfo = INFO,
 ) -> AsyncIterator[tuple[kitex_grpc.Server, StreamHandler]]:
-    """StreamService on a free 127.0.0.1 port over ``protocol``."""
+    """StreamService (or ``info``, e.g. with a method left out) on a free 127.0.0.1 port over ``protocol``."""
     handler = handler or StreamHandler()
     svr = kitex_grpc.new_server(
         server.with_service_addr("127.0.0.1:0"), server.with_transport_protocol(protocol), *opts
     )
-    svr.register_service(INFO, handler)
+    svr.register_service(info, handler)
     await svr.start()
     try:
         yield svr, handler
