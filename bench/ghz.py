@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import resource
 import shutil
 import statistics
 import sys
@@ -67,6 +68,7 @@ class Measure:
     p50_us: float | None
     p99_us: float | None
     server_cpu_us: float | None  # server CPU (user + system) per completed call
+    ghz_cpu_us: float | None  # ghz's CPU per completed call: near 1e6 / rate, ghz set the rate
     errors: dict[str, int]
 
 
@@ -114,6 +116,12 @@ def _latency_us(report: dict[str, Any], percentage: int) -> float | None:
     return None
 
 
+def _children_cpu_seconds() -> float:
+    """CPU seconds of the children that ended so far (each ghz run once it was waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def run_ghz(cmd: list[str], budget: float) -> dict[str, Any]:
     """Run ghz (bounded by ``budget`` seconds) and return its JSON report."""
     p = await asyncio.create_subprocess_exec(
@@ -142,11 +150,12 @@ async def measure(
     if args.warmup > 0 and not args.requests:
         await run_ghz(ghz_command(ghz, address, args, seconds=args.warmup, requests=0), budget)
     cmd = ghz_command(ghz, address, args, seconds=args.duration, requests=args.requests)
-    cpu_before = proc.process_cpu_seconds(pid)
+    cpu_before, ghz_before = proc.process_cpu_seconds(pid), _children_cpu_seconds()
     report = await run_ghz(cmd, budget)
-    cpu_after = proc.process_cpu_seconds(pid)
+    cpu_after, ghz_after = proc.process_cpu_seconds(pid), _children_cpu_seconds()
     rate, count, ok, seconds, errors = parse_report(report)
     cpu = None if cpu_before is None or cpu_after is None or not ok else (cpu_after - cpu_before) * 1e6 / ok
+    ghz_cpu = (ghz_after - ghz_before) * 1e6 / ok if ok else None
     return Measure(
         round_no,
         impl,
@@ -157,6 +166,7 @@ async def measure(
         _latency_us(report, 50),
         _latency_us(report, 99),
         cpu,
+        ghz_cpu,
         errors,
     )
 
@@ -174,8 +184,10 @@ def summary_lines(impls: list[str], measures: list[Measure]) -> list[str]:
     for impl in impls:
         rates = [m.rate for m in measures if m.impl == impl]
         cpu = [m.server_cpu_us for m in measures if m.impl == impl and m.server_cpu_us is not None]
+        ghz_cpu = [m.ghz_cpu_us for m in measures if m.impl == impl and m.ghz_cpu_us is not None]
         if rates:
             cpu_text = f", server {statistics.median(cpu):.1f} µs/call" if cpu else ""
+            cpu_text += f", ghz {statistics.median(ghz_cpu):.1f} µs/call" if ghz_cpu else ""
             lines.append(
                 f"  {impl:<11} {statistics.median(rates):>9,.0f} calls/s "
                 f"({min(rates):,.0f}-{max(rates):,.0f}){cpu_text}"
@@ -234,10 +246,11 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> int:
                     m = await measure(ghz, impl, address, pid, round_no, args)
                     measures.append(m)
                     cpu = f"{m.server_cpu_us:.1f}" if m.server_cpu_us is not None else "?"
-                    cells.append(f"{impl} {m.rate:,.0f}/s ({cpu} µs)")
+                    ghz_cpu = f"{m.ghz_cpu_us:.1f}" if m.ghz_cpu_us is not None else "?"
+                    cells.append(f"{impl} {m.rate:,.0f}/s ({cpu}/{ghz_cpu} µs)")
                     if m.errors or not m.ok or (args.requests and m.ok != args.requests):
                         failed.append(f"round {round_no} {impl}: {m.ok} OK of {m.count}, errors {m.errors}")
-                print(f"round {round_no}: " + ", ".join(cells), flush=True)
+                print(f"round {round_no}: " + ", ".join(cells), flush=True)  # µs: server/ghz CPU per call
     except CaseFailedError as exc:
         failed.append(str(exc))
     finally:

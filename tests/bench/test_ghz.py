@@ -45,7 +45,7 @@ def test_a_report_with_failed_calls_counts_only_the_ok_ones() -> None:
 
 def test_ratios_are_taken_within_each_round() -> None:
     def m(round_no: int, impl: str, rate: float) -> Measure:
-        return Measure(round_no, impl, rate, 1, 1, 1.0, None, None, None, {})
+        return Measure(round_no, impl, rate, 1, 1, 1.0, None, None, None, None, {})
 
     measures = [m(1, "x", 10.0), m(1, "y", 5.0), m(2, "y", 4.0), m(2, "x", 2.0), m(3, "x", 1.0)]
     assert ratios(measures, "x", "y") == [2.0, 0.5]  # round 3 has no y
