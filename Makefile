@@ -25,7 +25,7 @@ export UV_NO_PROGRESS := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: demo test test-lowest test-latest lint typecheck unit unit-pure bench fuzz gen compiled clean-compiled \
-	clean lock dist wheel-test etcd
+	clean lock dist wheel-test etcd bench-ghz
 
 $(UV):
 	@echo "==> bootstrap: uv $(UV_VERSION) in $(BOOTSTRAP)"
@@ -136,6 +136,10 @@ etcd:
 ## bench: benchmarks against the baselines; writes bench/results/latest.json
 bench: $(SYNC_STAMP) $(GEN_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## bench-ghz: ghz (Go, pinned in interop/ghz) against both gRPC server transports, grpc.aio and grpclib
+bench-ghz: $(SYNC_STAMP) $(GEN_STAMP) ghz-build
+	$(PY) -m bench.ghz $(BENCH_ARGS)
 
 ## fuzz: the live-server fuzz suite as a long campaign (tests/fuzz; CI runs it with a few hundred inputs)
 FUZZ_EXAMPLES ?= 20000

@@ -42,15 +42,18 @@ interop-clean:
 
 # Go programs the tests run, built once from the Go module proxy at the versions pinned in
 # interop/<name>/go.mod, into .cache/bin/<name>: etcd for the discovery tests (tests/discovery/helpers.py
-# looks there first, then on PATH) and h2spec for the HTTP/2 conformance test (tests/h2/test_h2spec.py).
+# looks there first, then on PATH), h2spec for the HTTP/2 conformance test (tests/h2/test_h2spec.py) and
+# ghz, the gRPC load tester, for the benchmark bench/ghz.py (tests/bench/test_ghz.py).
 GO_TOOLS_BIN := $(INTEROP_ROOT)/.cache/bin
 GO_TOOL_PACKAGE_etcd := go.etcd.io/etcd/server/v3
 GO_TOOL_PACKAGE_h2spec := github.com/summerwind/h2spec/cmd/h2spec
+GO_TOOL_PACKAGE_ghz := github.com/bojand/ghz/cmd/ghz
 
-.PHONY: etcd-build h2spec-build
+.PHONY: etcd-build h2spec-build ghz-build
 
 etcd-build: $(GO_TOOLS_BIN)/etcd
 h2spec-build: $(GO_TOOLS_BIN)/h2spec
+ghz-build: $(GO_TOOLS_BIN)/ghz
 
 $(GO_TOOLS_BIN)/%: $(INTEROP_DIR)/%/go.mod $(INTEROP_DIR)/%/go.sum
 	@if [ -z "$(INTEROP_GO)" ] || ! "$(INTEROP_GO)" version >/dev/null 2>&1; then \

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import struct
 from pathlib import Path
 
 import pytest
 
+from gen.echo.v1 import echo_kitex
 from kitex_grpc import client, new_client, server
 from kitex_grpc.errors import GetConnectionError, RemoteOrNetworkError
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
 from kitex_grpc.status import StatusCode
 from kitex_grpc.transport.h2.config import H2Tuning
-from tests.h2.helpers import H2, h2_client, h2_server, make_cert, transport_of
-from tests.support import EchoService, Req, wait_for
+from tests.h2.helpers import H2, RawH2, grpc_frame, h2_client, h2_server, make_cert, transport_of
+from tests.support import EchoService, Reply, Req, wait_for
 
 
 async def test_concurrent_calls_share_one_connection() -> None:
@@ -206,3 +209,44 @@ async def test_status_message_with_surrounding_whitespace_from_grpc_aio() -> Non
             assert len(transport_of(cli).connections) == 1
         finally:
             await cli.close()
+
+
+class _Held(echo_kitex.EchoHandler):
+    """Unary calls that wait for ``release`` once ``count`` of them are in."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.entered = 0
+        self.all_in = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def Unary(self, request: Req) -> Reply:
+        self.entered += 1
+        if self.entered == self.count:
+            self.all_in.set()
+        await self.release.wait()
+        return Reply(message=request.message)
+
+
+async def test_replies_after_the_peer_reset_are_dropped_without_asyncio_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Handlers finishing after the client reset the connection (ghz closes its connection with 50 calls
+    in flight) must not write into the dead transport: asyncio logs "socket.send() raised exception."
+    for every write after the fifth once a send failed, before connection_lost runs."""
+    handler = _Held(12)
+    async with h2_server(handler=handler) as (svr, _, transport):
+        raw = await RawH2.open(svr.address)
+        for _ in range(handler.count):
+            sid = raw.request()
+            raw.conn.send_data(sid, grpc_frame(Req(message="x").SerializeToString()), end_stream=True)
+        await raw.flush()
+        await wait_for(handler.all_in)
+        (conn,) = transport.connections
+        sock = raw.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.writer.transport.abort()  # an RST: the socket closes in the next loop turn
+        with caplog.at_level(logging.WARNING, logger="asyncio"):
+            handler.release.set()  # the handlers reply in that same turn, after the RST
+            await asyncio.wait_for(asyncio.shield(conn.done), 5)
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

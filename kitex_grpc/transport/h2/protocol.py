@@ -120,8 +120,12 @@ class H2Protocol(ReceiveBufferProtocol):
     def _write_now(self) -> None:
         self._flush_soon = False
         data = self._core.data_to_send()
-        if data and self.transport is not None and not self.closed:
-            self.transport.write(data)
+        transport = self.transport
+        # A transport closing on its own (a failed send, or the peer's EOF) reports connection_lost only
+        # in a later loop turn; until then asyncio counts each write and logs a warning per write after
+        # the fifth: calls finishing in between (a client dropping 50 calls in flight) would flood it.
+        if data and transport is not None and not self.closed and not transport.is_closing():
+            transport.write(data)
 
     async def wait_writable(self) -> None:
         """Wait while the socket's write buffer is over asyncio's high-water mark."""
