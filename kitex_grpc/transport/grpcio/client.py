@@ -22,6 +22,7 @@ from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_for_undefined_code, error_from_rpc_error
 from kitex_grpc.transport.h2.config import SERVER_MAX_CONCURRENT_STREAMS
+from kitex_grpc.transport.identity import identity_headers
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
@@ -64,6 +65,7 @@ class GrpcioClientTransport:
         self._unary: dict[tuple[str, str], Any] = {}
         self._streams: dict[tuple[str, str], Any] = {}
         self._closed = False
+        self._authority = ""
         size = options.max_message_size
         self._channel_args: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", size),
@@ -79,7 +81,7 @@ class GrpcioClientTransport:
         """``({"address": ..., "transport": "grpc"}, 1)`` per address with a channel (the pool gauge)."""
         return [({"address": address, "transport": "grpc"}, 1) for address in self._channels]
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
+    def _channel(self, address: str, authority: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             if self._closed:
@@ -87,7 +89,11 @@ class GrpcioClientTransport:
             opts = self._options
             interceptors = list(opts.grpcio_interceptors) or None
             if opts.tls is None:
-                channel = grpc.aio.insecure_channel(address, self._channel_args, None, interceptors)
+                # Kitex puts the destination service name in :authority (nphttp2/client_conn.go); a
+                # channel serves one client, so one destination. Over TLS grpcio checks the server's
+                # certificate against the authority, so there it stays the address's host.
+                args = [("grpc.default_authority", authority), *self._channel_args] if authority else None
+                channel = grpc.aio.insecure_channel(address, args or self._channel_args, None, interceptors)
             else:
                 tls = opts.tls
                 creds = grpc.ssl_channel_credentials(
@@ -114,11 +120,8 @@ class GrpcioClientTransport:
             raise GetConnectionError(detail) from None
         self._ready.add(address)
 
-    def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...] | None:
-        headers = metainfo.to_http2_headers()
-        if not headers and not ri.metadata:
-            return None
-        return (*headers, *ri.metadata)
+    def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...]:
+        return (*identity_headers(ri), *metainfo.to_http2_headers(), *ri.metadata)
 
     async def _multicallable(self, ri: RPCInfo, table: dict[tuple[str, str], Any], streaming: bool) -> Any:
         """The cached grpcio multicallable for this method on this instance, connecting first if needed."""
@@ -127,7 +130,8 @@ class GrpcioClientTransport:
         multicallable = table.get(key)
         if multicallable is not None and address in self._ready:
             return multicallable
-        channel = self._channel(address)
+        self._authority = ri.callee.service_name
+        channel = self._channel(address, self._authority)
         if address not in self._ready:
             await self._connect(address, channel, ri.config.connect_timeout)
         if multicallable is None:
@@ -204,7 +208,9 @@ class GrpcioClientTransport:
 
         A channel multiplexes every call, so ``conns`` is not used.
         """
-        await self._connect(address, self._channel(address), connect_timeout)
+        # The destination is known from the first call; a channel warmed up before any call keeps
+        # grpcio's own :authority (the address).
+        await self._connect(address, self._channel(address, self._authority), connect_timeout)
 
     async def close(self) -> None:
         self._closed = True

@@ -50,6 +50,7 @@ from kitex_grpc.transport.h2 import config as _config
 from kitex_grpc.transport.h2.client_conn import ClientCall, ClientConnection, ConnectionUnusableError
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.status import connection_error
+from kitex_grpc.transport.identity import identity_headers
 
 if TYPE_CHECKING:
     import ssl
@@ -172,8 +173,7 @@ class H2ClientTransport:
         return conn
 
     async def _start(self, ri: RPCInfo, *, auto_ack: bool) -> ClientCall:
-        headers = metainfo.to_http2_headers()
-        metadata: Metadata = [*headers, *ri.metadata] if headers else ri.metadata
+        metadata: Metadata = [*identity_headers(ri), *metainfo.to_http2_headers(), *ri.metadata]
         service = ri.service
         subtype = "thrift" if service.payload_codec is PayloadCodec.THRIFT else ""
         for _ in range(_START_ATTEMPTS):
