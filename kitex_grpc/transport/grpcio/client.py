@@ -16,6 +16,7 @@ import grpc
 
 from kitex_grpc import metainfo
 from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError, RPCTimeoutError
+from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.options.server import ServerOptions
@@ -116,8 +117,10 @@ class GrpcioClientTransport:
             async with asyncio.timeout(connect_timeout):
                 await channel.channel_ready()
         except TimeoutError:
+            pool_stats.count("grpc", address, pool_stats.DIAL_FAILURE)
             detail = f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"
             raise GetConnectionError(detail) from None
+        pool_stats.count("grpc", address, pool_stats.DIAL)
         self._ready.add(address)
 
     def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...]:
@@ -129,11 +132,14 @@ class GrpcioClientTransport:
         key = (address, ri.method.name)
         multicallable = table.get(key)
         if multicallable is not None and address in self._ready:
+            pool_stats.count("grpc", address, pool_stats.REUSE)
             return multicallable
         self._authority = ri.callee.service_name
         channel = self._channel(address, self._authority)
         if address not in self._ready:
             await self._connect(address, channel, ri.config.connect_timeout)
+        else:
+            pool_stats.count("grpc", address, pool_stats.REUSE)
         if multicallable is None:
             method = ri.method
             make = channel.stream_stream if streaming else channel.unary_unary
