@@ -32,6 +32,7 @@ import (
 	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/klog"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
 	"github.com/kitex-contrib/obs-opentelemetry/tracing"
@@ -542,6 +543,8 @@ func main() {
 	etcdEndpoints := flag.String("etcd", "", "comma-separated etcd endpoints host:port: find -service with kitex-contrib/registry-etcd instead of -addr")
 	otelOn := flag.Bool("otel", false, "install kitex-contrib/obs-opentelemetry's client suite")
 	otelSpans := flag.String("otel-spans", "", "with -otel: append finished spans as JSON lines to this file (default stderr)")
+	http2Meta := flag.Bool("http2-meta", false, "grpc: add client.WithMetaHandler(transmeta.ClientHTTP2Handler): send source-/destination-service/-method")
+	fromService := flag.String("from-service", "", "the client's own service name (client.WithClientBasicInfo)")
 	flag.Parse()
 
 	klog.SetOutput(os.Stderr)
@@ -559,6 +562,9 @@ func main() {
 		opts = append(opts, client.WithResolver(r))
 	} else {
 		opts = append(opts, client.WithHostPorts(*addr))
+	}
+	if *fromService != "" {
+		opts = append(opts, client.WithClientBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: *fromService}))
 	}
 	otelEnabled = *otelOn
 	if *otelOn {
@@ -578,6 +584,9 @@ func main() {
 	switch *tp {
 	case "grpc":
 		opts = append(opts, client.WithTransportProtocol(transport.GRPC))
+		if *http2Meta {
+			opts = append(opts, client.WithMetaHandler(transmeta.ClientHTTP2Handler))
+		}
 		if *otelOn {
 			opts = append(opts, client.WithSuite(tracing.NewGRPCClientSuite()))
 		}

@@ -137,11 +137,19 @@ func metaReport(ctx context.Context) (string, error) {
 			deadline = 0
 		}
 	}
+	// The caller as this server's RPCInfo has it: from TTHeader's FromService/FromMethod
+	// (ServerTTHeaderHandler) or gRPC's source-service/source-method (ServerHTTP2Handler, -http2-meta).
+	caller := map[string]string{"service": "", "method": ""}
+	if ri := rpcinfo.GetRPCInfo(ctx); ri != nil && ri.From() != nil {
+		caller["service"] = ri.From().ServiceName()
+		caller["method"] = ri.From().Method()
+	}
 	metainfo.SendBackwardValue(ctx, "backward-key", "backward-value")
 	b, err := json.Marshal(map[string]any{
 		"transient":   transient,
 		"persistent":  persistent,
 		"deadline_ms": deadline,
+		"caller":      caller,
 	})
 	return string(b), err
 }
@@ -266,6 +274,7 @@ func main() {
 	serviceName := flag.String("service-name", "echo", "service name the pb server registers under (used with -etcd)")
 	otelOn := flag.Bool("otel", false, "install kitex-contrib/obs-opentelemetry's server suite on both servers")
 	otelSpans := flag.String("otel-spans", "", "with -otel: append finished spans as JSON lines to this file (default stderr)")
+	http2Meta := flag.Bool("http2-meta", false, "add server.WithMetaHandler(transmeta.ServerHTTP2Handler): read source-service/source-method into RPCInfo")
 	flag.Parse()
 
 	klog.SetOutput(os.Stderr)
@@ -310,6 +319,9 @@ func main() {
 		common = append(common, server.WithSuite(tracing.NewServerSuite()))
 	} else {
 		common = append(common, server.WithMetaHandler(transmeta.ServerTTHeaderHandler))
+		if *http2Meta {
+			common = append(common, server.WithMetaHandler(transmeta.ServerHTTP2Handler))
+		}
 	}
 	pbOpts := []server.Option{server.WithListener(pbLn)}
 	if *etcdEndpoints != "" {
