@@ -128,7 +128,7 @@ def _pool_states(
 ) -> list[tuple[str, str, int, int]]:
     """``(transport, address, active, idle)`` per address: idle ones are those in the pool."""
     counts = collections.Counter(conn.address for conn in conns if conn.alive)
-    out = []
+    out: list[tuple[str, str, int, int]] = []
     for address, n in counts.items():
         idle = pool.idle_count(address)
         out.append(("ttheader", address, n - idle, idle))
