@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -186,3 +187,17 @@ async def test_authority_is_the_destination_service_name_on_the_wire(tp: Transpo
         "destination-service": "echo-dest",
         "destination-method": "Unary",
     }
+
+
+async def test_the_server_access_log_names_the_caller(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="kitex_grpc.access")
+    async with (
+        serve(server.with_transport_protocol(GRPC_H2), server.with_access_log()) as (svr, _),
+        connect(
+            svr, client.with_transport_protocol(GRPC_H2), client.with_client_basic_info("log-caller")
+        ) as cli,
+    ):
+        await cli.Unary(Req(message="x"))
+    [record] = [r for r in caplog.records if r.name == "kitex_grpc.access"]
+    assert (record.__dict__["caller"], record.__dict__["caller_method"]) == ("log-caller", "")
+    assert " caller=log-caller " in record.getMessage()
