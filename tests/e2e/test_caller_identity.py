@@ -201,3 +201,24 @@ async def test_the_server_access_log_names_the_caller(caplog: pytest.LogCaptureF
     [record] = [r for r in caplog.records if r.name == "kitex_grpc.access"]
     assert (record.__dict__["caller"], record.__dict__["caller_method"]) == ("log-caller", "")
     assert " caller=log-caller " in record.getMessage()
+
+
+@pytest.mark.parametrize("tp", [GRPC, GRPC_H2], ids=lambda p: p.name)
+async def test_an_acl_rule_can_refuse_a_caller_by_name(tp: TransportProtocol) -> None:
+    def deny_untrusted(ri: RPCInfo, request: Any) -> str | None:
+        return (
+            f"caller {ri.caller.service_name!r} is not allowed"
+            if ri.caller.service_name != "trusted"
+            else None
+        )
+
+    async with serve(server.with_transport_protocol(tp), server.with_acl_rules(deny_untrusted)) as (svr, _):
+        async with connect(
+            svr, client.with_transport_protocol(tp), client.with_client_basic_info("trusted")
+        ) as ok:
+            assert (await ok.Unary(Req(message="in"))).message == "in"
+        async with connect(
+            svr, client.with_transport_protocol(tp), client.with_client_basic_info("other")
+        ) as bad:
+            with pytest.raises(KitexError, match="caller 'other' is not allowed"):
+                await bad.Unary(Req(message="out"))
