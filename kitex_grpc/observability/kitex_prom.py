@@ -16,8 +16,11 @@ Labels, all five on every sample:
 - ``caller``: the calling service's name (``ri.caller.service_name``): on a client its own
   ``with_client_basic_info`` name; on a server the name the transport carried (TTHeader int key 3,
   gRPC ``source-service``), ``unknown`` when none came.
-- ``callee``: the destination service (client) or the server's own name; ``method``: the method.
-  An empty name is ``unknown``.
+- ``callee``: on a client the destination service; on a server its own configured name
+  (``with_server_basic_info``), as Kitex's ``To().ServiceName()`` is ``WithServerBasicInfo``'s: a
+  server without one reports ``unknown`` (through ``with_suite``; a bare ``with_tracer`` of
+  :attr:`KitexPrometheus.server_tracer` cannot see the options and falls back to ``ri.callee``).
+  ``method``: the method. An empty name is ``unknown``.
 - ``status``: ``error`` when the call ended with an error, else ``succeed``. A
   :class:`~kitex_grpc.errors.BizStatusError` is ``succeed`` on both sides, as in Kitex (the server
   handler returns nil; the client reports no RPC error).
@@ -41,11 +44,12 @@ The client connection-pool series are documented in :mod:`.pool_stats`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kitex_grpc.errors import BizStatusError
 from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.http_endpoint import HTTPEndpoint, Reply
+from kitex_grpc.observability.lifecycle import ServerHook
 from kitex_grpc.observability.prom_text import Counter, Histogram, Registry
 
 if TYPE_CHECKING:
@@ -73,12 +77,14 @@ _HELP = {
 class KitexPrometheusTracer:
     """Counts and times finished calls on one side into the Kitex series (``start`` does nothing)."""
 
-    __slots__ = ("_latency", "_throughput", "side")
+    __slots__ = ("_latency", "_throughput", "callee", "side")
 
     def __init__(self, side: str, throughput: Counter, latency: Histogram) -> None:
         self.side = side
         self._throughput = throughput
         self._latency = latency
+        # A server's configured name, set by the suite's hook at start ("" when none: unknown).
+        self.callee: str | None = None
 
     def start(self, ri: RPCInfo) -> None:
         return None
@@ -86,9 +92,10 @@ class KitexPrometheusTracer:
     def finish(self, ri: RPCInfo) -> None:
         stats = ri.stats
         error = stats.error
+        callee = self.callee if self.callee is not None else ri.callee.service_name
         labels = (
             ri.caller.service_name or _UNKNOWN,
-            ri.callee.service_name or _UNKNOWN,
+            callee or _UNKNOWN,
             ri.callee.method or ri.method.name or _UNKNOWN,
             "error" if error is not None and not isinstance(error, BizStatusError) else "succeed",
             str(ri.attempt - 1) if self.side == "client" else "0",
@@ -99,6 +106,19 @@ class KitexPrometheusTracer:
 
     def __repr__(self) -> str:
         return f"KitexPrometheusTracer({self.side!r})"
+
+
+class _ServerName(ServerHook):
+    """Gives a server tracer the server's configured name (``with_server_basic_info``) at start."""
+
+    def __init__(self, tracer: KitexPrometheusTracer) -> None:
+        self.tracer = tracer
+
+    async def prepare(self, server: Any) -> None:
+        self.tracer.callee = server.options.service_name
+
+    def __repr__(self) -> str:
+        return "KitexPrometheus.server_name"
 
 
 class KitexPrometheus:
@@ -149,7 +169,9 @@ class KitexPrometheus:
     def server_options(self) -> Sequence[ServerOption]:
         from kitex_grpc.options import server as so
 
-        options = [so.with_tracer(self.server_tracer)]
+        # One tracer per server (same series), told the server's configured name at start.
+        tracer = KitexPrometheusTracer("server", self.server_tracer._throughput, self.server_tracer._latency)
+        options = [so.with_tracer(tracer), so.with_lifecycle_hook(_ServerName(tracer))]
         if self.endpoint is not None:
             options.append(so.with_metrics_endpoint(self.endpoint))
         return options

@@ -340,7 +340,7 @@ class OpenTelemetrySuite:
 
             options.append(co.with_tracer(OTelMetrics(self.meter_provider, side="client")))
         if self.kitex_prometheus is not None:
-            options.append(co.with_tracer(self.kitex_prometheus.client_tracer))
+            options.extend(self.kitex_prometheus.client_options())
         return options
 
     def server_options(self) -> Sequence[ServerOption]:
@@ -358,7 +358,7 @@ class OpenTelemetrySuite:
 
             options.append(so.with_tracer(OTelMetrics(self.meter_provider, side="server")))
         if self.kitex_prometheus is not None:
-            options.append(so.with_tracer(self.kitex_prometheus.server_tracer))
+            options.extend(self.kitex_prometheus.server_options())
         if self.metrics_endpoint is not None:
             options.append(so.with_metrics_endpoint(self.metrics_endpoint))
         return options

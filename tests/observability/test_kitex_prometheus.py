@@ -23,7 +23,7 @@ async def scrape(address: str, path: str = "/metrics") -> tuple[str, str]:
     """One HTTP/1.1 GET over a real socket: (status line and headers, body)."""
     host, _, port = address.rpartition(":")
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 5)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()
@@ -81,7 +81,11 @@ async def test_kitex_series_after_real_calls(tp: TransportProtocol) -> None:
     served = KitexPrometheus("127.0.0.1:0")
     calling = KitexPrometheus()
     async with (
-        serve(server.with_suite(served), server.with_transport_protocol(tp)) as (svr, _),
+        serve(
+            server.with_suite(served),
+            server.with_transport_protocol(tp),
+            server.with_server_basic_info("echo-svc"),
+        ) as (svr, _),
         connect(
             svr,
             client.with_suite(calling),
@@ -101,8 +105,8 @@ async def test_kitex_series_after_real_calls(tp: TransportProtocol) -> None:
         missing, _ = await scrape(served.endpoint.address, "/nope")
         assert missing.startswith("HTTP/1.1 404")
         address = served.endpoint.address
-    ok = 'callee="Echo",caller="py-caller",method="Unary",retry="0",status="succeed"'
-    bad = 'callee="Echo",caller="py-caller",method="Unary",retry="0",status="error"'
+    ok = 'callee="echo-svc",caller="py-caller",method="Unary",retry="0",status="succeed"'
+    bad = 'callee="echo-svc",caller="py-caller",method="Unary",retry="0",status="error"'
     # A BizStatusError counts as succeed (Kitex: the handler returned nil).
     assert samples(body, "kitex_server_throughput") == {
         f"kitex_server_throughput{{{bad}}}": "1",
@@ -145,7 +149,7 @@ async def test_ttheader_carries_the_caller_into_the_server_series() -> None:
         await cli.echo(tt.Req(message="a"))
         with pytest.raises(KitexError):
             await cli.echo(tt.Req(message="error:x"))
-    labels = 'callee="Echo",caller="tt-caller",method="echo",retry="0"'
+    labels = 'callee="unknown",caller="tt-caller",method="echo",retry="0"'
     assert samples(served.render(), "kitex_server_throughput") == {
         f'kitex_server_throughput{{{labels},status="error"}}': "1",
         f'kitex_server_throughput{{{labels},status="succeed"}}': "1",
@@ -199,7 +203,7 @@ async def test_unknown_caller_and_the_retry_index() -> None:
         'kitex_client_throughput{callee="echo",caller="unknown",method="Unary",retry="1",status="succeed"}': "1"  # noqa: E501
     }
     assert samples(served.render(), "kitex_server_throughput") == {
-        'kitex_server_throughput{callee="Echo",caller="unknown",method="Unary",retry="0",status="succeed"}': "2"  # noqa: E501
+        'kitex_server_throughput{callee="unknown",caller="unknown",method="Unary",retry="0",status="succeed"}': "2"  # noqa: E501
     }
 
 

@@ -135,8 +135,8 @@ async def test_the_alerts_fire_on_the_series_of_a_real_server(tmp_path: Path) ->
             name, _, value = line.rpartition(" ")
             series.append({"series": name, "values": f"0+{value}x20"})
     assert [s["series"] for s in series] == [
-        'kitex_server_throughput{callee="Echo",caller="py-caller",method="Unary",retry="0",status="error"}',
-        'kitex_server_throughput{callee="Echo",caller="py-caller",method="Unary",retry="0",status="succeed"}',
+        'kitex_server_throughput{callee="unknown",caller="py-caller",method="Unary",retry="0",status="error"}',
+        'kitex_server_throughput{callee="unknown",caller="py-caller",method="Unary",retry="0",status="succeed"}',
     ]
     test = {
         "rule_files": [str(FILES / "kitex-alerts.yml")],
@@ -151,9 +151,9 @@ async def test_the_alerts_fire_on_the_series_of_a_real_server(tmp_path: Path) ->
                         "alertname": "KitexServerHighErrorRate",
                         "exp_alerts": [
                             {
-                                "exp_labels": {"severity": "warning", "callee": "Echo", "method": "Unary"},
+                                "exp_labels": {"severity": "warning", "callee": "unknown", "method": "Unary"},
                                 "exp_annotations": {
-                                    "summary": "Echo.Unary: 25% of calls fail",
+                                    "summary": "unknown.Unary: 25% of calls fail",
                                     "description": "More than 5% of the calls to this method ended in error "
                                     "for 5 minutes.",
                                 },
