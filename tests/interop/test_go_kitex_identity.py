@@ -162,3 +162,43 @@ async def test_python_server_sees_the_go_kitex_caller_over_ttheader(kitex_bin: P
         )
     assert code == 0 and results["echo"]["ok"], results
     assert handler.callers == [("go-tt", "")]
+
+
+class Relay(KitexConventionEcho):
+    """A Python service whose Unary calls on to the Go server: the outgoing call is made while serving."""
+
+    downstream: echo_kitex.EchoClient
+
+    async def Unary(self, request: echo_pb2.EchoRequest) -> echo_pb2.EchoReply:
+        return await self.downstream.Unary(request)
+
+
+@pytest.mark.parametrize("protocol", GRPC_TRANSPORTS, ids=lambda p: p.name)
+async def test_go_kitex_sees_the_served_method_as_source_method(
+    meta_server: GoServer, protocol: TransportProtocol
+) -> None:
+    relay = Relay()
+    relay.downstream = echo_kitex.new_client(
+        "echo",
+        client.with_host_ports(meta_server.pb),
+        client.with_transport_protocol(protocol),
+        client.with_client_basic_info("py-relay"),
+        NOT_ABOUT_DIALING,
+    )
+    front = echo_kitex.new_server(
+        relay, server.with_service_addr("127.0.0.1:0"), server.with_transport_protocol(protocol)
+    )
+    await front.start()
+    try:
+        cli = echo_kitex.new_client(
+            "echo",
+            client.with_host_ports(front.address),
+            client.with_transport_protocol(protocol),
+            NOT_ABOUT_DIALING,
+        )
+        async with cli:
+            seen = json.loads((await cli.Unary(Req(message="meta"))).message)
+    finally:
+        await front.stop()
+        await relay.downstream.close()
+    assert seen["caller"] == {"service": "py-relay", "method": "Unary"}
