@@ -275,3 +275,25 @@ def echo_client(address: str):  # type: ignore[no-untyped-def]
         client.with_transport_protocol(TransportProtocol.GRPC_H2),
         client.with_connect_timeout(5),
     )
+
+
+@pytest.mark.parametrize("tp", [TransportProtocol.GRPC, TransportProtocol.GRPC_H2], ids=lambda p: p.name)
+async def test_a_stream_is_one_sample_when_it_ends(tp: TransportProtocol) -> None:
+    prom = KitexPrometheus()
+    async with (
+        serve(server.with_suite(prom), server.with_transport_protocol(tp)) as (svr, _),
+        connect(svr, client.with_suite(prom), client.with_transport_protocol(tp)) as cli,
+    ):
+        assert [r.seq async for r in cli.ServerStream(Req(message="s", seq=3))] == [0, 1, 2]
+        bidi = await cli.Bidi()
+        await bidi.send(Req(message="x"))
+        assert (await bidi.recv()).message == "x"
+        await bidi.close_send()
+        assert [r async for r in bidi] == []
+    text = prom.render()
+    for side, callee in (("client", "echo"), ("server", "unknown")):
+        name = f"kitex_{side}_throughput"
+        assert samples(text, name) == {
+            f'{name}{{callee="{callee}",caller="unknown",method="{m}",retry="0",status="succeed"}}': "1"
+            for m in ("Bidi", "ServerStream")
+        }
