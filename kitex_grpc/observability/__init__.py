@@ -11,6 +11,10 @@ Everything here works without OpenTelemetry installed; the OpenTelemetry suite l
   call unless ``with_access_log`` is given.
 - :func:`describe_client`, :func:`describe_server`: the effective configuration as text.
 - :class:`ServerHook`: prepare / serving / draining / stopped.
+
+Kitex's monitor-prometheus series (``kitex_client_throughput``, ...) and the client pool series are
+in :mod:`kitex_grpc.observability.kitex_prom` (no extra dependency); the HTTP server of metrics pages
+and probes, with the risk of binding beyond loopback, in :mod:`kitex_grpc.observability.http_endpoint`.
 """
 
 from __future__ import annotations

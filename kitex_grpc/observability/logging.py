@@ -8,6 +8,8 @@ INFO (WARNING when the call failed), with structured fields::
     service  the full service name, e.g. "echo.v1.Echo"
     method   the method name
     peer     the other side's host:port (client: the instance called; server: the caller)
+    caller   the calling service's name (client: its own; server: what the caller sent, TTHeader
+             FromService or gRPC source-service), "" when unknown; caller_method likewise
     status   the gRPC status name ("OK", "UNAVAILABLE", ...); code holds its number
     latency  seconds, float (latency_ms in the message)
     attempt  1 for a first try, more for retries and backup requests
@@ -74,6 +76,8 @@ def call_fields(ri: RPCInfo, side: str) -> dict[str, object]:
         "service": ri.service.full_name,
         "method": ri.method.name,
         "peer": peer,
+        "caller": ri.caller.service_name,
+        "caller_method": ri.caller.method,
         "status": status.name,
         "code": int(status),
         "latency": stats.duration or 0.0,
@@ -112,7 +116,7 @@ class AccessLogTracer:
         assert isinstance(latency, float)
         message = (
             f"{self.side} {fields['service']}/{fields['method']} peer={fields['peer'] or '-'}"
-            f" status={fields['status']} latency_ms={latency * 1000:.3f}"
+            f" caller={fields['caller'] or '-'} status={fields['status']} latency_ms={latency * 1000:.3f}"
         )
         self.logger.log(level, message, fields)
 

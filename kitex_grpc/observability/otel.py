@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     from kitex_grpc.endpoint import Endpoint
+    from kitex_grpc.observability.kitex_prom import KitexPrometheus
     from kitex_grpc.options.client import ClientOption
     from kitex_grpc.options.server import ServerOption
     from kitex_grpc.rpcinfo import RPCInfo
@@ -277,8 +278,12 @@ class OpenTelemetrySuite:
     - ``tracer_provider`` / ``meter_provider`` / ``propagator``: default to the global ones.
     - ``tracing`` / ``metrics``: turn either half off. ``message_events``: per-message stream events.
     - ``metrics_endpoint``: ``"127.0.0.1:9464"`` serves Prometheus text at ``/metrics`` while a server
-      runs (loopback only). It reads ``metric_reader`` (an ``InMemoryMetricReader`` attached to
-      ``meter_provider``); without a ``meter_provider`` the suite makes both.
+      runs (any ``host:port`` or ``:port``; see the risk in :mod:`.http_endpoint`). It reads
+      ``metric_reader`` (an ``InMemoryMetricReader`` attached to ``meter_provider``); without a
+      ``meter_provider`` the suite makes both.
+    - ``kitex_prometheus``: a :class:`~kitex_grpc.observability.kitex_prom.KitexPrometheus` whose
+      tracers the suite adds and whose series (``kitex_client_throughput``, ...) appear on the
+      ``metrics_endpoint`` page beside the OpenTelemetry ones.
     """
 
     def __init__(
@@ -292,6 +297,7 @@ class OpenTelemetrySuite:
         message_events: bool = True,
         metrics_endpoint: str | None = None,
         metric_reader: InMemoryMetricReader | None = None,
+        kitex_prometheus: KitexPrometheus | None = None,
     ) -> None:
         if metrics_endpoint is not None and metric_reader is None:
             if meter_provider is not None:
@@ -310,12 +316,14 @@ class OpenTelemetrySuite:
         self.metrics = metrics
         self.message_events = message_events
         self.metric_reader = metric_reader
+        self.kitex_prometheus = kitex_prometheus
         self.metrics_endpoint: Any = None
         if metrics_endpoint is not None:
             from kitex_grpc.observability.otel_prometheus import PrometheusEndpoint
 
             assert metric_reader is not None
-            self.metrics_endpoint = PrometheusEndpoint(metric_reader, metrics_endpoint)
+            extra = [kitex_prometheus.render] if kitex_prometheus is not None else []
+            self.metrics_endpoint = PrometheusEndpoint(metric_reader, metrics_endpoint, extra)
 
     def client_options(self) -> Sequence[ClientOption]:
         from kitex_grpc.options import client as co
@@ -331,6 +339,8 @@ class OpenTelemetrySuite:
             from kitex_grpc.observability.otel_metrics import OTelMetrics
 
             options.append(co.with_tracer(OTelMetrics(self.meter_provider, side="client")))
+        if self.kitex_prometheus is not None:
+            options.extend(self.kitex_prometheus.client_options())
         return options
 
     def server_options(self) -> Sequence[ServerOption]:
@@ -347,6 +357,8 @@ class OpenTelemetrySuite:
             from kitex_grpc.observability.otel_metrics import OTelMetrics
 
             options.append(so.with_tracer(OTelMetrics(self.meter_provider, side="server")))
+        if self.kitex_prometheus is not None:
+            options.extend(self.kitex_prometheus.server_options())
         if self.metrics_endpoint is not None:
             options.append(so.with_metrics_endpoint(self.metrics_endpoint))
         return options

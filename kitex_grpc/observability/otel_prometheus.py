@@ -1,9 +1,13 @@
-"""A Prometheus ``/metrics`` endpoint on loopback, written from the OpenTelemetry SDK's own reader.
+"""A Prometheus ``/metrics`` endpoint, written from the OpenTelemetry SDK's own reader.
 
 No Prometheus client library is needed: :class:`PrometheusEndpoint` collects an
 ``InMemoryMetricReader`` (cumulative temporality) on each scrape and renders the text exposition
 format 0.0.4 itself. The HTTP server is a few lines of asyncio that answers ``GET /metrics`` and
-nothing else; it listens only on a loopback address.
+nothing else. It listens where it is told: ``127.0.0.1:9464`` by default, or any ``host:port`` (or
+``:port`` for every interface) so that a Prometheus server elsewhere can scrape it. The page has no
+authentication: read the risk in :mod:`kitex_grpc.observability.http_endpoint` before binding beyond
+loopback. ``extra`` sources (e.g. :meth:`KitexPrometheus.render
+<kitex_grpc.observability.kitex_prom.KitexPrometheus.render>`) are appended to the page.
 
 As a server lifecycle hook it binds in ``server.start()`` and closes in ``server.stop()``; use it
 through :func:`kitex_grpc.server.with_metrics_endpoint` or ``OpenTelemetrySuite(metrics_endpoint=...)``.
@@ -13,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -27,8 +30,8 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
+from kitex_grpc.observability.http_endpoint import parse_listen_address
 from kitex_grpc.observability.lifecycle import ServerHook
-from kitex_grpc.observability.stats import split_host_port
 
 __all__ = ["PrometheusEndpoint", "render"]
 
@@ -104,27 +107,19 @@ def _family(families: dict[str, tuple[str, str, list[str]]], metric: Any) -> Non
             lines.append(f"{base}_count{_labels(point.attributes)} {point.count}")
 
 
-def _check_loopback(address: str) -> tuple[str, int]:
-    host, port = split_host_port(address)
-    if port is None:
-        raise ValueError(f"metrics endpoint: expected 'host:port', got {address!r}")
-    if host != "localhost":
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            raise ValueError(f"metrics endpoint: {address!r} is not a loopback address")
-    return host, port
-
-
 class PrometheusEndpoint(ServerHook):
-    """Serves ``GET /metrics`` on a loopback ``host:port`` (port 0 picks one; see :attr:`address`)."""
+    """Serves ``GET /metrics`` on ``host:port`` (port 0 picks one; see :attr:`address`)."""
 
-    def __init__(self, reader: InMemoryMetricReader, address: str = "127.0.0.1:9464") -> None:
-        self._host, self._port = _check_loopback(address)
+    def __init__(
+        self,
+        reader: InMemoryMetricReader,
+        address: str = "127.0.0.1:9464",
+        extra: Sequence[Callable[[], str]] = (),
+    ) -> None:
+        self._host, self._port = parse_listen_address(address, "metrics endpoint")
         self.requested = address
         self.reader = reader
+        self.extra = tuple(extra)
         self._server: asyncio.Server | None = None
         self.address = ""
 
@@ -161,7 +156,8 @@ class PrometheusEndpoint(ServerHook):
             elif path.split("?", 1)[0] != "/metrics":
                 await self._reply(writer, 404, "text/plain", b"not found\n")
             else:
-                body = render(self.reader.get_metrics_data()).encode()
+                text = render(self.reader.get_metrics_data()) + "".join(source() for source in self.extra)
+                body = text.encode()
                 await self._reply(writer, 200, CONTENT_TYPE, body)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             pass  # a malformed or slow request: just close

@@ -314,9 +314,24 @@ def with_metrics_endpoint(endpoint: ServerHook) -> ServerOption:
     """Serve a Prometheus ``/metrics`` page while the server runs.
 
     ``endpoint`` is a :class:`kitex_grpc.observability.otel_prometheus.PrometheusEndpoint` (it needs
-    the ``otel`` extra); it binds its loopback address in ``start()`` and closes in ``stop()``.
+    the ``otel`` extra) or the ``endpoint`` of a
+    :class:`~kitex_grpc.observability.kitex_prom.KitexPrometheus`; it binds its address (loopback by
+    default; any address it is given, see the risk in :mod:`kitex_grpc.observability.http_endpoint`)
+    in ``start()`` and closes in ``stop()``.
     """
     return _once("with_metrics_endpoint", endpoint)
+
+
+def with_http_probes(address: str = "127.0.0.1:8081") -> ServerOption:
+    """Serve ``GET /healthz`` (alive) and ``GET /readyz`` (started, registered, not draining) on ``address``.
+
+    Default loopback ``127.0.0.1:8081`` (8081: a common probe port, apart from the service port); in
+    a Kubernetes pod use ``":8081"`` so the kubelet can reach it. See
+    :mod:`kitex_grpc.health.http_probes` for the answers and the lifecycle.
+    """
+    from kitex_grpc.health.http_probes import HTTPProbes
+
+    return _once("with_http_probes", HTTPProbes(address))
 
 
 # -- discovery and governance (issue 6) ----------------------------------------------------------------

@@ -75,6 +75,7 @@ class Server:
         self._stopped = asyncio.Event()
         self._serving = False
         self._registered: Info | None = None
+        self._in_registry = False  # register() returned and stop() has not begun (readiness)
 
     def _middlewares(self) -> list[tuple[str, Middleware]]:
         opts = self._options
@@ -110,6 +111,12 @@ class Server:
     def serving(self) -> bool:
         """True between a successful ``start()`` and the beginning of ``stop()``."""
         return self._serving
+
+    @property
+    def registered(self) -> bool:
+        """Whether this server is in its registry (always True without ``with_registry``): False until
+        registration after start, and again from the moment ``stop()`` begins."""
+        return self._options.registry is None or self._in_registry
 
     def describe(self) -> str:
         """The effective configuration, readable: options as recorded, the chain, services, hooks."""
@@ -213,9 +220,11 @@ class Server:
         if self._options.registry is not None:
             self._registered = self.registry_info()
             await self._options.registry.register(self._registered)
+            self._in_registry = self._serving
 
     async def _deregister(self) -> None:
         registered, self._registered = self._registered, None
+        self._in_registry = False
         if self._options.registry is not None and registered is not None:
             try:
                 await self._options.registry.deregister(registered)

@@ -30,13 +30,15 @@ def build_binaries() -> Path:
 class GoServer:
     """The Go server binary: its pb (gRPC + Kitex Protobuf) and Thrift addresses.
 
-    ``stop()`` sends SIGTERM (Kitex deregisters and drains) and returns the exit status.
+    ``stop()`` sends SIGTERM (Kitex deregisters and drains) and returns the exit status. ``fields``:
+    every ``key=value`` of its READY line (``prom`` with ``-prom-addr``).
     """
 
     def __init__(self, proc: subprocess.Popen[bytes], pb: str, thrift: str) -> None:
         self.proc = proc
         self.pb = pb
         self.thrift = thrift
+        self.fields: dict[str, str] = {}
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -61,6 +63,7 @@ def go_server(bin_dir: Path, *args: str) -> Iterator[GoServer]:
         line = ready_line(proc, "READY ", "Go Kitex server")
         fields = dict(part.split("=", 1) for part in line.split()[1:])
         server = GoServer(proc, fields["pb"], fields["thrift"])
+        server.fields = fields
         yield server
     finally:
         if proc.poll() is None:

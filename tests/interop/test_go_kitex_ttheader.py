@@ -95,7 +95,9 @@ async def test_python_to_go_framed_loses_biz_status_and_metainfo(kitex_server: G
             await cli.echo(Req(message="biz:1001:bad thing"))
         with metainfo.with_value("temp", "t1"):
             seen = json.loads((await cli.echo(Req(message="meta"), callopt.with_rpc_timeout(5))).message)
-        assert seen == {"deadline_ms": -1, "persistent": {}, "transient": {}}
+        # Framed has no header: no metainfo, no deadline, no caller identity
+        caller = {"service": "", "method": ""}
+        assert seen == {"deadline_ms": -1, "persistent": {}, "transient": {}, "caller": caller}
 
 
 @pytest.mark.parametrize("transport", ["ttheader_framed", "ttheader", "framed"])

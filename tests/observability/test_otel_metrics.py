@@ -156,11 +156,26 @@ async def test_prometheus_endpoint_real_scrape() -> None:
         await _scrape(address)
 
 
-def test_endpoint_refuses_non_loopback() -> None:
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+async def test_endpoint_binds_any_address_and_shows_the_kitex_series_beside() -> None:
+    from kitex_grpc.observability.kitex_prom import KitexPrometheus
+    from kitex_grpc.observability.otel import OpenTelemetrySuite
 
-    with pytest.raises(ValueError, match="loopback"):
-        PrometheusEndpoint(InMemoryMetricReader(), "0.0.0.0:9464")
+    kp = KitexPrometheus()
+    suite = OpenTelemetrySuite(tracing=False, metrics_endpoint="0.0.0.0:0", kitex_prometheus=kp)
+    async with serve(server.with_suite(suite)) as (svr, _), connect(svr) as cli:
+        await cli.Unary(Req(message="a"))
+        assert suite.metrics_endpoint.address.startswith("0.0.0.0:")
+        port = suite.metrics_endpoint.address.rpartition(":")[2]
+        head, body = await _scrape(f"127.0.0.1:{port}")
+    assert head.startswith("HTTP/1.1 200")
+    lines = body.splitlines()
+    assert "# TYPE rpc_server_duration histogram" in lines
+    assert (
+        'kitex_server_throughput{callee="unknown",caller="unknown",method="Unary",retry="0",'
+        'status="succeed"} 1' in lines
+    )
+    with pytest.raises(ValueError, match="host:port"):
+        PrometheusEndpoint(suite.metric_reader, "9464")
     assert render(None) == ""
 
 

@@ -32,10 +32,14 @@ import (
 	"github.com/cloudwego/kitex/client/callopt"
 	"github.com/cloudwego/kitex/pkg/kerrors"
 	"github.com/cloudwego/kitex/pkg/klog"
+	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/transport"
+	kitexprom "github.com/kitex-contrib/monitor-prometheus"
 	"github.com/kitex-contrib/obs-opentelemetry/tracing"
 	etcd "github.com/kitex-contrib/registry-etcd"
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/otel"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
@@ -542,6 +546,9 @@ func main() {
 	etcdEndpoints := flag.String("etcd", "", "comma-separated etcd endpoints host:port: find -service with kitex-contrib/registry-etcd instead of -addr")
 	otelOn := flag.Bool("otel", false, "install kitex-contrib/obs-opentelemetry's client suite")
 	otelSpans := flag.String("otel-spans", "", "with -otel: append finished spans as JSON lines to this file (default stderr)")
+	http2Meta := flag.Bool("http2-meta", false, "grpc: add client.WithMetaHandler(transmeta.ClientHTTP2Handler): send source-/destination-service/-method")
+	fromService := flag.String("from-service", "", "the client's own service name (client.WithClientBasicInfo)")
+	promOut := flag.String("prom-out", "", "install kitex-contrib/monitor-prometheus's client tracer and write its page (text format) to this file after the cases")
 	flag.Parse()
 
 	klog.SetOutput(os.Stderr)
@@ -559,6 +566,15 @@ func main() {
 		opts = append(opts, client.WithResolver(r))
 	} else {
 		opts = append(opts, client.WithHostPorts(*addr))
+	}
+	var promRegistry *prom.Registry
+	if *promOut != "" {
+		promRegistry = prom.NewRegistry()
+		opts = append(opts, client.WithTracer(kitexprom.NewClientTracer("", "",
+			kitexprom.WithRegistry(promRegistry), kitexprom.WithDisableServer(true))))
+	}
+	if *fromService != "" {
+		opts = append(opts, client.WithClientBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: *fromService}))
 	}
 	otelEnabled = *otelOn
 	if *otelOn {
@@ -578,6 +594,9 @@ func main() {
 	switch *tp {
 	case "grpc":
 		opts = append(opts, client.WithTransportProtocol(transport.GRPC))
+		if *http2Meta {
+			opts = append(opts, client.WithMetaHandler(transmeta.ClientHTTP2Handler))
+		}
 		if *otelOn {
 			opts = append(opts, client.WithSuite(tracing.NewGRPCClientSuite()))
 		}
@@ -671,9 +690,33 @@ func main() {
 		allOK = allOK && l.OK
 		emit(l)
 	}
+	if promRegistry != nil {
+		if err := writePromPage(promRegistry, *promOut); err != nil {
+			fatal(err)
+		}
+	}
 	if !allOK {
 		os.Exit(1)
 	}
+}
+
+// writePromPage writes the registry as Prometheus text, as promhttp would serve it.
+func writePromPage(registry *prom.Registry, path string) error {
+	families, err := registry.Gather()
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, family := range families {
+		if _, err := expfmt.MetricFamilyToText(f, family); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func emit(l line) {

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -48,8 +49,11 @@ import (
 	"github.com/cloudwego/kitex/pkg/rpcinfo"
 	"github.com/cloudwego/kitex/pkg/transmeta"
 	"github.com/cloudwego/kitex/server"
+	kitexprom "github.com/kitex-contrib/monitor-prometheus"
 	"github.com/kitex-contrib/obs-opentelemetry/tracing"
 	etcd "github.com/kitex-contrib/registry-etcd"
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	// Registers the "gzip" compressor for gRPC (requests and responses).
 	_ "github.com/cloudwego/kitex/pkg/remote/codec/protobuf/encoding/gzip"
@@ -137,11 +141,19 @@ func metaReport(ctx context.Context) (string, error) {
 			deadline = 0
 		}
 	}
+	// The caller as this server's RPCInfo has it: from TTHeader's FromService/FromMethod
+	// (ServerTTHeaderHandler) or gRPC's source-service/source-method (ServerHTTP2Handler, -http2-meta).
+	caller := map[string]string{"service": "", "method": ""}
+	if ri := rpcinfo.GetRPCInfo(ctx); ri != nil && ri.From() != nil {
+		caller["service"] = ri.From().ServiceName()
+		caller["method"] = ri.From().Method()
+	}
 	metainfo.SendBackwardValue(ctx, "backward-key", "backward-value")
 	b, err := json.Marshal(map[string]any{
 		"transient":   transient,
 		"persistent":  persistent,
 		"deadline_ms": deadline,
+		"caller":      caller,
 	})
 	return string(b), err
 }
@@ -266,6 +278,8 @@ func main() {
 	serviceName := flag.String("service-name", "echo", "service name the pb server registers under (used with -etcd)")
 	otelOn := flag.Bool("otel", false, "install kitex-contrib/obs-opentelemetry's server suite on both servers")
 	otelSpans := flag.String("otel-spans", "", "with -otel: append finished spans as JSON lines to this file (default stderr)")
+	promAddr := flag.String("prom-addr", "", "the pb server gets kitex-contrib/monitor-prometheus's server tracer; its page is served at http://<addr>/metrics (port 0 = pick one; READY then says prom=<addr>)")
+	http2Meta := flag.Bool("http2-meta", false, "add server.WithMetaHandler(transmeta.ServerHTTP2Handler): read source-service/source-method into RPCInfo")
 	flag.Parse()
 
 	klog.SetOutput(os.Stderr)
@@ -310,6 +324,9 @@ func main() {
 		common = append(common, server.WithSuite(tracing.NewServerSuite()))
 	} else {
 		common = append(common, server.WithMetaHandler(transmeta.ServerTTHeaderHandler))
+		if *http2Meta {
+			common = append(common, server.WithMetaHandler(transmeta.ServerHTTP2Handler))
+		}
 	}
 	pbOpts := []server.Option{server.WithListener(pbLn)}
 	if *etcdEndpoints != "" {
@@ -320,6 +337,21 @@ func main() {
 		}
 		pbOpts = append(pbOpts, server.WithRegistry(r),
 			server.WithServerBasicInfo(&rpcinfo.EndpointBasicInfo{ServiceName: *serviceName}))
+	}
+	var promLn net.Listener
+	if *promAddr != "" {
+		// monitor-prometheus serves its own page only on a fixed address; serve its registry on a
+		// listener of ours instead, so that port 0 works.
+		if promLn, err = listen(*promAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "server: prom listen:", err)
+			os.Exit(1)
+		}
+		registry := prom.NewRegistry()
+		pbOpts = append(pbOpts, server.WithTracer(kitexprom.NewServerTracer("", "",
+			kitexprom.WithRegistry(registry), kitexprom.WithDisableServer(true))))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+		go func() { _ = http.Serve(promLn, mux) }()
 	}
 	pbServer := pbsvc.NewServer(&pbEcho{}, append(pbOpts, common...)...)
 	thriftServer := thriftsvc.NewServer(&thriftEcho{}, append([]server.Option{server.WithListener(thriftLn)}, common...)...)
@@ -356,7 +388,11 @@ func main() {
 		}
 	}
 	startTimeout.Stop()
-	fmt.Printf("READY pb=%s thrift=%s\n", pbLn.Addr(), thriftLn.Addr())
+	if promLn != nil {
+		fmt.Printf("READY pb=%s thrift=%s prom=%s\n", pbLn.Addr(), thriftLn.Addr(), promLn.Addr())
+	} else {
+		fmt.Printf("READY pb=%s thrift=%s\n", pbLn.Addr(), thriftLn.Addr())
+	}
 	os.Stdout.Sync()
 
 	code := 0

@@ -16,12 +16,14 @@ import grpc
 
 from kitex_grpc import metainfo
 from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError, RPCTimeoutError
+from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport.grpcio.status import error_for_undefined_code, error_from_rpc_error
 from kitex_grpc.transport.h2.config import SERVER_MAX_CONCURRENT_STREAMS
+from kitex_grpc.transport.identity import identity_headers
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
@@ -64,6 +66,7 @@ class GrpcioClientTransport:
         self._unary: dict[tuple[str, str], Any] = {}
         self._streams: dict[tuple[str, str], Any] = {}
         self._closed = False
+        self._authority = ""
         size = options.max_message_size
         self._channel_args: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", size),
@@ -79,7 +82,7 @@ class GrpcioClientTransport:
         """``({"address": ..., "transport": "grpc"}, 1)`` per address with a channel (the pool gauge)."""
         return [({"address": address, "transport": "grpc"}, 1) for address in self._channels]
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
+    def _channel(self, address: str, authority: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             if self._closed:
@@ -87,7 +90,11 @@ class GrpcioClientTransport:
             opts = self._options
             interceptors = list(opts.grpcio_interceptors) or None
             if opts.tls is None:
-                channel = grpc.aio.insecure_channel(address, self._channel_args, None, interceptors)
+                # Kitex puts the destination service name in :authority (nphttp2/client_conn.go); a
+                # channel serves one client, so one destination. Over TLS grpcio checks the server's
+                # certificate against the authority, so there it stays the address's host.
+                args = [("grpc.default_authority", authority), *self._channel_args] if authority else None
+                channel = grpc.aio.insecure_channel(address, args or self._channel_args, None, interceptors)
             else:
                 tls = opts.tls
                 creds = grpc.ssl_channel_credentials(
@@ -110,15 +117,14 @@ class GrpcioClientTransport:
             async with asyncio.timeout(connect_timeout):
                 await channel.channel_ready()
         except TimeoutError:
+            pool_stats.count("grpc", address, pool_stats.DIAL_FAILURE)
             detail = f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"
             raise GetConnectionError(detail) from None
+        pool_stats.count("grpc", address, pool_stats.DIAL)
         self._ready.add(address)
 
-    def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...] | None:
-        headers = metainfo.to_http2_headers()
-        if not headers and not ri.metadata:
-            return None
-        return (*headers, *ri.metadata)
+    def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...]:
+        return (*identity_headers(ri), *metainfo.to_http2_headers(), *ri.metadata)
 
     async def _multicallable(self, ri: RPCInfo, table: dict[tuple[str, str], Any], streaming: bool) -> Any:
         """The cached grpcio multicallable for this method on this instance, connecting first if needed."""
@@ -126,10 +132,14 @@ class GrpcioClientTransport:
         key = (address, ri.method.name)
         multicallable = table.get(key)
         if multicallable is not None and address in self._ready:
+            pool_stats.count("grpc", address, pool_stats.REUSE)
             return multicallable
-        channel = self._channel(address)
+        self._authority = ri.callee.service_name
+        channel = self._channel(address, self._authority)
         if address not in self._ready:
             await self._connect(address, channel, ri.config.connect_timeout)
+        else:
+            pool_stats.count("grpc", address, pool_stats.REUSE)
         if multicallable is None:
             method = ri.method
             make = channel.stream_stream if streaming else channel.unary_unary
@@ -204,7 +214,9 @@ class GrpcioClientTransport:
 
         A channel multiplexes every call, so ``conns`` is not used.
         """
-        await self._connect(address, self._channel(address), connect_timeout)
+        # The destination is known from the first call; a channel warmed up before any call keeps
+        # grpcio's own :authority (the address).
+        await self._connect(address, self._channel(address, self._authority), connect_timeout)
 
     async def close(self) -> None:
         self._closed = True

@@ -17,6 +17,7 @@ from kitex_grpc.transport.base import CallDispatcher, MethodEntry
 from kitex_grpc.transport.grpcio.call_meta import GrpcioCallMeta
 from kitex_grpc.transport.grpcio.client import grpc_h2_args
 from kitex_grpc.transport.grpcio.status import to_grpc_code
+from kitex_grpc.transport.identity import apply_caller
 
 _Context = Any  # grpc.aio.ServicerContext
 
@@ -156,9 +157,11 @@ class GrpcioServerTransport:
         deadline = None if remaining is None or remaining > 1e9 else now + remaining
         transient, persistent = metainfo.from_http2_headers(metadata)
         self.dispatcher.begin_call(transient, persistent)
-        return self.dispatcher.new_rpcinfo(
+        ri = self.dispatcher.new_rpcinfo(
             entry, peer_address(context.peer()), self._address, metadata, deadline
         )
+        apply_caller(ri, metadata)
+        return ri
 
     def unary_behavior(self, entry: MethodEntry) -> Any:
         dispatcher = self.dispatcher

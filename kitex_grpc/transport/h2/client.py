@@ -43,6 +43,7 @@ from kitex_grpc.errors import (
     ProtocolError,
     RPCTimeoutError,
 )
+from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.protocol.h2_call import GrpcClientConnection, StreamClosedError
 from kitex_grpc.serviceinfo import PayloadCodec
@@ -50,6 +51,7 @@ from kitex_grpc.transport.h2 import config as _config
 from kitex_grpc.transport.h2.client_conn import ClientCall, ClientConnection, ConnectionUnusableError
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.status import connection_error
+from kitex_grpc.transport.identity import identity_headers
 
 if TYPE_CHECKING:
     import ssl
@@ -65,6 +67,15 @@ def _pool_sizes(ref: weakref.ReferenceType[H2ClientTransport]) -> Iterator[tuple
     transport = ref()
     if transport is not None:
         yield from transport.pool_sizes()
+
+
+def _pool_states(ref: weakref.ReferenceType[H2ClientTransport]) -> Iterator[tuple[str, str, int, int]]:
+    transport = ref()
+    if transport is not None:
+        for conn in (*transport.connections.values(), *transport.retiring):
+            if not conn.closed:
+                active = 1 if conn.calls else 0
+                yield "grpc_h2", conn.address, active, 1 - active
 
 
 class H2ClientTransport:
@@ -95,6 +106,9 @@ class H2ClientTransport:
         # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
         ref = weakref.ref(self)
         self._unregister_gauge = weakref.finalize(self, register_pool_size(lambda: _pool_sizes(ref)))
+        self._unregister_states = weakref.finalize(
+            self, pool_stats.register_states(lambda: _pool_states(ref))
+        )
 
     def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
         """``({"address": ..., "transport": "grpc_h2"}, n)``: the open connections per address (the
@@ -111,6 +125,7 @@ class H2ClientTransport:
         address = ri.callee.address
         conn = self.connections.get(address)
         if conn is not None and conn.usable:
+            pool_stats.count("grpc_h2", address, pool_stats.REUSE)
             return conn
         return await self._shared_dial(address, ri.config.connect_timeout)
 
@@ -129,6 +144,11 @@ class H2ClientTransport:
         for address, pending in list(self._dialing.items()):
             if pending is task:
                 del self._dialing[address]
+                if not task.cancelled():
+                    failed = task.exception() is not None
+                    pool_stats.count(
+                        "grpc_h2", address, pool_stats.DIAL_FAILURE if failed else pool_stats.DIAL
+                    )
         if not task.cancelled():
             task.exception()  # retrieved here: the callers that awaited it saw it already
 
@@ -172,8 +192,7 @@ class H2ClientTransport:
         return conn
 
     async def _start(self, ri: RPCInfo, *, auto_ack: bool) -> ClientCall:
-        headers = metainfo.to_http2_headers()
-        metadata: Metadata = [*headers, *ri.metadata] if headers else ri.metadata
+        metadata: Metadata = [*identity_headers(ri), *metainfo.to_http2_headers(), *ri.metadata]
         service = ri.service
         subtype = "thrift" if service.payload_codec is PayloadCodec.THRIFT else ""
         for _ in range(_START_ATTEMPTS):
@@ -283,6 +302,7 @@ class H2ClientTransport:
     async def close(self) -> None:
         self._closed = True
         self._unregister_gauge()
+        self._unregister_states()
         for task in list(self._dialing.values()):
             task.cancel()
         connections, self.connections = self.connections, {}

@@ -73,6 +73,7 @@ from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.protocol import H2Protocol
 from kitex_grpc.transport.h2.status import connection_error
 from kitex_grpc.transport.h2.wakeup import Wakeup
+from kitex_grpc.transport.identity import apply_caller
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -407,6 +408,7 @@ class ServerConnection(H2Protocol):
             transient, persistent = metainfo.from_http2_headers(metadata)
             dispatcher.begin_call(transient, persistent)
             ri = dispatcher.new_rpcinfo(entry, self.peer, self.local, metadata, deadline)
+            apply_caller(ri, metadata)
             if method.mode.is_streaming:
                 await dispatcher.handle_stream(entry, ri, ServerStreamIO(self, call, method))
                 self._reply(call, None, ri)

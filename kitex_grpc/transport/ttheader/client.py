@@ -45,6 +45,7 @@ from kitex_grpc.errors import (
     RPCTimeoutError,
     TApplicationType,
 )
+from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.protocol.thrift_message import MessageType
@@ -122,6 +123,18 @@ def _pool_sizes(conns: set[ClientConnection | MuxConnection]) -> list[tuple[Mapp
     return [({"address": address, "transport": "ttheader"}, n) for address, n in counts.items()]
 
 
+def _pool_states(
+    conns: set[ClientConnection | MuxConnection], pool: IdlePool[ClientConnection]
+) -> list[tuple[str, str, int, int]]:
+    """``(transport, address, active, idle)`` per address: idle ones are those in the pool."""
+    counts = collections.Counter(conn.address for conn in conns if conn.alive)
+    out: list[tuple[str, str, int, int]] = []
+    for address, n in counts.items():
+        idle = pool.idle_count(address)
+        out.append(("ttheader", address, n - idle, idle))
+    return out
+
+
 def _forget_dead(conns: set[ClientConnection | MuxConnection]) -> None:
     conns.difference_update([conn for conn in conns if not conn.alive])
 
@@ -140,11 +153,19 @@ class TTHeaderClientTransport:
         # changed in place.
         self._conns: set[ClientConnection | MuxConnection] = set()
         conns = self._conns
-        self._unregister_gauge = register_pool_size(lambda: _pool_sizes(conns))
+        pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
+        unregister_sizes = register_pool_size(lambda: _pool_sizes(conns))
+        unregister_states = pool_stats.register_states(lambda: _pool_states(conns, pool))
+
+        def unregister() -> None:
+            unregister_sizes()
+            unregister_states()
+
+        self._unregister_gauge = unregister
         self._options = options
         self._framing = _FRAMINGS[options.transport_protocol]
         self._max_frame = frame_limit(options.max_message_size)
-        self._pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
+        self._pool = pool
         # with_mux_connection: shared connections instead of the pool (see transport.ttheader.mux)
         self._mux = MuxPool(options.mux_connections, self._dial_mux) if options.mux_connections else None
         self._evictor: asyncio.TimerHandle | None = None
@@ -419,6 +440,7 @@ class TTHeaderClientTransport:
         for d in dead:
             self._drop(d)
         if conn is not None:
+            pool_stats.count("ttheader", address, pool_stats.REUSE)
             return conn
         return await self._dial(address, ri.config.connect_timeout)
 
@@ -441,11 +463,14 @@ class TTHeaderClientTransport:
             async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(lambda: protocol(address, framing, limit), host, port)
         except TimeoutError:
+            pool_stats.count("ttheader", address, pool_stats.DIAL_FAILURE)
             raise GetConnectionError(
                 f"dial tcp {address}: timed out after {connect_timeout * 1000:.0f}ms"
             ) from None
         except OSError as exc:
+            pool_stats.count("ttheader", address, pool_stats.DIAL_FAILURE)
             raise GetConnectionError(f"dial tcp {address}: {exc}").with_cause(exc) from exc
+        pool_stats.count("ttheader", address, pool_stats.DIAL)
         if self._closed:
             conn.close()
             raise InternalError("client transport is closed")
