@@ -70,8 +70,11 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
             ("transport/grpcio/client.py", "kitex_grpc.observability.metrics"),
             ("transport/h2/client.py", "kitex_grpc.observability.metrics"),
             ("transport/ttheader/client.py", "kitex_grpc.observability.metrics"),
+            ("transport/grpcio/client.py", "kitex_grpc.observability"),
+            ("transport/h2/client.py", "kitex_grpc.observability"),
+            ("transport/ttheader/client.py", "kitex_grpc.observability"),
         ],
-        "client pools register their size gauge; a pool-stats hook passed down replaces the import",
+        "client pools feed the pool gauges and counters; a pool-stats hook passed down replaces the import",
     ),
     **dict.fromkeys(
         [
@@ -86,8 +89,11 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
             ("observability/otel.py", "kitex_grpc.options"),
             ("observability/otel.py", "kitex_grpc.options.client"),
             ("observability/otel.py", "kitex_grpc.options.server"),
+            ("observability/kitex_prom.py", "kitex_grpc.options"),
+            ("observability/kitex_prom.py", "kitex_grpc.options.client"),
+            ("observability/kitex_prom.py", "kitex_grpc.options.server"),
         ],
-        "the OpenTelemetry suite returns client and server options; it belongs to the options layer",
+        "the OpenTelemetry and Kitex Prometheus suites return client and server options: options layer",
     ),
     **dict.fromkeys(
         [
