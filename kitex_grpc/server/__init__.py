@@ -15,6 +15,7 @@ from kitex_grpc.options.server import (
     ServerOption,
     ServerOptions,
     ServerSuite,
+    WorkersOption,
     with_access_log,
     with_acl_rules,
     with_concurrency_limit,
@@ -33,6 +34,7 @@ from kitex_grpc.options.server import (
     with_lifecycle_hook,
     with_limit,
     with_limit_reporter,
+    with_listener,
     with_max_conn_idle_time,
     with_max_message_size,
     with_metrics_endpoint,
@@ -49,6 +51,7 @@ from kitex_grpc.options.server import (
     with_tls,
     with_tracer,
     with_transport_protocol,
+    with_workers,
 )
 from kitex_grpc.server.server import Server
 
@@ -57,6 +60,7 @@ __all__ = [
     "ServerOption",
     "ServerOptions",
     "ServerSuite",
+    "WorkersOption",
     "new_server",
     "with_access_log",
     "with_acl_rules",
@@ -76,6 +80,7 @@ __all__ = [
     "with_lifecycle_hook",
     "with_limit",
     "with_limit_reporter",
+    "with_listener",
     "with_max_conn_idle_time",
     "with_max_message_size",
     "with_metrics_endpoint",
@@ -92,6 +97,7 @@ __all__ = [
     "with_tls",
     "with_tracer",
     "with_transport_protocol",
+    "with_workers",
 ]
 
 
