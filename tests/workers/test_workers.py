@@ -192,6 +192,68 @@ async def test_merged_metrics_one_page_for_all_workers_and_kept_across_a_roll() 
         assert await asyncio.to_thread(proc.finish) == 0
 
 
+async def test_registry_registration_happens_once_in_the_parent(tmp_path: Any) -> None:
+    log = tmp_path / "registry.log"
+    with serving(2, _env("grpc_h2", WORKERS_TEST_REGISTRY=str(log))) as proc:
+        addr, pids, _ = await asyncio.to_thread(proc.ready)
+        await _pids_seen(addr, "grpc_h2", clients=4)
+        proc.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.finish) == 0
+    parent = proc.popen.pid
+    assert log.read_text().splitlines() == [f"register {addr} {parent}", f"deregister {addr} {parent}"]
+
+
+@pytest.mark.parametrize("transport", ["ttheader", "grpc_h2"])
+async def test_shared_listening_socket_serves_and_rolls(transport: str) -> None:
+    """reuse_port=False (the plan where SO_REUSEPORT does not balance): one socket for all workers."""
+    with serving(2, _env(transport, WORKERS_TEST_SHARED="1", ECHO_EXIT_WAIT="2")) as proc:
+        addr, pids, _ = await asyncio.to_thread(proc.ready)
+        assert await _pids_seen(addr, transport, clients=4) <= {str(p) for p in pids}
+        failures: list[BaseException] = []
+        stop = asyncio.Event()
+
+        async def loop() -> None:
+            cli = _client(addr, transport)
+            try:
+                while not stop.is_set():
+                    try:
+                        await cli.Unary(echo_pb2.EchoRequest(message="roll"))
+                    except Exception as exc:
+                        failures.append(exc)
+            finally:
+                await cli.close()
+
+        callers = [asyncio.ensure_future(loop()) for _ in range(3)]
+        try:
+            proc.signal(signal.SIGHUP)
+            m = await asyncio.to_thread(proc.wait_for, r"roll done: pids ([\d ]+)", 60)
+            proc.pids.extend(int(p) for p in m.group(1).split())
+        finally:
+            stop.set()
+            await asyncio.gather(*callers)
+        assert failures == []
+        assert wait_gone(pids, 10) == []
+
+
+async def test_divide_limits_gives_each_worker_its_share() -> None:
+    """--divide-limits: a total concurrency of 2 over 2 workers is 1 per worker, so of 6 slow calls at
+    once at most 2 are served (one per worker); per-worker limits of 2 would serve up to 4."""
+    with serving(2, _env("ttheader", WORKERS_TEST_CONCURRENCY="2"), "--divide-limits") as proc:
+        addr, _, _ = await asyncio.to_thread(proc.ready)
+        clients = [_client(addr, "ttheader") for _ in range(6)]
+        try:
+            results = await asyncio.gather(
+                *(c.Unary(echo_pb2.EchoRequest(message="sleep:1")) for c in clients), return_exceptions=True
+            )
+        finally:
+            for c in clients:
+                await c.close()
+        served = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert 1 <= len(served) <= 2
+        assert all("over limit" in str(r).lower() or "limit" in str(r).lower() for r in refused), refused
+
+
 # -- bad input ---------------------------------------------------------------------------------------
 
 
