@@ -38,6 +38,12 @@ _READY = re.compile(r"^serving (\S+) transport=\w+ pids=([\d,]+)")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every process), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / _TICK  # all but idle and iowait
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (0 once it is gone)."""
     try:
@@ -86,7 +92,7 @@ def run_transport(transport: str, args: argparse.Namespace) -> dict[str, Any]:
                 str(LOAD), "-addr", ",".join(s.address for s in servers), "-order", ",".join(map(str, order)),
                 "-slice", f"{args.slice}s", "-settle", f"{args.settle}s", "-warmup", "2s",
                 "-transport", "grpc" if transport == "grpc_h2" else "ttheader",
-                "-concurrency", str(args.concurrency), "-payload", "64",
+                "-concurrency", str(args.concurrency), "-payload", "64", "-grpc-conns", str(args.grpc_conns),
             ],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -99,7 +105,9 @@ def run_transport(transport: str, args: argparse.Namespace) -> dict[str, Any]:
             for k in range(len(order) + 1):
                 wake = start_ns / 1e9 + k * args.slice + (args.settle if k < len(order) else 0.0)
                 time.sleep(max(0.0, wake - time.time()))
-                samples.append({pid: cpu_seconds(pid) for group in pids.values() for pid in group})
+                sample = {pid: cpu_seconds(pid) for group in pids.values() for pid in group}
+                sample[0] = machine_busy()  # key 0: the whole machine
+                samples.append(sample)
 
         sampler = threading.Thread(target=sample_at_boundaries)
         sampler.start()
@@ -118,11 +126,20 @@ def run_transport(transport: str, args: argparse.Namespace) -> dict[str, Any]:
     for k, target in enumerate(order):
         rates[target].append(result["counts"][k] / counted)
         span = args.slice - args.settle if k + 1 < len(samples) else args.slice
+        if k + 1 < len(samples):
+            ours = sum(samples[k + 1][p] - samples[k][p] for g in pids.values() for p in g)
+            machine = samples[k + 1][0] - samples[k][0]
+            cpu[target].setdefault("other processes", []).append(100.0 * (machine - ours) / span)
         for group, group_pids in pids.items():
             for i, pid in enumerate(group_pids):
-                name = group if group == "client" else f"{group}: {'supervisor' if i == 0 else f'worker {i}'}"
+                role = "supervisor" if i == 0 else f"worker {i}"
+                name = group if group == "client" else f"{group}: {role}"
                 used = samples[k + 1][pid] - samples[k][pid] if k + 1 < len(samples) else 0.0
                 cpu[target].setdefault(name, []).append(100.0 * used / span)
+
+    def server_cpu(target: int, group: str) -> float:  # percent of one core, median per process, summed
+        return sum(statistics.median(v) for n, v in cpu[target].items() if n.startswith(group))
+
     ratios = [rates[1][r] / rates[0][r] for r in range(min(len(rates[0]), len(rates[1]))) if rates[0][r]]
     return {
         "transport": transport,
@@ -131,6 +148,16 @@ def run_transport(transport: str, args: argparse.Namespace) -> dict[str, Any]:
         "ratio_median": statistics.median(ratios),
         "ratio_geomean": math.exp(statistics.fmean(math.log(r) for r in ratios)),
         "rounds": len(ratios),
+        # CPU time of the server's processes per call during its slices (the number that scales)
+        "us_per_call_1": 1e4 * server_cpu(0, "1 worker") / statistics.median(rates[0]),
+        "us_per_call_2": 1e4 * server_cpu(1, "2 workers") / statistics.median(rates[1]),
+        "client_us_per_call": 1e4
+        * statistics.fmean(
+            [
+                statistics.median(cpu[0]["client"]) / statistics.median(rates[0]),
+                statistics.median(cpu[1]["client"]) / statistics.median(rates[1]),
+            ]
+        ),
         "cpu_percent": {
             f"during {label} slices": {name: round(statistics.median(v), 1) for name, v in cpu[t].items()}
             for t, label in ((0, "1-worker"), (1, "2-worker"))
@@ -147,6 +174,7 @@ def main() -> None:
     parser.add_argument("--slice", type=float, default=1.0, help="seconds per slice (default 1)")
     parser.add_argument("--settle", type=float, default=0.2, help="seconds of each slice not counted")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight (default 64)")
+    parser.add_argument("--grpc-conns", type=int, default=8, help="gRPC connections per server (default 8)")
     args = parser.parse_args()
     if not LOAD.exists():
         raise SystemExit(f"{LOAD} is missing: make interop-build")
@@ -156,9 +184,13 @@ def main() -> None:
     (RESULTS / "workers-latest.json").write_text(json.dumps(out, indent=2) + "\n")
     for r in results:
         print(
-            f"{r['transport']}: 1 worker {r['rate_1_worker']:.0f} calls/s, 2 workers {r['rate_2_workers']:.0f} "
-            f"calls/s; 2/1 = {r['ratio_median']:.2f}x (median of {r['rounds']} rounds; geomean "
-            f"{r['ratio_geomean']:.2f}x)"
+            f"{r['transport']}: 1 worker {r['rate_1_worker']:.0f} calls/s, "
+            f"2 workers {r['rate_2_workers']:.0f} calls/s; 2/1 = {r['ratio_median']:.2f}x "
+            f"(median of {r['rounds']} rounds; geomean {r['ratio_geomean']:.2f}x)"
+        )
+        print(
+            f"  server CPU per call: 1 worker {r['us_per_call_1']:.1f} us, 2 workers {r['us_per_call_2']:.1f} us; "
+            f"client {r['client_us_per_call']:.1f} us"
         )
         for phase, procs in r["cpu_percent"].items():
             print(f"  CPU % {phase}: " + ", ".join(f"{n} {v}" for n, v in procs.items()))

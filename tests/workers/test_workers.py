@@ -195,7 +195,7 @@ async def test_merged_metrics_one_page_for_all_workers_and_kept_across_a_roll() 
 async def test_registry_registration_happens_once_in_the_parent(tmp_path: Any) -> None:
     log = tmp_path / "registry.log"
     with serving(2, _env("grpc_h2", WORKERS_TEST_REGISTRY=str(log))) as proc:
-        addr, pids, _ = await asyncio.to_thread(proc.ready)
+        addr, _, _ = await asyncio.to_thread(proc.ready)
         await _pids_seen(addr, "grpc_h2", clients=4)
         proc.signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.finish) == 0

@@ -6,8 +6,9 @@
 //	     [-warmup 1s] [-transport framed|ttheader|ttheader_framed|grpc] [-concurrency 64] [-payload 64]
 //
 // With -transport grpc the servers are gRPC Echo servers (protos/echo/v1/echo.proto, method Unary)
-// called with Kitex's gRPC client (transport.GRPC: one HTTP/2 connection per server, shared by all
-// goroutines, as Kitex's gRPC client does); the others call the Thrift Echo service.
+// called with Kitex's gRPC client (transport.GRPC: HTTP/2 connections shared by all goroutines, a
+// pool of -grpc-conns per server); the others call
+// the Thrift Echo service.
 //
 // Slice k (of len(-order)) belongs to the server -order[k] indexes. Before
 // the first slice (the warm-up) every goroutine calls the first slice's
@@ -122,6 +123,7 @@ func main() {
 	concurrency := flag.Int("concurrency", 64, "goroutines, each with one call in flight")
 	payload := flag.Int("payload", 64, "bytes in the request's payload field")
 	callTimeout := flag.Duration("call-timeout", 5*time.Second, "RPC timeout of each call")
+	grpcConns := flag.Int("grpc-conns", 8, "-transport grpc: HTTP/2 connections per server (WithGRPCConnPoolSize)")
 	flag.Parse()
 	if *addrs == "" || *orderFlag == "" {
 		usage("-addr and -order are required")
@@ -139,7 +141,11 @@ func main() {
 
 	var common []client.Option
 	if *tp == "grpc" {
-		common = []client.Option{client.WithTransportProtocol(transport.GRPC)}
+		// Several connections, as many clients would open: a server balances connections, not calls.
+		common = []client.Option{
+			client.WithTransportProtocol(transport.GRPC),
+			client.WithGRPCConnPoolSize(uint32(*grpcConns)),
+		}
 	} else if common, err = transportOptions(*tp); err != nil {
 		usage(err.Error())
 	}
