@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--slice", type=float, default=1.0, help="seconds per slice (default 1)")
     parser.add_argument("--settle", type=float, default=0.2, help="seconds of each slice not counted")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight (default 64)")
-    parser.add_argument("--grpc-conns", type=int, default=8, help="gRPC connections per server (default 8)")
+    parser.add_argument("--grpc-conns", type=int, default=32, help="gRPC connections per server (default 32)")
     args = parser.parse_args()
     if not LOAD.exists():
         raise SystemExit(f"{LOAD} is missing: make interop-build")
@@ -189,8 +189,8 @@ def main() -> None:
             f"(median of {r['rounds']} rounds; geomean {r['ratio_geomean']:.2f}x)"
         )
         print(
-            f"  server CPU per call: 1 worker {r['us_per_call_1']:.1f} us, 2 workers {r['us_per_call_2']:.1f} us; "
-            f"client {r['client_us_per_call']:.1f} us"
+            f"  server CPU per call: 1 worker {r['us_per_call_1']:.1f} us, "
+            f"2 workers {r['us_per_call_2']:.1f} us; client {r['client_us_per_call']:.1f} us"
         )
         for phase, procs in r["cpu_percent"].items():
             print(f"  CPU % {phase}: " + ", ".join(f"{n} {v}" for n, v in procs.items()))
