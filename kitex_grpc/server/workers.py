@@ -54,6 +54,7 @@ __all__ = ["KILL_GRACE", "WorkerPool", "WorkersError", "run_workers"]
 _log = logging.getLogger("kitex_grpc.server.workers")
 KILL_GRACE = 3.0  # past the exit wait time: the worker's own cancel grace, then process exit
 _IPC_LIMIT = 64 << 20  # a worker's last metrics page travels in one line
+IPC_DRAIN = 1.0  # seconds to read an exited worker's last lines
 
 
 class WorkersError(RuntimeError):
@@ -73,6 +74,7 @@ class _Worker:
         self.final = ""
         self.retiring = False
         self.exited = asyncio.Event()
+        self.ipc_done = asyncio.Event()
 
     @property
     def pid(self) -> int:
@@ -158,12 +160,17 @@ class WorkerPool:
                     worker.error = str(message["error"])
                 elif "final" in message:
                     worker.final = str(message["final"])
+        worker.ipc_done.set()
 
     async def _watch(self, worker: _Worker, writer: asyncio.StreamWriter) -> None:
         """Wait for the worker's exit; restart it when it was not told to stop."""
         code = await worker.proc.wait()
-        writer.close()  # our end of its IPC socket (the worker watches for EOF on its end)
-        await asyncio.sleep(0)  # let _read take the last lines (final metrics) already received
+        # The last lines (final metrics) were sent before the exit: read to EOF (bounded, in case
+        # a process the worker started holds its end) before closing ours.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(IPC_DRAIN):
+                await worker.ipc_done.wait()
+        writer.close()
         worker.exited.set()
         if not worker.ready.done():
             reason = worker.error or f"it exited ({describe_exit(code)}) before it was ready"
@@ -253,7 +260,8 @@ class WorkerPool:
             if endpoints:
                 self.hub = MetricsHub(
                     endpoints[0].requested,
-                    lambda: [w.metrics for w in self.current if w is not None and w.metrics],
+                    # the workers being replaced too, until they exit and their counts are retired
+                    lambda: [w.metrics for w in self._all_workers() if w.metrics and not w.exited.is_set()],
                     lambda: self.supervisor.restarts,
                 )
                 await self.hub.start()

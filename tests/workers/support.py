@@ -92,7 +92,8 @@ class Proc:
         for pid in self.pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        if self.popen.stdout is not None:
+        self._thread.join(10)  # EOF once every process holding the pipe has gone
+        if self.popen.stdout is not None and not self._thread.is_alive():
             self.popen.stdout.close()
 
 

@@ -346,3 +346,13 @@ async def test_python_run_with_workers() -> None:
     finally:
         with contextlib.suppress(Exception):
             proc.cleanup()
+
+
+async def test_worker_count_defaults_to_the_usable_cores() -> None:
+    import os
+
+    with serving(None, _env("grpc_h2", ECHO_EXIT_WAIT="1")) as proc:
+        _, pids, _ = await asyncio.to_thread(proc.ready)
+        assert len(pids) == len(os.sched_getaffinity(0))
+        proc.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.finish) == 0
