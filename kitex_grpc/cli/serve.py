@@ -46,6 +46,12 @@ def add_parser(commands: Any) -> None:
         help="worker processes (default: the factory's with_workers, else the usable cores)",
     )
     serve.add_argument("--divide-limits", action="store_true", help="limits are totals, divided by N")
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop of every process (default: uvloop when installed)",
+    )
 
 
 def _load(spec: str) -> Any:
@@ -128,4 +134,4 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s [%(process)d] %(message)s")
     from kitex_grpc import eventloop
 
-    return eventloop.run(_serve(args))
+    return eventloop.run(_serve(args), loop=args.loop)

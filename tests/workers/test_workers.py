@@ -63,9 +63,10 @@ async def test_two_workers_accept_on_one_address(transport: str) -> None:
         assert wait_gone(pids, 10) == []
 
 
-async def test_shared_ttheader_port_serves_http2_from_every_worker() -> None:
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])  # uvloop, and asyncio's loop (the epoll listener)
+async def test_shared_ttheader_port_serves_http2_from_every_worker(loop: str) -> None:
     """The TTHeader port also takes HTTP/2 (gRPC) in every worker: one address, both protocols."""
-    with serving(2, _env("ttheader")) as proc:
+    with serving(2, _env("ttheader"), "--loop", loop) as proc:
         addr, pids, _ = await asyncio.to_thread(proc.ready)
         assert await _pids_seen(addr, "grpc_h2") == {str(p) for p in pids}
         assert await _pids_seen(addr, "ttheader") == {str(p) for p in pids}
@@ -111,9 +112,11 @@ async def test_sigterm_drains_every_worker_without_losing_a_call(transport: str)
 
 # Not GRPC (grpcio): grpcio's server cancels calls that reach it after its stop began, before the
 # client has read its GOAWAY (README, "Workers", limits).
-@pytest.mark.parametrize("transport", ["ttheader", "grpc_h2"])
-async def test_sighup_rolls_workers_without_a_failed_call(transport: str) -> None:
-    with serving(2, _env(transport, ECHO_EXIT_WAIT="2")) as proc:
+@pytest.mark.parametrize(
+    ("transport", "loop"), [("ttheader", "auto"), ("ttheader", "asyncio"), ("grpc_h2", "auto")]
+)
+async def test_sighup_rolls_workers_without_a_failed_call(transport: str, loop: str) -> None:
+    with serving(2, _env(transport, ECHO_EXIT_WAIT="2"), "--loop", loop) as proc:
         addr, pids, _ = await asyncio.to_thread(proc.ready)
         stop = asyncio.Event()
         results: list[str] = []
