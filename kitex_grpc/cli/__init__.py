@@ -1,4 +1,4 @@
-"""The ``kitex-grpc`` command line: ``gen``, ``call``, ``list``, ``describe``, ``health``.
+"""The ``kitex-grpc`` command line: ``gen``, ``call``, ``list``, ``describe``, ``health``, ``serve``.
 
 Each subcommand imports what it needs only when it runs, so ``kitex-grpc --help`` starts fast.
 
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="check grpc.health.v1 (exit 0 when SERVING)")
     _common(health, "grpc-h2")
     health.add_argument("service", nargs="?", default="", help="service name (default: the server)")
+    from kitex_grpc.cli.serve import add_parser
+
+    add_parser(commands)
     return parser
 
 
@@ -120,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "gen":
         return _gen(args)
+    if args.command == "serve":
+        from kitex_grpc.cli import serve
+
+        return serve.run(args)
     if args.command == "call":
         from kitex_grpc.cli.call import run
 

@@ -6,6 +6,8 @@ Defaults follow Kitex (KITEX-WIRE.md §4.2): listen on ``:8888``, 5 s exit wait 
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,10 +87,22 @@ class ServerOptions:
     grpc_keepalive_enforcement: PingEnforcement | None = None
     grpc_flood_limits: FloodLimits | None = None
     config_sources: tuple[ConfigSource, ...] = ()  # live limits (issue 28)
+    listeners: tuple[socket.socket, ...] = ()  # with_listener: serve these instead of binding
+    workers: WorkersOption | None = None  # with_workers: run() supervises worker processes
     records: tuple[OptionRecord, ...] = ()
 
 
 ServerOption = Option[ServerOptions]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkersOption:
+    """What :func:`with_workers` set: how many worker processes, and how limits and sockets are shared."""
+
+    count: int
+    divide_limits: bool = False
+    reuse_port: bool | None = None  # None: SO_REUSEPORT where it balances connections (Linux)
+    startup_timeout: float = 30.0
 
 
 class ServerSuite(Protocol):
@@ -106,6 +120,60 @@ def with_service_addr(address: str) -> ServerOption:
     """Listen on ``host:port`` (port 0 picks a free port; default ``:8888``)."""
     parse_address("with_service_addr", address, allow_port_zero=True)
     return setter("with_service_addr", "service_addr", address)
+
+
+def with_listener(*sockets: socket.socket) -> ServerOption:
+    """Serve on these already-listening TCP sockets instead of binding ``with_service_addr`` (Kitex
+    ``WithListener``). Several sockets (an IPv4 and an IPv6 one) are served together. The server takes
+    them over and closes them when it stops. GRPC_H2 and the TTHeader transports (grpcio cannot adopt
+    a listening socket)."""
+    for sock in sockets:
+        if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_STREAM:
+            raise TypeError(f"with_listener: expected listening TCP sockets, got {sock!r}")
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ValueError(f"with_listener: {sock!r} is not listening (call listen() first)")
+    if not sockets:
+        raise ValueError("with_listener: give at least one socket")
+    return setter("with_listener", "listeners", tuple(sockets))
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``; ``os.cpu_count()`` elsewhere)."""
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    if getaffinity is not None:
+        return max(1, len(getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def with_workers(
+    count: int | None = None,
+    *,
+    divide_limits: bool = False,
+    reuse_port: bool | None = None,
+    startup_timeout: float = 30.0,
+) -> ServerOption:
+    """Serve from ``count`` worker processes on one address (default: the usable cores); honoured by
+    :meth:`Server.run`, which then supervises instead of serving (see :mod:`kitex_grpc.server.workers`
+    and the README, "Workers").
+
+    The program is started again for each worker, with the same command line and an environment
+    variable that makes its ``run()`` serve as that worker: build the server the same way each time.
+    Limits (``with_limit``, ``with_concurrency_limit``) apply per worker; with ``divide_limits=True``
+    they are totals for the whole server and each worker gets ``ceil(total / count)``.
+    ``reuse_port``: ``True`` gives each worker its own SO_REUSEPORT socket (the kernel balances new
+    connections over them), ``False`` one listening socket shared by all; default ``True`` on Linux
+    and ``False`` elsewhere (where SO_REUSEPORT does not balance). GRPC (grpcio) needs ``True``.
+    ``startup_timeout``: how long a worker may take to be ready before the server gives up.
+    """
+    if count is None:
+        count = usable_cores()
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"with_workers: expected a worker count >= 1, got {count!r}")
+    check_duration("with_workers", startup_timeout, allow_zero=False)
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("with_workers: reuse_port=True, but this platform has no SO_REUSEPORT")
+    value = WorkersOption(count, bool(divide_limits), reuse_port, float(startup_timeout))
+    return setter("with_workers", "workers", value)
 
 
 def with_transport_protocol(protocol: TransportProtocol | str) -> ServerOption:

@@ -15,6 +15,7 @@ from kitex_grpc.options.server import (
     ServerOption,
     ServerOptions,
     ServerSuite,
+    WorkersOption,
     with_access_log,
     with_acl_rules,
     with_concurrency_limit,
@@ -34,6 +35,7 @@ from kitex_grpc.options.server import (
     with_lifecycle_hook,
     with_limit,
     with_limit_reporter,
+    with_listener,
     with_max_conn_idle_time,
     with_max_message_size,
     with_metrics_endpoint,
@@ -50,6 +52,7 @@ from kitex_grpc.options.server import (
     with_tls,
     with_tracer,
     with_transport_protocol,
+    with_workers,
 )
 from kitex_grpc.server.server import Server
 
@@ -58,6 +61,7 @@ __all__ = [
     "ServerOption",
     "ServerOptions",
     "ServerSuite",
+    "WorkersOption",
     "new_server",
     "with_access_log",
     "with_acl_rules",
@@ -78,6 +82,7 @@ __all__ = [
     "with_lifecycle_hook",
     "with_limit",
     "with_limit_reporter",
+    "with_listener",
     "with_max_conn_idle_time",
     "with_max_message_size",
     "with_metrics_endpoint",
@@ -94,6 +99,7 @@ __all__ = [
     "with_tls",
     "with_tracer",
     "with_transport_protocol",
+    "with_workers",
 ]
 
 

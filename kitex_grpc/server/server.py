@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -204,16 +205,18 @@ class Server:
         if not await self._config_watch.ready(5.0):
             _log.warning("config: the limit key was not read within 5 s; serving with the code's limits")
 
-    def registry_info(self) -> Info:
-        """What ``with_registry`` publishes: ``with_registry_info`` completed with this server's facts."""
+    def registry_info(self, address: str | None = None) -> Info:
+        """What ``with_registry`` publishes: ``with_registry_info`` completed with this server's facts
+        (``address``: the listen address, by default the bound one; a workers' supervisor gives its own)."""
         opts = self._options
         info = opts.registry_info
         name = opts.service_name or next(iter(self._services), "")
         codec = next(iter(self._services.values())).payload_codec.name.lower() if self._services else ""
+        listen = self.address if address is None else address
         if info is None:
-            return Info(name, registry_address(self.address), codec)
+            return Info(name, registry_address(listen), codec)
         if not info.addr:
-            info = dataclasses.replace(info, addr=registry_address(self.address))
+            info = dataclasses.replace(info, addr=registry_address(listen))
         return info if info.service_name else dataclasses.replace(info, service_name=name)
 
     async def _register(self) -> None:
@@ -234,8 +237,15 @@ class Server:
     async def run(self) -> None:
         """Serve until SIGINT or SIGTERM (or :meth:`stop`), then drain and stop.
 
-        Starts the server first unless :meth:`start` was already awaited.
+        Starts the server first unless :meth:`start` was already awaited. With ``with_workers`` (and
+        not yet started) this process supervises worker processes instead, each of which runs this
+        same program up to its own ``run()`` and serves there (:mod:`kitex_grpc.server.workers`).
         """
+        if self._transport is None and (self._options.workers is not None or _worker_env()):
+            from kitex_grpc.server.workers import run_workers
+
+            await run_workers(self)
+            return
         if self._transport is None:
             await self.start()
         loop = asyncio.get_running_loop()
@@ -248,12 +258,26 @@ class Server:
             for sig in signals:
                 loop.remove_signal_handler(sig)
 
+    def reconfigure(self, **changes: Any) -> None:
+        """Replace option fields before :meth:`start` (a worker process adapts the user's server:
+        its sockets, no registry, a private metrics endpoint). Fields read only in ``__init__``
+        (middlewares, limits, tracers) do not change."""
+        if self._transport is not None:
+            raise RuntimeError("reconfigure must be called before start()")
+        self._options = dataclasses.replace(self._options, **changes)
+
     async def __aenter__(self) -> Server:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _worker_env() -> bool:
+    from kitex_grpc.server.worker import WORKER_ENV
+
+    return WORKER_ENV in os.environ
 
 
 def _name(middleware: object) -> str:

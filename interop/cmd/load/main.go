@@ -3,7 +3,12 @@
 // next on a fixed schedule and counts completed calls per time slice.
 //
 //	load -addr HOST:PORT[,HOST:PORT...] -order 0,1,1,0,... [-slice 500ms] [-settle 50ms]
-//	     [-warmup 1s] [-transport framed|ttheader|ttheader_framed] [-concurrency 64] [-payload 64]
+//	     [-warmup 1s] [-transport framed|ttheader|ttheader_framed|grpc] [-concurrency 64] [-payload 64]
+//
+// With -transport grpc the servers are gRPC Echo servers (protos/echo/v1/echo.proto, method Unary)
+// called with Kitex's gRPC client (transport.GRPC: HTTP/2 connections shared by all goroutines, a
+// pool of -grpc-conns per server); the others call
+// the Thrift Echo service.
 //
 // Slice k (of len(-order)) belongs to the server -order[k] indexes. Before
 // the first slice (the warm-up) every goroutine calls the first slice's
@@ -43,7 +48,12 @@ import (
 
 	thriftecho "github.com/kitex-grpc/interop/kitex_gen/echo"
 	thriftsvc "github.com/kitex-grpc/interop/kitex_gen/echo/echo"
+	"github.com/kitex-grpc/interop/kitex_gen/echopb"
+	pbsvc "github.com/kitex-grpc/interop/kitex_gen/echopb/echo"
 )
+
+// echoCall makes one call to one server and checks that the reply echoes seq and the payload size.
+type echoCall func(seq int64, body []byte) error
 
 type result struct {
 	Counts     []int  `json:"counts"`
@@ -109,10 +119,11 @@ func main() {
 	slice := flag.Duration("slice", 500*time.Millisecond, "length of each slice")
 	settle := flag.Duration("settle", 50*time.Millisecond, "time at each slice's start not counted")
 	warmup := flag.Duration("warmup", time.Second, "time before the first slice")
-	tp := flag.String("transport", "framed", "framed | ttheader | ttheader_framed")
+	tp := flag.String("transport", "framed", "framed | ttheader | ttheader_framed | grpc")
 	concurrency := flag.Int("concurrency", 64, "goroutines, each with one call in flight")
 	payload := flag.Int("payload", 64, "bytes in the request's payload field")
 	callTimeout := flag.Duration("call-timeout", 5*time.Second, "RPC timeout of each call")
+	grpcConns := flag.Int("grpc-conns", 8, "-transport grpc: HTTP/2 connections per server (WithGRPCConnPoolSize)")
 	flag.Parse()
 	if *addrs == "" || *orderFlag == "" {
 		usage("-addr and -order are required")
@@ -128,23 +139,28 @@ func main() {
 	klog.SetOutput(os.Stderr)
 	klog.SetLevel(klog.LevelError)
 
-	common, err := transportOptions(*tp)
-	if err != nil {
+	var common []client.Option
+	if *tp == "grpc" {
+		// Several connections, as many clients would open: a server balances connections, not calls.
+		common = []client.Option{
+			client.WithTransportProtocol(transport.GRPC),
+			client.WithGRPCConnPoolSize(uint32(*grpcConns)),
+		}
+	} else if common, err = transportOptions(*tp); err != nil {
 		usage(err.Error())
 	}
-	clients := make([]thriftsvc.Client, len(servers))
+	clients := make([]echoCall, len(servers))
 	for i, addr := range servers {
-		opts := append([]client.Option{
-			client.WithHostPorts(addr),
-			client.WithRPCTimeout(*callTimeout),
+		opts := append([]client.Option{client.WithHostPorts(addr), client.WithRPCTimeout(*callTimeout)}, common...)
+		if *tp != "grpc" {
 			// One idle connection per goroutine: after the warm-up no call dials.
-			client.WithLongConnection(connpool.IdleConfig{
+			opts = append(opts, client.WithLongConnection(connpool.IdleConfig{
 				MaxIdlePerAddress: *concurrency,
 				MaxIdleGlobal:     *concurrency,
 				MaxIdleTimeout:    time.Minute,
-			}),
-		}, common...)
-		if clients[i], err = thriftsvc.NewClient("echo", opts...); err != nil {
+			}))
+		}
+		if clients[i], err = newEchoCall(*tp, opts); err != nil {
 			fmt.Fprintln(os.Stderr, "load:", err)
 			os.Exit(2)
 		}
@@ -168,7 +184,6 @@ func main() {
 		go func(t *tally, seq int64) {
 			defer wg.Done()
 			t.counts = make([]int, len(order))
-			req := &thriftecho.EchoRequest{Message: "bench", Payload: body, Seq: seq}
 			for {
 				t0 := time.Now()
 				target := order[0]
@@ -179,11 +194,7 @@ func main() {
 					}
 					target = order[k]
 				}
-				r, err := clients[target].Echo(context.Background(), req)
-				if err == nil && (r.Seq != seq || len(r.Payload) != len(body)) {
-					err = fmt.Errorf("reply does not echo the request (seq %d, %d payload bytes)", r.Seq, len(r.Payload))
-				}
-				if err != nil {
+				if err := clients[target](seq, body); err != nil {
 					t.fail(err)
 					return // a failing server must not spin; the error fails the run
 				}
@@ -215,4 +226,37 @@ func main() {
 	if res.Errors > 0 {
 		os.Exit(1)
 	}
+}
+
+func newEchoCall(tp string, opts []client.Option) (echoCall, error) {
+	check := func(seq, rseq int64, body, rbody []byte) error {
+		if rseq != seq || len(rbody) != len(body) {
+			return fmt.Errorf("reply does not echo the request (seq %d, %d payload bytes)", rseq, len(rbody))
+		}
+		return nil
+	}
+	if tp == "grpc" {
+		c, err := pbsvc.NewClient("echo", opts...)
+		if err != nil {
+			return nil, err
+		}
+		return func(seq int64, body []byte) error {
+			r, err := c.Unary(context.Background(), &echopb.EchoRequest{Message: "bench", Payload: body, Seq: seq})
+			if err != nil {
+				return err
+			}
+			return check(seq, r.Seq, body, r.Payload)
+		}, nil
+	}
+	c, err := thriftsvc.NewClient("echo", opts...)
+	if err != nil {
+		return nil, err
+	}
+	return func(seq int64, body []byte) error {
+		r, err := c.Echo(context.Background(), &thriftecho.EchoRequest{Message: "bench", Payload: body, Seq: seq})
+		if err != nil {
+			return err
+		}
+		return check(seq, r.Seq, body, r.Payload)
+	}, nil
 }

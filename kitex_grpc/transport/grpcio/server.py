@@ -206,13 +206,20 @@ class GrpcioServerTransport:
 
     async def start(self) -> None:
         opts = self._options
+        if opts.listeners:
+            raise ValueError(
+                "with_listener: grpcio cannot serve a given socket; use GRPC_H2, or bind "
+                "with_service_addr (workers share a GRPC port with SO_REUSEPORT)"
+            )
         size = opts.max_message_size
+        # Off unless the user's raw args set it (workers do): grpcio takes the first of equal keys.
+        reuseport = [] if any(k == "grpc.so_reuseport" for k, _ in opts.grpcio_server_options) else [0]
         server = grpc.aio.server(
             interceptors=list(opts.grpcio_interceptors) or None,
             options=[
                 ("grpc.max_send_message_length", size),
                 ("grpc.max_receive_message_length", size),
-                ("grpc.so_reuseport", 0),
+                *(("grpc.so_reuseport", v) for v in reuseport),
                 *grpc_h2_args(opts),
                 *opts.grpcio_server_options,  # last: the user's raw server args win
             ],

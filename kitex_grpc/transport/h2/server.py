@@ -19,6 +19,7 @@ from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2 import config as _config
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.server_conn import ServerConnection
+from kitex_grpc.transport.listeners import ServerGroup, bound_address
 
 if TYPE_CHECKING:
     import ssl
@@ -118,7 +119,7 @@ class H2ServerTransport:
         self._config = tuning.core_config(
             max_message_size=options.max_message_size, scheme="http" if self._ssl is None else "https"
         )
-        self._server: asyncio.Server | None = None
+        self._server: asyncio.Server | ServerGroup | None = None
         self._address = ""
         self.connections: set[ServerConnection] = set()
         self.conn_limiter: ConnectionLimiter | None = None
@@ -153,6 +154,12 @@ class H2ServerTransport:
         return _LimitedConnection(*args, events=self.events).bind_limiter(limiter)
 
     async def start(self) -> None:
+        if self._options.listeners:  # with_listener: serve the sockets given
+            self._server = await ServerGroup.serve(
+                self.connection_protocol, self._options.listeners, ssl=self._ssl
+            )
+            self._address = bound_address(self._options.listeners)
+            return
         host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
 import importlib
 import logging
@@ -59,6 +60,7 @@ from kitex_grpc.transport.epoll_io import (
     listening_sockets,
 )
 from kitex_grpc.transport.eventlog import EventLog
+from kitex_grpc.transport.listeners import ServerGroup, adopt
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol, thread_buffer
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
@@ -130,6 +132,7 @@ class ConnectionLimiter(Protocol):
 
 SHAPE_CACHE_SIZE = 4096  # (header info, method, envelope) combinations remembered per server
 _BACKLOG: Final = 1024  # the listening sockets' accept queue
+DRAIN_QUIET: Final = 1.0  # seconds: while draining, a connection used more recently stays open
 
 
 class _Shape:
@@ -640,9 +643,10 @@ class _ServerConnection(ReceiveBufferProtocol):
 
     # -- shutdown ---------------------------------------------------------------------------------------
 
-    def drain(self) -> None:
-        """Graceful stop: close now if idle, else after the request being served is answered."""
-        if not self._active and self._transport is not None:
+    def drain(self, now: float, quiet: float) -> None:
+        """Graceful stop: close now if idle for ``quiet`` seconds, else after the request being served
+        (or the next one, answered with ``crrst``) is answered."""
+        if not self._active and self._transport is not None and now - self.last_active >= quiet:
             self._transport.close()
 
     def abort(self) -> None:
@@ -751,8 +755,12 @@ class TTHeaderServerTransport:
             raise ValueError("with_tls: the TTHeader transports do not support TLS")
         host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)
         loop = asyncio.get_running_loop()
-        if SERVE_WITH_EPOLL and can_serve_with_epoll(loop):
-            sockets = await listening_sockets(host, port, _BACKLOG)
+        given = self._options.listeners  # with_listener: serve the sockets given
+        if given and not (SERVE_WITH_EPOLL and can_serve_with_epoll(loop)):
+            self._server = await ServerGroup.serve(lambda: _ServerConnection(self), given)
+            bound = given[0].getsockname()
+        elif SERVE_WITH_EPOLL and can_serve_with_epoll(loop):
+            sockets = adopt(given) if given else await listening_sockets(host, port, _BACKLOG)
             listener = EpollListener(loop, sockets, lambda: _ServerConnection(self))
             listener.start()
             self._server = listener
@@ -764,7 +772,7 @@ class TTHeaderServerTransport:
             self._server = server
             # a tuple on asyncio's loop, a list on uvloop's (compiled code would check for a tuple)
             bound = cast("Any", server).sockets[0].getsockname()
-        self._address = format_address(host or "0.0.0.0", bound[1])
+        self._address = format_address(host or (bound[0] if given else "0.0.0.0"), bound[1])
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)
 
     def _sweep_interval(self) -> float:
@@ -869,17 +877,24 @@ class TTHeaderServerTransport:
         await asyncio.gather(*drains)
 
     async def _drain(self, grace: float) -> None:
-        if not self.connections:
-            return
-        self._idle.clear()
-        for conn in list(self.connections):
-            conn.drain()
-        if not self.connections:
-            return
-        try:
-            async with asyncio.timeout(grace):
-                await self._idle.wait()
-        except TimeoutError:
+        # A connection used within DRAIN_QUIET stays open while draining: a client may be writing its
+        # next request right now, and closing would lose it ("closed by peer"). That request is
+        # answered with crrst, which retires the connection at the client (Kitex ConnResetTag), and
+        # the connection closes after the reply. One quiet for DRAIN_QUIET is closed.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.connections:
+            self._idle.clear()
+            now = time.monotonic()  # the connections' activity clock
+            for conn in list(self.connections):
+                conn.drain(now, DRAIN_QUIET)
+            left = deadline - loop.time()
+            if not self.connections or left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, DRAIN_QUIET / 4)):
+                    await self._idle.wait()
+        if self.connections:
             logger.warning(
                 "ttheader server: %d connection(s) still busy after the %.1fs exit wait; closing",
                 len(self.connections),
