@@ -21,19 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kitex_grpc.observability.lifecycle import ServerHook
 from kitex_grpc.observability.stats import split_host_port
 
-__all__ = ["HTTPEndpoint", "Reply", "parse_listen_address"]
+__all__ = ["HTTPEndpoint", "Reply", "Route", "parse_listen_address"]
 
 logger = logging.getLogger("kitex_grpc.observability")
 
 # (status code, content type, body)
 Reply = tuple[int, str, bytes]
+# What answers one path: a reply at once, or one that must wait (a merged scrape of workers)
+Route = Callable[[], Reply | Awaitable[Reply]]
 
 _MAX_REQUEST = 8192
 _READ_TIMEOUT = 10.0
@@ -51,13 +54,33 @@ def parse_listen_address(address: str, what: str) -> tuple[str | None, int]:
 class HTTPEndpoint(ServerHook):
     """Serves ``GET`` for each path of ``routes`` (a callback giving the reply) on ``address``."""
 
-    def __init__(self, address: str, routes: Mapping[str, Callable[[], Reply]], *, what: str) -> None:
+    def __init__(
+        self, address: str, routes: Mapping[str, Route], *, what: str, metrics_path: str | None = None
+    ) -> None:
         self._host, self._port = parse_listen_address(address, what)
         self.requested = address
         self.routes = dict(routes)
         self.what = what
+        self.metrics_path = metrics_path  # the Prometheus page among the routes, if this serves one
         self._server: asyncio.Server | None = None
         self.address = ""
+
+    def moved_to(self, address: str) -> HTTPEndpoint:
+        """The same pages served on ``address`` instead (a worker serves its metrics privately)."""
+        moved = copy.copy(self)
+        moved._host, moved._port = parse_listen_address(address, self.what)
+        moved.requested = address
+        moved._server = None
+        moved.address = ""
+        return moved
+
+    async def answer(self, path: str) -> Reply:
+        """What ``GET path`` gets (404 for a path with no route)."""
+        route = self.routes.get(path)
+        if route is None:
+            return 404, "text/plain", b"not found\n"
+        answer = route()
+        return answer if isinstance(answer, tuple) else await answer
 
     async def start(self) -> None:
         """Bind and serve (also called by the server's ``start()``); an unusable address raises OSError."""
@@ -88,13 +111,10 @@ class HTTPEndpoint(ServerHook):
             if len(head) > _MAX_REQUEST:
                 raise ValueError("request too large")
             method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            route = self.routes.get(path.split("?", 1)[0])
             if method != "GET":
                 reply: Reply = (405, "text/plain", b"method not allowed\n")
-            elif route is None:
-                reply = (404, "text/plain", b"not found\n")
             else:
-                reply = route()
+                reply = await self.answer(path.split("?", 1)[0])
             await _reply(writer, *reply)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             pass  # a malformed or slow request: just close

@@ -152,7 +152,9 @@ class KitexPrometheus:
         pool_stats.register_families(self.registry)
         self.endpoint: HTTPEndpoint | None = None
         if address is not None:
-            self.endpoint = HTTPEndpoint(address, {path: self.reply}, what="metrics endpoint")
+            self.endpoint = HTTPEndpoint(
+                address, {path: self.reply}, what="metrics endpoint", metrics_path=path
+            )
 
     def render(self) -> str:
         """The text exposition of every series with samples."""

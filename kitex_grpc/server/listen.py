@@ -27,7 +27,7 @@ import errno
 import socket
 from typing import Any
 
-from kitex_grpc.options.address import format_address, parse_address
+from kitex_grpc.address import format_address, parse_address
 
 __all__ = ["BACKLOG", "ListenPlan", "bind_plan"]
 

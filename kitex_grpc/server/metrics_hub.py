@@ -12,26 +12,25 @@ this page). It binds the address the user gave the metrics endpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
+from kitex_grpc.address import parse_address
+from kitex_grpc.observability.http_endpoint import HTTPEndpoint, Reply
 from kitex_grpc.observability.prom_merge import Exposition, merge
-from kitex_grpc.options.address import format_address, parse_address
 
 __all__ = ["MetricsHub"]
 
 SCRAPE_TIMEOUT = 5.0
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_MAX_REQUEST = 8192
 
 
-async def scrape(address: str) -> str:
-    """GET ``http://address/metrics`` (HTTP/1.1, connection closed after), the body as text."""
+async def scrape(address: str, path: str = "/metrics") -> str:
+    """GET ``http://address<path>`` (HTTP/1.1, connection closed after), the body as text."""
     host, port = parse_address("metrics", address)
     async with asyncio.timeout(SCRAPE_TIMEOUT):
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(f"GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
             data = await reader.read()  # to EOF: the worker closes after the page
         finally:
@@ -44,35 +43,46 @@ async def scrape(address: str) -> str:
 
 
 class MetricsHub:
-    """Serves the merged ``/metrics`` on ``address``; ``workers()`` gives the live metrics addresses."""
+    """Serves the merged page on ``address`` at ``path``; ``workers()`` gives the live workers' metrics
+    addresses, each scraped at the same ``path``."""
 
-    def __init__(self, address: str, workers: Callable[[], list[str]], restarts: Callable[[], int]) -> None:
-        self.requested = address
+    def __init__(
+        self,
+        address: str,
+        workers: Callable[[], list[str]],
+        restarts: Callable[[], int],
+        path: str = "/metrics",
+    ) -> None:
+        self.path = path
         self._workers = workers
         self._restarts = restarts
         self.retired = Exposition()
-        self._server: asyncio.Server | None = None
-        self.address = ""
+        self.endpoint = HTTPEndpoint(
+            address, {path: self._reply}, what="merged metrics endpoint", metrics_path=path
+        )
+
+    @property
+    def requested(self) -> str:
+        return self.endpoint.requested
+
+    @property
+    def address(self) -> str:
+        """The bound ``host:port`` (once started)."""
+        return self.endpoint.address
 
     def retire(self, final: str) -> None:
         """Keep an exited worker's last counters and histograms in every later page."""
         self.retired.add(final, monotonic_only=True)
 
     async def start(self) -> None:
-        host, port = parse_address("metrics endpoint", self.requested, allow_port_zero=True)
-        self._server = await asyncio.start_server(self._handle, host or None, port)
-        sockname = self._server.sockets[0].getsockname()
-        self.address = format_address(sockname[0], sockname[1])
+        await self.endpoint.start()
 
     async def close(self) -> None:
-        if self._server is not None:
-            server, self._server = self._server, None
-            server.close()
-            await server.wait_closed()
+        await self.endpoint.close()
 
     async def page(self) -> str:
         addresses = self._workers()
-        results = await asyncio.gather(*(scrape(a) for a in addresses), return_exceptions=True)
+        results = await asyncio.gather(*(scrape(a, self.path) for a in addresses), return_exceptions=True)
         texts = [r for r in results if isinstance(r, str)]
         own = (
             "# HELP kitex_grpc_workers Worker processes serving\n# TYPE kitex_grpc_workers gauge\n"
@@ -86,31 +96,5 @@ class MetricsHub:
         )
         return merge([*texts, own], self.retired)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(10.0):
-                head = await reader.readuntil(b"\r\n\r\n")
-            if len(head) > _MAX_REQUEST:
-                return
-            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            if method != "GET":
-                code, ctype, body = 405, "text/plain", b"method not allowed\n"
-            elif path.split("?", 1)[0] != "/metrics":
-                code, ctype, body = 404, "text/plain", b"not found\n"
-            else:
-                code, ctype, body = 200, _CONTENT_TYPE, (await self.page()).encode()
-            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[code]
-            writer.write(
-                f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode("latin-1")
-                + body
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
-            pass  # a malformed or slow request: just close
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+    async def _reply(self) -> Reply:
+        return 200, _CONTENT_TYPE, (await self.page()).encode()

@@ -30,6 +30,8 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
+from kitex_grpc.observability.http_endpoint import HTTPEndpoint
+
 if TYPE_CHECKING:
     from kitex_grpc.server.server import Server
 
@@ -67,12 +69,10 @@ def take_spec() -> WorkerSpec | None:
     return WorkerSpec(**raw)
 
 
-def metrics_endpoints(hooks: tuple[Any, ...]) -> list[Any]:
-    """The Prometheus endpoints among a server's hooks (their module is loaded only if one exists)."""
-    module = sys.modules.get("kitex_grpc.observability.otel_prometheus")
-    if module is None:
-        return []
-    return [hook for hook in hooks if isinstance(hook, module.PrometheusEndpoint)]
+def metrics_endpoints(hooks: tuple[Any, ...]) -> list[HTTPEndpoint]:
+    """The Prometheus pages among a server's hooks (``with_metrics_endpoint``: OpenTelemetry's or
+    Kitex's series); at most one, as that option allows."""
+    return [hook for hook in hooks if isinstance(hook, HTTPEndpoint) and hook.metrics_path is not None]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -95,7 +95,9 @@ def divided(limit: Any, count: int) -> Any:
     return dataclasses.replace(limit, **values)
 
 
-def _adapt(server: Server, spec: WorkerSpec) -> list[Any]:
+def _adapt(server: Server, spec: WorkerSpec) -> list[HTTPEndpoint]:
+    from kitex_grpc.health.http_probes import HTTPProbes
+
     opts = server.options
     changes: dict[str, Any] = {"registry": None, "workers": None}
     if spec.grpc_address:
@@ -103,13 +105,11 @@ def _adapt(server: Server, spec: WorkerSpec) -> list[Any]:
         changes["grpcio_server_options"] = (*opts.grpcio_server_options, ("grpc.so_reuseport", 1))
     else:
         changes["listeners"] = tuple(socket.socket(fileno=fd) for fd in spec.listen_fds)
-    endpoints = metrics_endpoints(opts.hooks)
-    if endpoints:
-        cls = type(endpoints[0])
-        private = [cls(e.reader, "127.0.0.1:0") for e in endpoints]
-        swap = dict(zip(map(id, endpoints), private, strict=True))
-        changes["hooks"] = tuple(swap.get(id(h), h) for h in opts.hooks)
-        endpoints = private
+    # A worker serves its metrics on a private loopback port the supervisor scrapes and merges; the
+    # HTTP probes are the supervisor's alone (N workers cannot bind one probe port).
+    endpoints = [e.moved_to("127.0.0.1:0") for e in metrics_endpoints(opts.hooks)]
+    swap: dict[int, Any] = dict(zip(map(id, metrics_endpoints(opts.hooks)), endpoints, strict=True))
+    changes["hooks"] = tuple(swap.get(id(h), h) for h in opts.hooks if not isinstance(h, HTTPProbes))
     server.reconfigure(**changes)
     if spec.divide_limits and server.limiter is not None:
         server.limiter.update(divided(server.limiter.option, spec.count))
@@ -153,9 +153,8 @@ async def serve_as_worker(server: Server, spec: WorkerSpec) -> None:
         await stop.wait()
     finally:
         await server.stop()
-        if endpoints:
-            from kitex_grpc.observability.otel_prometheus import render
-
-            await tell(final=render(endpoints[0].reader.get_metrics_data()))
+        for endpoint in endpoints:  # at most one
+            _, _, page = await endpoint.answer(endpoint.metrics_path or "")
+            await tell(final=page.decode())
         watcher.cancel()
         writer.close()

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from kitex_grpc.observability.http_endpoint import HTTPEndpoint, Reply
 from kitex_grpc.server.listen import ListenPlan, bind_plan
 from kitex_grpc.server.metrics_hub import MetricsHub
 from kitex_grpc.server.supervisor import Supervisor, describe_exit
@@ -55,6 +56,7 @@ _log = logging.getLogger("kitex_grpc.server.workers")
 KILL_GRACE = 3.0  # past the exit wait time: the worker's own cancel grace, then process exit
 _IPC_LIMIT = 64 << 20  # a worker's last metrics page travels in one line
 IPC_DRAIN = 1.0  # seconds to read an exited worker's last lines
+_TEXT = "text/plain; charset=utf-8"
 
 
 class WorkersError(RuntimeError):
@@ -101,6 +103,8 @@ class WorkerPool:
         self.current: list[_Worker | None] = [None] * option.count
         self.plan: ListenPlan | None = None
         self.hub: MetricsHub | None = None
+        self.probes: HTTPEndpoint | None = None
+        self.phase = "starting"  # starting -> serving -> draining: what /readyz reports
         self.address = ""
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -255,6 +259,7 @@ class WorkerPool:
         loop.add_signal_handler(signal.SIGHUP, self.roll)
         registered = None
         try:
+            await self._start_probes()
             await self._start_all()
             endpoints = metrics_endpoints(opts.hooks)
             if endpoints:
@@ -263,11 +268,13 @@ class WorkerPool:
                     # the workers being replaced too, until they exit and their counts are retired
                     lambda: [w.metrics for w in self._all_workers() if w.metrics and not w.exited.is_set()],
                     lambda: self.supervisor.restarts,
+                    path=endpoints[0].metrics_path or "/metrics",
                 )
                 await self.hub.start()
             if opts.registry is not None:
                 registered = self.server.registry_info(self.address)
                 await opts.registry.register(registered)
+            self.phase = "serving"
             _log.info(
                 "serving %s (%s) with %d workers: pids %s%s",
                 self.address, opts.transport_protocol.name, self.count,
@@ -287,7 +294,27 @@ class WorkerPool:
                     _log.warning("deregister %s failed: %r", registered.service_name, exc)
             await self._drain()
 
+    async def _start_probes(self) -> None:
+        """``with_http_probes`` under workers: the supervisor answers them for the whole server, alive
+        from here until the drain ends, ready once every worker is serving and the address registered."""
+        from kitex_grpc.health.http_probes import HTTPProbes
+
+        probes = next((h for h in self.server.options.hooks if isinstance(h, HTTPProbes)), None)
+        if probes is None:
+            return
+        self.probes = HTTPEndpoint(
+            probes.endpoint.requested,
+            {"/healthz": lambda: (200, _TEXT, b"ok\n"), "/readyz": self._readyz},
+            what="http probes",
+        )
+        await self.probes.start()
+
+    def _readyz(self) -> Reply:
+        ready = self.phase == "serving" and not self._stop.is_set()
+        return (200, _TEXT, b"ready\n") if ready else (503, _TEXT, f"{self.phase}\n".encode())
+
     async def _drain(self) -> None:
+        self.phase = "draining"
         self._stop.set()
         self.supervisor.draining = True
         if self._roll is not None:
@@ -300,6 +327,8 @@ class WorkerPool:
         await self._reap(live, self.server.options.exit_wait_time + KILL_GRACE)
         if self.hub is not None:
             await self.hub.close()
+        if self.probes is not None:
+            await self.probes.close()
         if self.plan is not None:
             for slot_worker in self.current:
                 if slot_worker is not None and self.plan.kind == "reuseport":

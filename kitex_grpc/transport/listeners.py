@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kitex_grpc.options.address import format_address
+from kitex_grpc.address import format_address
 
 
 def adopt(sockets: Sequence[socket.socket]) -> list[socket.socket]:

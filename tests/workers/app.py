@@ -7,7 +7,8 @@ handler begins (so a test knows which calls are in flight); ``WORKERS_TEST_RAISE
 (the factory raises everywhere) or ``worker`` (only in a worker process);
 ``WORKERS_TEST_REGISTRY`` a file each register/deregister call appends a line to (with the pid);
 ``WORKERS_TEST_SHARED=1`` one listening socket shared by the workers (``reuse_port=False``);
-``WORKERS_TEST_CONCURRENCY`` a concurrency limit.
+``WORKERS_TEST_CONCURRENCY`` a concurrency limit; ``WORKERS_TEST_KITEX_PROM`` the address of a
+Kitex-series (monitor-prometheus) page; ``WORKERS_TEST_PROBES`` the address of the HTTP probes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from examples.workers import app
 from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import server
 from kitex_grpc.discovery.registry import Info
+from kitex_grpc.observability.kitex_prom import KitexPrometheus
 
 
 class FileRegistry:
@@ -62,6 +64,10 @@ def make_server() -> server.Server:
         extra.append(server.with_workers(1, reuse_port=False))  # the count comes from --workers
     if os.environ.get("WORKERS_TEST_CONCURRENCY"):
         extra.append(server.with_concurrency_limit(int(os.environ["WORKERS_TEST_CONCURRENCY"])))
+    if os.environ.get("WORKERS_TEST_KITEX_PROM"):
+        extra.append(server.with_suite(KitexPrometheus(os.environ["WORKERS_TEST_KITEX_PROM"])))
+    if os.environ.get("WORKERS_TEST_PROBES"):
+        extra.append(server.with_http_probes(os.environ["WORKERS_TEST_PROBES"]))
     if not notify and not extra:
         return svr
     handler = NotifyingEcho(int(notify)) if notify else app.PidEcho()

@@ -17,7 +17,7 @@ import pytest
 
 from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import client
-from tests.workers.support import ROOT, Proc, serving, wait_gone
+from tests.workers.support import ROOT, Proc, free_port, serving, wait_gone
 
 TRANSPORTS = ["ttheader", "grpc_h2", "grpc"]
 
@@ -191,6 +191,37 @@ async def test_merged_metrics_one_page_for_all_workers_and_kept_across_a_roll() 
         page = await scrape(metrics)
         calls = [line for line in page.splitlines() if line.startswith("kitex_server_calls_total{")]
         assert len(calls) == 1 and calls[0].endswith(" 30"), page
+        proc.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.finish) == 0
+
+
+async def _http_get(address: str, path: str) -> tuple[int, bytes]:
+    host, port = address.rsplit(":", 1)
+    async with asyncio.timeout(5):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n".encode())
+        data = await reader.read()
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+async def test_kitex_series_and_http_probes_are_served_once_for_all_workers() -> None:
+    # N workers cannot bind one probe port or one metrics port: the supervisor serves both, the
+    # metrics merged from the workers' private pages, readiness for the whole server.
+    from kitex_grpc.server.metrics_hub import scrape
+
+    probes = f"127.0.0.1:{free_port()}"
+    env = _env("grpc_h2", WORKERS_TEST_KITEX_PROM="127.0.0.1:0", WORKERS_TEST_PROBES=probes)
+    with serving(2, env) as proc:
+        addr, _, metrics = await asyncio.to_thread(proc.ready)
+        assert len(await _pids_seen(addr, "grpc_h2", clients=30)) == 2
+        page = await scrape(metrics)
+        calls = [line for line in page.splitlines() if line.startswith("kitex_server_throughput{")]
+        assert len(calls) == 1 and calls[0].endswith(" 30"), page
+        assert 'status="succeed"' in calls[0]
+        assert await _http_get(probes, "/readyz") == (200, b"ready\n")
+        assert await _http_get(probes, "/healthz") == (200, b"ok\n")
         proc.signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.finish) == 0
 
