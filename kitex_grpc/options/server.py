@@ -29,6 +29,7 @@ from kitex_grpc.options.client import (
     keepalive_option,
 )
 from kitex_grpc.options.tls import TLSConfig
+from kitex_grpc.options.ttstream import DEFAULT_TTSTREAM, TTStreamConfig
 from kitex_grpc.protocol.h2_limits import FloodLimits, PingEnforcement
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
 from kitex_grpc.transport_protocol import TransportProtocol
@@ -85,6 +86,7 @@ class ServerOptions:
     grpc_keepalive_enforcement: PingEnforcement | None = None
     grpc_flood_limits: FloodLimits | None = None
     config_sources: tuple[ConfigSource, ...] = ()  # live limits (issue 28)
+    ttstream: TTStreamConfig = DEFAULT_TTSTREAM  # TTHeader Streaming (kitex_grpc.options.ttstream)
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -216,6 +218,14 @@ def with_grpc_flood_limits(limits: FloodLimits) -> ServerOption:
     if not isinstance(limits, FloodLimits):
         raise TypeError(f"with_grpc_flood_limits: expected a FloodLimits, got {limits!r}")
     return setter("with_grpc_flood_limits", "grpc_flood_limits", limits)
+
+
+def with_ttheader_streaming_options(config: TTStreamConfig) -> ServerOption:
+    """TTHeader Streaming settings (receive queue bound, streams per connection): see
+    :class:`~kitex_grpc.options.ttstream.TTStreamConfig` (Kitex ``WithTTHeaderStreamingOptions``)."""
+    if not isinstance(config, TTStreamConfig):
+        raise TypeError(f"with_ttheader_streaming_options: expected a TTStreamConfig, not {config!r}")
+    return setter("with_ttheader_streaming_options", "ttstream", config)
 
 
 def with_max_message_size(size: int) -> ServerOption:

@@ -49,6 +49,7 @@ from kitex_grpc.options.server import (
     with_tls,
     with_tracer,
     with_transport_protocol,
+    with_ttheader_streaming_options,
 )
 from kitex_grpc.server.server import Server
 
@@ -92,6 +93,7 @@ __all__ = [
     "with_tls",
     "with_tracer",
     "with_transport_protocol",
+    "with_ttheader_streaming_options",
 ]
 
 

@@ -1,0 +1,139 @@
+"""The ttstream test service: Thrift structs, the four stream kinds, behaviour keyed on the message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import kitex_grpc
+from kitex_grpc import TransportProtocol, client, metainfo, rpcinfo, server
+from kitex_grpc.codec import thrift as thrift_codec
+from kitex_grpc.errors import BizStatusError
+from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
+
+idl = thrift_codec.load(Path(__file__).with_name("stream.thrift"), "ttstream_test_thrift")
+Request = idl.Request
+Response = idl.Response
+
+SERVICE = "TestService"
+
+
+def _method(name: str, mode: StreamingMode) -> MethodInfo:
+    return MethodInfo(
+        name,
+        mode,
+        Request,
+        Response,
+        serialize_request=thrift_codec.serializer(Request),
+        deserialize_request=thrift_codec.deserializer(Request),
+        serialize_response=thrift_codec.serializer(Response),
+        deserialize_response=thrift_codec.deserializer(Response),
+    )
+
+
+def service_info(name: str = SERVICE) -> ServiceInfo:
+    return ServiceInfo(
+        name,
+        [
+            _method("Echo", StreamingMode.BIDIRECTIONAL),
+            _method("EchoServer", StreamingMode.SERVER),
+            _method("EchoClient", StreamingMode.CLIENT),
+            _method("EchoUnary", StreamingMode.UNARY),
+        ],
+        payload_codec=PayloadCodec.THRIFT,
+    )
+
+
+class Handler:
+    """``biz:<code>:<msg>`` BizStatusError; ``error:<msg>`` RuntimeError; ``block`` waits until
+    cancelled (``entered`` / ``cancelled`` are set); ``meta`` replies with the received metainfo."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.deadline: float | None = None
+
+    async def behave(self, req: Any) -> Any:
+        msg = req.message
+        if msg.startswith("biz:"):
+            _, code, text = msg.split(":", 2)
+            raise BizStatusError(int(code), text, {"k": "v"})
+        if msg.startswith("error:"):
+            raise RuntimeError(msg[len("error:") :])
+        if msg == "block":
+            self.entered.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
+        if msg == "meta":
+            ri = rpcinfo.current()
+            assert ri is not None
+            info = {
+                "transient": metainfo.get_all_values(),
+                "persistent": metainfo.get_all_persistent_values(),
+                "deadline": ri.deadline is not None,
+            }
+            return Response(message=json.dumps(info, sort_keys=True), seq=req.seq)
+        return Response(message=msg, seq=req.seq, payload=req.payload)
+
+    async def Echo(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for r in requests:
+            yield await self.behave(r)
+
+    async def EchoServer(self, request: Any) -> AsyncIterator[Any]:
+        for i in range(request.seq):
+            yield Response(message=request.message, seq=i)
+        if request.message != "ok":
+            await self.behave(request)
+
+    async def EchoClient(self, requests: AsyncIterator[Any]) -> Any:
+        got = []
+        async for r in requests:
+            if r.message.startswith(("biz:", "error:", "block")):
+                await self.behave(r)
+            got.append(r.message)
+        return Response(message=",".join(got), seq=len(got))
+
+    async def EchoUnary(self, request: Any) -> Any:
+        return await self.behave(request)
+
+
+@asynccontextmanager
+async def serve(
+    *opts: server.ServerOption, handler: Handler | None = None
+) -> AsyncIterator[tuple[kitex_grpc.Server, Handler]]:
+    handler = handler or Handler()
+    svr = kitex_grpc.new_server(
+        server.with_service_addr("127.0.0.1:0"),
+        server.with_transport_protocol(TransportProtocol.TTHEADER_STREAMING),
+        *opts,
+    )
+    svr.register_service(service_info(), handler)
+    await svr.start()
+    try:
+        yield svr, handler
+    finally:
+        await svr.stop()
+
+
+@asynccontextmanager
+async def connect(
+    address: str, *opts: client.ClientOption, info: ServiceInfo | None = None
+) -> AsyncIterator[Any]:
+    cli = kitex_grpc.client.new_client(
+        info or service_info(),
+        "echo",
+        client.with_host_ports(address),
+        client.with_transport_protocol(TransportProtocol.TTHEADER_STREAMING),
+        *opts,
+    )
+    try:
+        yield cli
+    finally:
+        await cli.close()
