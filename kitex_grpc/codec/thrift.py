@@ -34,6 +34,7 @@ from thriftpy2.thrift import TException
 
 from kitex_grpc.codec.thrift_bounds import body_check
 from kitex_grpc.codec.thrift_required import required_check
+from kitex_grpc.codec.thrift_streaming import stream_messages, streaming_mode
 from kitex_grpc.compiled import runs_compiled
 from kitex_grpc.errors import ProtocolError, RemoteOrNetworkError, TApplicationType
 from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
@@ -230,10 +231,34 @@ def _exception_fields(result_type: Any) -> list[tuple[str, type[BaseException]]]
 
 
 def method_info(service: Any, name: str) -> MethodInfo:
-    """The :class:`MethodInfo` of method ``name`` of a thriftpy2 service class."""
+    """The :class:`MethodInfo` of method ``name`` of a thriftpy2 service class.
+
+    Its mode comes from the ``streaming.mode`` annotation (:mod:`kitex_grpc.codec.thrift_streaming`). A
+    client/server/bidirectional stream carries bare structs: the request is the single argument's
+    struct, the response the return type, with no pack/unpack/adapt hooks (the handler gets and yields
+    the structs themselves). Ping-pong and ``"unary"`` methods carry the ``_args``/``_result`` wrappers.
+    """
     args_type = getattr(service, f"{name}_args")
     result_type = getattr(service, f"{name}_result")
+    mode = streaming_mode(service, name)
     oneway = bool(getattr(result_type, "oneway", False))
+    if mode.is_streaming:
+        if oneway:
+            raise ValueError(f"method {name!r}: a oneway method cannot stream")
+        messages = stream_messages(name, args_type, result_type)
+        return MethodInfo(
+            name,
+            mode,
+            messages.request,
+            messages.response,
+            serialize_request=serializer(messages.request),
+            deserialize_request=deserializer(messages.request),
+            serialize_response=serializer(messages.response),
+            deserialize_response=deserializer(messages.response),
+        )
+    if mode is StreamingMode.UNARY and len(args_type.thrift_spec) != 1:
+        # thriftgo ParseStreaming: every annotated function, "unary" too
+        raise ValueError(f"streaming method {name!r} should have exactly 1 argument")
     arg_names = _arg_names(args_type)
     exceptions = _exception_fields(result_type)
     exception_types = tuple(exc for _, exc in exceptions)
@@ -294,7 +319,7 @@ def method_info(service: Any, name: str) -> MethodInfo:
 
     return MethodInfo(
         name,
-        StreamingMode.NONE,
+        mode,
         args_type,
         result_type,
         oneway=oneway,
