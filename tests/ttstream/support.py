@@ -10,46 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import kitex_grpc
-from kitex_grpc import TransportProtocol, client, metainfo, rpcinfo, server
-from kitex_grpc.codec import thrift as thrift_codec
+from kitex_grpc import TransportProtocol, client, metainfo, rpcinfo, server, thrift
 from kitex_grpc.errors import BizStatusError
-from kitex_grpc.serviceinfo import MethodInfo, PayloadCodec, ServiceInfo, StreamingMode
+from kitex_grpc.serviceinfo import ServiceInfo
 
-idl = thrift_codec.load(Path(__file__).with_name("stream.thrift"), "ttstream_test_thrift")
-Request = idl.Request
-Response = idl.Response
-
-SERVICE = "TestService"
-
-
-def _method(name: str, mode: StreamingMode) -> MethodInfo:
-    return MethodInfo(
-        name,
-        mode,
-        Request,
-        Response,
-        serialize_request=thrift_codec.serializer(Request),
-        deserialize_request=thrift_codec.deserializer(Request),
-        serialize_response=thrift_codec.serializer(Response),
-        deserialize_response=thrift_codec.deserializer(Response),
-    )
+ROOT = Path(__file__).resolve().parents[2]
+idl = thrift.load(ROOT / "idl" / "stream.thrift", "ttstream_test_thrift")
+Request = idl.StreamRequest
+Response = idl.StreamReply
+StreamError = idl.StreamError
 
 
-def service_info(name: str = SERVICE) -> ServiceInfo:
-    return ServiceInfo(
-        name,
-        [
-            _method("Echo", StreamingMode.BIDIRECTIONAL),
-            _method("EchoServer", StreamingMode.SERVER),
-            _method("EchoClient", StreamingMode.CLIENT),
-            _method("EchoUnary", StreamingMode.UNARY),
-        ],
-        payload_codec=PayloadCodec.THRIFT,
-    )
+def service_info() -> ServiceInfo:
+    return thrift.service_info(idl.StreamService)
 
 
 class Handler:
-    """``biz:<code>:<msg>`` BizStatusError; ``error:<msg>`` RuntimeError; ``block`` waits until
+    """The handler of idl/stream.thrift's StreamService.
+
+    ``biz:<code>:<msg>`` BizStatusError; ``error:<msg>`` RuntimeError; ``block`` waits until
     cancelled (``entered`` / ``cancelled`` are set); ``meta`` replies with the received metainfo."""
 
     def __init__(self) -> None:
@@ -82,12 +61,12 @@ class Handler:
             return Response(message=json.dumps(info, sort_keys=True), seq=req.seq)
         return Response(message=msg, seq=req.seq, payload=req.payload)
 
-    async def Echo(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def EchoBidi(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         async for r in requests:
             yield await self.behave(r)
 
     async def EchoServer(self, request: Any) -> AsyncIterator[Any]:
-        for i in range(request.seq):
+        for i in range(request.count):
             yield Response(message=request.message, seq=i)
         if request.message != "ok":
             await self.behave(request)
@@ -99,6 +78,11 @@ class Handler:
                 await self.behave(r)
             got.append(r.message)
         return Response(message=",".join(got), seq=len(got))
+
+    async def Echo(self, request: Any) -> Any:
+        if request.message == "idl-exception":
+            raise StreamError(code=3, message="declared")
+        return await self.behave(request)
 
     async def EchoUnary(self, request: Any) -> Any:
         return await self.behave(request)
@@ -126,7 +110,7 @@ async def serve(
 async def connect(
     address: str, *opts: client.ClientOption, info: ServiceInfo | None = None
 ) -> AsyncIterator[Any]:
-    cli = kitex_grpc.client.new_client(
+    cli = thrift.new_client(
         info or service_info(),
         "echo",
         client.with_host_ports(address),

@@ -10,14 +10,14 @@ import pytest
 from kitex_grpc import callopt, client, metainfo
 from kitex_grpc.errors import BizStatusError, CanceledError, RPCTimeoutError
 from kitex_grpc.transport.ttheader.errors import ApplicationError
-from tests.ttstream.support import Request, connect, serve
+from tests.ttstream.support import Request, StreamError, connect, serve
 
 LIMIT = 10.0  # every test is bounded
 
 
 async def test_bidi_echoes_in_order_and_ends_cleanly() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
-        stream = await cli.bidi_stream("Echo")
+        stream = await cli.EchoBidi()
         for i in range(5):
             await stream.send(Request(message=f"m{i}", seq=i))
         await stream.close_send()
@@ -28,7 +28,7 @@ async def test_bidi_echoes_in_order_and_ends_cleanly() -> None:
 @pytest.mark.parametrize("count", [0, 1, 10_000])
 async def test_bidi_counts(count: int) -> None:
     async with asyncio.timeout(60), serve() as (svr, _), connect(svr.address) as cli:
-        stream = await cli.bidi_stream("Echo")
+        stream = await cli.EchoBidi()
 
         async def sender() -> None:
             for i in range(count):
@@ -43,26 +43,34 @@ async def test_bidi_counts(count: int) -> None:
 
 async def test_server_stream_and_client_stream() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
-        replies = [r.seq async for r in cli.server_stream("EchoServer", Request(message="ok", seq=4))]
+        replies = [r.seq async for r in cli.EchoServer(Request(message="ok", count=4))]
         assert replies == [0, 1, 2, 3]
-        cs = await cli.client_stream("EchoClient")
+        cs = await cli.EchoClient()
         for m in ("a", "b", "c"):
             await cs.send(Request(message=m))
         reply = await cs.close_and_recv()
         assert (reply.message, reply.seq) == ("a,b,c", 3)
 
 
-async def test_unary_mode_method_goes_over_a_stream() -> None:
+async def test_unary_methods_go_over_ttheader_on_the_same_port() -> None:
+    # A Kitex -streamx client sends ping-pong and streaming.mode="unary" methods over its non-streaming
+    # transport (client/client.go purifyProtocol); so does this one, IDL exceptions included.
     async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
-        reply = await cli.call("EchoUnary", Request(message="u", seq=7))
+        reply = await cli.EchoUnary(Request(message="u", seq=7))
         assert (reply.message, reply.seq) == ("u", 7)
+        assert (await cli.Echo(Request(message="p"))).message == "p"
+        with pytest.raises(StreamError) as info:
+            await cli.Echo(Request(message="idl-exception"))
+        assert (info.value.code, info.value.message) == (3, "declared")
+        transport = cli.client._transport
+        assert sum(len(p) for p in transport._pools.values()) == 0  # no ttstream connection was made
 
 
 async def test_biz_error_arrives_after_every_reply() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
         got = []
         with pytest.raises(BizStatusError) as info:
-            async for r in cli.server_stream("EchoServer", Request(message="biz:7:bad", seq=2)):
+            async for r in cli.EchoServer(Request(message="biz:7:bad", count=2)):
                 got.append(r.seq)
         assert got == [0, 1]
         assert (info.value.code, info.value.message, info.value.extra) == (7, "bad", {"k": "v"})
@@ -70,7 +78,7 @@ async def test_biz_error_arrives_after_every_reply() -> None:
 
 async def test_handler_error_mid_stream_is_an_exception_trailer() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
-        stream = await cli.bidi_stream("Echo")
+        stream = await cli.EchoBidi()
         await stream.send(Request(message="one"))
         assert (await stream.recv()).message == "one"
         await stream.send(Request(message="error:boom"))
@@ -83,14 +91,14 @@ async def test_handler_error_mid_stream_is_an_exception_trailer() -> None:
 async def test_metainfo_and_deadline_reach_the_handler() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
         with metainfo.with_value("tk", "tv"), metainfo.with_persistent_value("pk", "pv"):
-            stream = await cli.bidi_stream("Echo")
+            stream = await cli.EchoBidi()
         await stream.send(Request(message="meta"))
         info = json.loads((await stream.recv()).message)
         assert info == {"transient": {"tk": "tv"}, "persistent": {"pk": "pv"}, "deadline": False}
         await stream.close_send()
         with pytest.raises(EOFError):
             await stream.recv()
-        stream = await cli.bidi_stream("Echo", callopt.with_rpc_timeout(5))
+        stream = await cli.EchoBidi(callopt.with_rpc_timeout(5))
         await stream.send(Request(message="meta"))
         assert json.loads((await stream.recv()).message)["deadline"] is True
         await stream.close_send()
@@ -98,7 +106,7 @@ async def test_metainfo_and_deadline_reach_the_handler() -> None:
 
 async def test_client_cancel_reaches_the_handler() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, handler), connect(svr.address) as cli:
-        stream = await cli.bidi_stream("Echo")
+        stream = await cli.EchoBidi()
         await stream.send(Request(message="block"))
         await handler.entered.wait()
         stream.cancel()
@@ -109,7 +117,7 @@ async def test_client_cancel_reaches_the_handler() -> None:
 
 async def test_client_deadline_cancels_the_stream_on_both_sides() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, handler), connect(svr.address) as cli:
-        stream = await cli.bidi_stream("Echo", callopt.with_rpc_timeout(0.3))
+        stream = await cli.EchoBidi(callopt.with_rpc_timeout(0.3))
         await stream.send(Request(message="block"))
         with pytest.raises(RPCTimeoutError):
             await stream.recv()
@@ -122,7 +130,7 @@ async def test_recv_timeout_option() -> None:
         serve() as (svr, handler),
         connect(svr.address, client.with_stream_recv_timeout(0.2)) as cli,
     ):
-        stream = await cli.bidi_stream("Echo")
+        stream = await cli.EchoBidi()
         await stream.send(Request(message="x"))
         assert (await stream.recv()).message == "x"
         await stream.send(Request(message="block"))
@@ -135,7 +143,7 @@ async def test_many_streams_share_one_connection() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
 
         async def one(i: int) -> list[int]:
-            stream = await cli.bidi_stream("Echo")
+            stream = await cli.EchoBidi()
             for j in range(3):
                 await stream.send(Request(message="m", seq=i * 10 + j))
             await stream.close_send()
@@ -143,5 +151,5 @@ async def test_many_streams_share_one_connection() -> None:
 
         results = await asyncio.gather(*(one(i) for i in range(50)))
         assert results == [[i * 10 + j for j in range(3)] for i in range(50)]
-        transport = cli._transport
+        transport = cli.client._transport
         assert sum(len(p) for p in transport._pools.values()) == 1

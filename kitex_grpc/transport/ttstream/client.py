@@ -9,10 +9,10 @@ metainfo (``RPC_TRANSIT_*`` / ``RPC_PERSIST_*``), as Kitex's; and, beyond Kitex,
 stream's remaining time in milliseconds) when the call has a deadline, which a Kitex server ignores
 and a Python server applies to the handler.
 
-Unary calls: a method whose mode is ``UNARY`` (Thrift ``streaming.mode="unary"``) goes over a stream
-(one Data frame each way); any other unary method goes over TTHeader, as a Kitex client built with
-``-streamx`` sends ping-pong methods over its non-streaming transport (``client/client.go
-purifyProtocol``).
+Unary calls (ping-pong methods and Thrift ``streaming.mode="unary"``) go over TTHeader, on the same
+address: a Kitex client built with ``-streamx`` strips the streaming bits for every unary call
+(``client/client.go purifyProtocol``), and its ``StreamingUnary`` methods take the unary path
+(``client.go Call``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from kitex_grpc.protocol.ttstream import (
     encode_stream_frame,
     next_stream_id,
 )
-from kitex_grpc.serviceinfo import StreamingMode
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttstream.client_stream import ClientStream
 from kitex_grpc.transport.ttstream.conn import StreamConnection
@@ -175,16 +174,6 @@ class TTStreamClientTransport:
         return stream
 
     async def unary(self, ri: RPCInfo, request: Any) -> Any:
-        if ri.method.mode is StreamingMode.UNARY:
-            stream = await self.open_stream(ri)
-            await stream.send(request)
-            await stream.close_send()
-            reply = await stream.recv()
-            try:
-                await stream.recv()
-            except EOFError:
-                return reply
-            raise ProtocolError("ttstream: more than one reply to a unary call")
         inner = self._unary_transport
         if inner is None:
             from kitex_grpc.transport.ttheader.client import TTHeaderClientTransport

@@ -2,7 +2,7 @@
 
 The TTHeader server detects a connection whose first frame has the streaming flag and gives it to
 :class:`TTStreamServer`. Each Header frame opens a stream served in its own task by the dispatcher
-(``handle_stream``; ``handle_unary`` for a unary method, read as one Data frame). When the handler
+(``handle_stream``). When the handler
 returns, the Header (if none went out yet) and the Trailer are written (§11.7, §11.8):
 
 * a clean end: an empty Trailer carrying the handler's trailer metadata;
@@ -212,6 +212,15 @@ class ServerConnection(StreamConnection):
         if isinstance(entry, tuple):
             self._refuse(frame, entry[0], entry[1], "unknown_method")
             return
+        if not entry.method.mode.is_streaming:
+            # A Kitex client sends unary methods (streaming.mode="unary" too) over TTHeader, never here.
+            self._refuse(
+                frame,
+                f"method {frame.method} is not a streaming method",
+                int(TApplicationType.UNKNOWN_METHOD),
+                "unknown_method",
+            )
+            return
         stream = ServerStream(self, sid, frame.method, entry.method, server.config.recv_queue_size)
         self.streams[sid] = stream
         stream.task = self._loop.create_task(self._serve(stream, entry, frame))
@@ -247,7 +256,7 @@ class ServerConnection(StreamConnection):
             )
             try:
                 async with asyncio.timeout(timeout):
-                    await self._run(stream, entry, ri)
+                    await dispatcher.handle_stream(entry, ri, stream)
             except TimeoutError:
                 if deadline is None or time.monotonic() < deadline:
                     raise
@@ -263,16 +272,6 @@ class ServerConnection(StreamConnection):
             self.stream_done(stream)
         if not stream.reset and not self.closed:
             stream.finish(error, None if ri is None else ri.response_metadata)
-
-    async def _run(self, stream: ServerStream, entry: MethodEntry, ri: Any) -> None:
-        dispatcher = self.server.dispatcher
-        if entry.method.mode.is_streaming:
-            await dispatcher.handle_stream(entry, ri, stream)
-            return
-        # A unary method over ttstream (streaming.mode="unary"): one Data frame each way.
-        request = await stream.recv()
-        reply = await dispatcher.handle_unary(entry, ri, request)
-        await stream.send(reply)
 
 
 class ServerStream:
