@@ -11,7 +11,7 @@ from typing import Any
 
 import kitex_grpc
 from kitex_grpc import TransportProtocol, client, metainfo, rpcinfo, server, thrift
-from kitex_grpc.errors import BizStatusError
+from kitex_grpc.errors import BizStatusError, CanceledError
 from kitex_grpc.serviceinfo import ServiceInfo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +26,13 @@ def service_info() -> ServiceInfo:
 
 
 class Handler:
-    """The handler of idl/stream.thrift's StreamService.
+    """The handler of idl/stream.thrift's StreamService; behaviour keyed on the message:
 
-    ``biz:<code>:<msg>`` BizStatusError; ``error:<msg>`` RuntimeError; ``block`` waits until
-    cancelled (``entered`` / ``cancelled`` are set); ``meta`` replies with the received metainfo."""
+    - ``biz:<code>:<msg>``: BizStatusError with extra {"k": "v"}; ``error:<msg>``: RuntimeError;
+    - ``idl-exception``: StreamError(3, "declared");
+    - ``block``: wait until cancelled (``entered`` / ``cancelled`` are set);
+    - ``stop``: end a bidi stream at once; ``meta``: reply with the received metainfo.
+    """
 
     def __init__(self) -> None:
         self.entered = asyncio.Event()
@@ -43,6 +46,8 @@ class Handler:
             raise BizStatusError(int(code), text, {"k": "v"})
         if msg.startswith("error:"):
             raise RuntimeError(msg[len("error:") :])
+        if msg == "idl-exception":
+            raise StreamError(code=3, message="declared")
         if msg == "block":
             self.entered.set()
             try:
@@ -62,8 +67,14 @@ class Handler:
         return Response(message=msg, seq=req.seq, payload=req.payload)
 
     async def EchoBidi(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        async for r in requests:
-            yield await self.behave(r)
+        try:
+            async for r in requests:
+                if r.message == "stop":  # end the stream before the client half-closes
+                    return
+                yield await self.behave(r)
+        except CanceledError:  # the client's Rst arrived while the handler waited for a request
+            self.cancelled.set()
+            raise
 
     async def EchoServer(self, request: Any) -> AsyncIterator[Any]:
         for i in range(request.count):
@@ -80,8 +91,6 @@ class Handler:
         return Response(message=",".join(got), seq=len(got))
 
     async def Echo(self, request: Any) -> Any:
-        if request.message == "idl-exception":
-            raise StreamError(code=3, message="declared")
         return await self.behave(request)
 
     async def EchoUnary(self, request: Any) -> Any:

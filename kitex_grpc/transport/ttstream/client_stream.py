@@ -156,6 +156,8 @@ class ClientStream:
         self.ri.response_metadata.extend(user)
         if frame.payload:  # a non-empty payload wins (stream_client.go onReadTrailerFrame)
             message, type_id = decode_exception_payload(frame.payload)
+            if type_id == CODE_STREAM_TIMEOUT:  # a Python server's handler ran past the deadline we sent
+                return RPCTimeoutError(message, remote=True)
             return ApplicationError(message, type_id)
         status = strs.get(BIZ_STATUS_KEY)
         if status is None:

@@ -13,7 +13,7 @@ Beyond Kitex (each documented in the README):
 
 * an unknown service or method is answered with a Trailer carrying a TApplicationException
   (UnknownService 20 / UnknownMethod 1); Kitex only logs it and the caller waits for its deadline;
-* int key 28 (StreamTimeout, milliseconds), which a Python client sends when it has a deadline and
+* int key 28 (StreamTimeoutError, milliseconds), which a Python client sends when it has a deadline and
   Kitex's server ignores, bounds the handler: past it the stream ends with an exception;
 * at most ``max_streams`` streams are open per connection; a Header over that is answered with a
   Trailer exception (type 6) and not served, so a flood of opened streams costs one small write each.
@@ -66,6 +66,7 @@ __all__ = ["TTStreamServer"]
 logger = logging.getLogger("kitex_grpc.transport.ttstream")
 
 _STREAM_TIMEOUT: Final = int(IntKey.STREAM_TIMEOUT)  # 28, milliseconds
+CODE_STREAM_TIMEOUT: Final = 12015  # ttstream's "stream timeout" (pkg/remote/trans/ttstream/exception.go)
 
 
 def stream_timeout_seconds(value: str | None) -> float | None:
@@ -260,7 +261,7 @@ class ServerConnection(StreamConnection):
             except TimeoutError:
                 if deadline is None or time.monotonic() < deadline:
                     raise
-                raise RPCTimeoutError("stream deadline (int key 28) passed") from None
+                raise StreamTimeoutError from None
         except asyncio.CancelledError:
             if not stream.reset and not self.closed:
                 raise  # the server is stopping: nothing more is written
@@ -272,6 +273,14 @@ class ServerConnection(StreamConnection):
             self.stream_done(stream)
         if not stream.reset and not self.closed:
             stream.finish(error, None if ri is None else ri.response_metadata)
+
+
+class StreamTimeoutError(RPCTimeoutError):
+    """The deadline of int key 28 passed: the Trailer's exception has type 12015 (Kitex's code for a
+    stream timeout), which a Python client raises as RPCTimeoutError; a Kitex client shows 12001."""
+
+    def __init__(self) -> None:
+        super().__init__("[ttstream error, code=12015] stream timeout: the caller's deadline passed")
 
 
 class ServerStream:
@@ -354,6 +363,8 @@ class ServerStream:
             strs[BIZ_MESSAGE_KEY] = error.message
             if error.extra:
                 strs[BIZ_EXTRA_KEY] = error.encode_extra()
+        elif isinstance(error, StreamTimeoutError):
+            payload = encode_exception_payload(self.method_name, self.sid, error.detail, CODE_STREAM_TIMEOUT)
         elif error is not None:
             message, type_id = exception_fields(error)
             payload = encode_exception_payload(self.method_name, self.sid, message, type_id)
