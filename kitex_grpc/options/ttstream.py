@@ -21,7 +21,8 @@ class TTStreamConfig:
     """TTHeader Streaming knobs, for clients and servers.
 
     - ``recv_queue_size`` (default 256): messages buffered per stream before the connection stops
-      being read (Kitex: unbounded).
+      being read (Kitex: unbounded); the frames of the read that filled the queue are kept too (one
+      socket read, at most 256 KiB).
     - ``pool_size`` (client, default 1): connections per address, used round-robin, each carrying
       any number of streams (Kitex's mux pool, ``PoolSize`` = GOMAXPROCS; one asyncio loop gains
       nothing from more).
