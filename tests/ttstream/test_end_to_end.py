@@ -9,6 +9,7 @@ import pytest
 
 from kitex_grpc import callopt, client, metainfo
 from kitex_grpc.errors import BizStatusError, CanceledError, RPCTimeoutError
+from kitex_grpc.options.ttstream import TTStreamConfig
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from tests.ttstream.support import Request, StreamError, connect, serve
 
@@ -153,3 +154,30 @@ async def test_many_streams_share_one_connection() -> None:
         assert results == [[i * 10 + j for j in range(3)] for i in range(50)]
         transport = cli.client._transport
         assert sum(len(p) for p in transport._pools.values()) == 1
+
+
+async def test_pool_size_connections_round_robin_and_idle_close() -> None:
+    config = TTStreamConfig(pool_size=2, max_idle_time=0.2)
+    async with (
+        asyncio.timeout(LIMIT),
+        serve() as (svr, _),
+        connect(svr.address, client.with_ttheader_streaming_options(config)) as cli,
+    ):
+        streams = [await cli.EchoBidi() for _ in range(4)]
+        pool = cli.client._transport._pools[svr.address]
+        assert len(pool) == 2
+        assert sorted(len(conn.streams) for conn in pool) == [2, 2]
+        for stream in streams:
+            await stream.close_send()
+            with pytest.raises(EOFError):
+                await stream.recv()
+        conns = list(pool)
+        for _ in range(400):  # bounded: each connection closes 0.2 s after its last stream
+            if all(conn.closed for conn in conns):
+                break
+            await asyncio.sleep(0.01)
+        assert all(conn.closed for conn in conns) and pool == []
+        stream = await cli.EchoBidi()  # a new connection is dialled
+        await stream.send(Request(message="again"))
+        assert (await stream.recv()).message == "again"
+        await stream.close_send()
