@@ -55,6 +55,10 @@ class Handler:
             except asyncio.CancelledError:
                 self.cancelled.set()
                 raise
+        if msg == "trailer":  # a trailer pair for the end of the stream
+            ri = rpcinfo.current()
+            assert ri is not None
+            ri.response_metadata.append(("x-cost", "3"))
         if msg == "meta":
             ri = rpcinfo.current()
             assert ri is not None

@@ -105,6 +105,17 @@ async def test_metainfo_and_deadline_reach_the_handler() -> None:
         await stream.close_send()
 
 
+async def test_handler_trailer_pairs_reach_the_client() -> None:
+    async with asyncio.timeout(LIMIT), serve() as (svr, _), connect(svr.address) as cli:
+        stream = await cli.EchoBidi()
+        await stream.send(Request(message="trailer"))
+        await stream.recv()
+        await stream.close_send()
+        with pytest.raises(EOFError):
+            await stream.recv()
+        assert stream.ri.response_trailers == [("x-cost", "3")]
+
+
 async def test_client_cancel_reaches_the_handler() -> None:
     async with asyncio.timeout(LIMIT), serve() as (svr, handler), connect(svr.address) as cli:
         stream = await cli.EchoBidi()
