@@ -1,0 +1,162 @@
+"""Bidi streaming throughput: Thrift over TTHeader Streaming against protobuf over GRPC_H2, in one run.
+
+::
+
+    PYTHONPATH=. python -m bench.ttstream_bidi                 # 3 s per case, 64 in flight
+    PYTHONPATH=. python -m bench.ttstream_bidi --duration 5 --inflight 64
+
+One server process (``--serve``) serves both: idl/stream.thrift's StreamService.EchoBidi (ttstream is
+handed over on the TTHeader port) and protos/echo/v1 Echo.Bidi (HTTP/2 is handed to the GRPC_H2
+transport on the same port). The client (this process) keeps ``--inflight`` messages in flight on one
+bidi stream: a sender sends while fewer are outstanding, a receiver counts the echoes. Messages carry
+a 64-byte or 4 KiB payload. Prints messages per second per case and the ttstream/h2 ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _thrift() -> Any:
+    from kitex_grpc import thrift
+
+    return thrift.load(ROOT / "idl" / "stream.thrift", "stream_bench_thrift")
+
+
+async def serve() -> None:
+    import kitex_grpc
+    from gen.echo.v1 import echo_kitex, echo_pb2
+    from kitex_grpc import TransportProtocol, server, thrift
+
+    stream_thrift = _thrift()
+
+    class ThriftEcho:
+        async def EchoBidi(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            reply = stream_thrift.StreamReply
+            async for r in requests:
+                yield reply(message=r.message, payload=r.payload, seq=r.seq)
+
+    class PbEcho(echo_kitex.EchoHandler):
+        async def Bidi(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            reply = echo_pb2.EchoReply
+            async for r in requests:
+                yield reply(message=r.message, payload=r.payload, seq=r.seq)
+
+    svr = kitex_grpc.new_server(
+        server.with_service_addr("127.0.0.1:0"),
+        server.with_transport_protocol(TransportProtocol.TTHEADER_STREAMING),
+    )
+    svr.register_service(thrift.service_info(stream_thrift.StreamService), ThriftEcho())
+    svr.register_service(echo_kitex.ECHO_SERVICE_INFO, PbEcho())
+    await svr.start()
+    print(f"LISTENING {svr.address}", flush=True)
+    await svr.run()
+
+
+async def pipelined(stream: Any, message_type: Any, payload: bytes, inflight: int, duration: float) -> float:
+    """Messages per second echoed on ``stream`` with ``inflight`` outstanding (after a 0.5 s warm-up)."""
+    window = asyncio.Semaphore(inflight)
+    received = 0
+    stop = False
+
+    async def sender() -> None:
+        seq = 0
+        while not stop:
+            await window.acquire()
+            await stream.send(message_type(message="m", payload=payload, seq=seq))
+            seq += 1
+
+    async def receiver() -> None:
+        nonlocal received
+        while True:
+            await stream.recv()
+            received += 1
+            window.release()
+
+    tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]
+    await asyncio.sleep(0.5)  # warm-up: not counted
+    start_count, start = received, time.perf_counter()
+    await asyncio.sleep(duration)
+    rate = (received - start_count) / (time.perf_counter() - start)
+    stop = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stream.cancel()
+    return rate
+
+
+async def measure(address: str, duration: float, inflight: int) -> list[tuple[str, int, float]]:
+    from gen.echo.v1 import echo_kitex, echo_pb2
+    from kitex_grpc import TransportProtocol, client, thrift
+
+    stream_thrift = _thrift()
+    results = []
+    for size in (64, 4096):
+        payload = b"x" * size
+        async with thrift.new_client(
+            stream_thrift.StreamService,
+            "bench",
+            client.with_host_ports(address),
+            client.with_transport_protocol(TransportProtocol.TTHEADER_STREAMING),
+        ) as tcli:
+            rate = await pipelined(
+                await tcli.EchoBidi(), stream_thrift.StreamRequest, payload, inflight, duration
+            )
+            results.append(("thrift/ttstream", size, rate))
+        pcli = echo_kitex.new_echo_client(
+            "bench",
+            client.with_host_ports(address),
+            client.with_transport_protocol(TransportProtocol.GRPC_H2),
+            client.with_connect_timeout(5),
+        )
+        try:
+            rate = await pipelined(await pcli.Bidi(), echo_pb2.EchoRequest, payload, inflight, duration)
+            results.append(("protobuf/grpc_h2", size, rate))
+        finally:
+            await pcli.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", action="store_true", help="run the server (used by the runner)")
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--inflight", type=int, default=64)
+    args = parser.parse_args()
+    from kitex_grpc import eventloop
+
+    if args.serve:
+        eventloop.run(serve())
+        return
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.ttstream_bidi", "--serve"], stdout=subprocess.PIPE, cwd=ROOT
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line.startswith("LISTENING "), line
+        results = eventloop.run(measure(line.split()[1], args.duration, args.inflight))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    rates = {(name, size): rate for name, size, rate in results}
+    print(f"bidi pipelined, {args.inflight} in flight, {args.duration:g} s per case (messages/s)")
+    for name, size, rate in results:
+        print(f"  {name:18s} {size:5d} B  {rate:10,.0f}")
+    for size in (64, 4096):
+        ratio = rates[("thrift/ttstream", size)] / rates[("protobuf/grpc_h2", size)]
+        print(f"  ttstream / h2 at {size} B: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
