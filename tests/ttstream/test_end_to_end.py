@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kitex_grpc import callopt, client, metainfo
+from kitex_grpc import callopt, client, metainfo, server
 from kitex_grpc.errors import BizStatusError, CanceledError, RPCTimeoutError
 from kitex_grpc.options.ttstream import TTStreamConfig
 from kitex_grpc.transport.ttheader.errors import ApplicationError
@@ -192,3 +192,27 @@ async def test_pool_size_connections_round_robin_and_idle_close() -> None:
         await stream.send(Request(message="again"))
         assert (await stream.recv()).message == "again"
         await stream.close_send()
+
+
+async def test_stop_lets_open_streams_finish_and_refuses_new_ones() -> None:
+    async with (
+        asyncio.timeout(LIMIT),
+        serve(server.with_exit_wait_time(5)) as (svr, _),
+        connect(svr.address) as cli,
+    ):
+        stream = await cli.EchoBidi()
+        await stream.send(Request(message="before"))
+        assert (await stream.recv()).message == "before"
+        stopping = asyncio.create_task(svr.stop())
+        await asyncio.sleep(0)  # let stop() begin draining
+        late = await cli.EchoBidi()
+        with pytest.raises(ApplicationError, match="shutting down"):
+            await late.recv()
+        await stream.send(Request(message="during"))
+        assert (await stream.recv()).message == "during"
+        await stream.close_send()
+        with pytest.raises(EOFError):
+            await stream.recv()
+        started = asyncio.get_running_loop().time()
+        await stopping
+        assert asyncio.get_running_loop().time() - started < 2  # not the whole exit wait

@@ -264,15 +264,19 @@ class ServerConnection(StreamConnection):
                 raise StreamTimeoutError from None
         except asyncio.CancelledError:
             if not stream.reset and not self.closed:
-                raise  # the server is stopping: nothing more is written
-            error = None
+                # Cancelled from elsewhere (the handler's own stream.cancel(), the loop ending): the
+                # client still gets an end, as an exception.
+                error = CanceledError("stream handler cancelled")
+                raise
         except Exception as exc:
             error = exc
         finally:
             stream.task = None
+            # The Trailer goes out before the stream is forgotten: a draining connection closes as
+            # its last stream is done.
+            if not stream.reset and not self.closed:
+                stream.finish(error, None if ri is None else ri.response_metadata)
             self.stream_done(stream)
-        if not stream.reset and not self.closed:
-            stream.finish(error, None if ri is None else ri.response_metadata)
 
 
 class StreamTimeoutError(RPCTimeoutError):
