@@ -1,7 +1,7 @@
 // Thrift streaming (Kitex `streaming.mode`): over gRPC with content-type application/grpc+thrift, and over
 // TTHeader Streaming. Handlers in the tests and in interop/ key their behaviour on `message` (interop/README.md).
-namespace go stream
-namespace py stream
+namespace go echostream
+namespace py echostream
 
 struct StreamRequest {
     1: string message

@@ -49,6 +49,9 @@ grep -q 'go_package = "echopb"' "$here/idl/echo.proto" || {
 cd "$here"
 rm -rf kitex_gen
 "$KITEX" -module github.com/kitex-grpc/interop "$root/idl/echo.thrift"
+# Thrift streaming without -streamx: streams over gRPC (application/grpc+thrift). Its Go package is
+# echostream (namespace go): a package named "stream" clashes with the generated code's own variable.
+"$KITEX" -module github.com/kitex-grpc/interop "$root/idl/stream.thrift"
 "$KITEX" -module github.com/kitex-grpc/interop -I idl idl/echo.proto
 "$GO" mod tidy
 "$GO" build ./...

@@ -27,6 +27,7 @@ INTEROP_COMMON_SRCS := $(INTEROP_DIR)/go.mod $(INTEROP_DIR)/go.sum \
 .PHONY: interop-build interop-clean
 
 interop-build: $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load \
+	$(INTEROP_BIN)/streamserver $(INTEROP_BIN)/streamclient \
 	$(INTEROP_BIN)/ttstream-server $(INTEROP_BIN)/ttstream-client
 
 $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
@@ -38,7 +39,7 @@ $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
 	cd $(INTEROP_DIR) && $(INTEROP_GOENV) $(INTEROP_GO) build -o $@ ./cmd/$*
 
 interop-clean:
-	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load \
+	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load $(INTEROP_BIN)/streamserver $(INTEROP_BIN)/streamclient \
 		$(INTEROP_BIN)/ttstream-server $(INTEROP_BIN)/ttstream-client
 
 # Go programs the tests run, built once from the Go module proxy at the versions pinned in

@@ -71,7 +71,7 @@ class Client:
         self._service = service
         self._dest = dest_service
         self._options = options
-        self._transport: ClientTransport = new_client_transport(options)
+        self._transport: ClientTransport = new_client_transport(options, service.payload_codec)
         self._caller = EndpointInfo(options.service_name)
         self._tags = dict(options.tags)
         self._unary_config = RPCConfig(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kitex_grpc.serviceinfo import PayloadCodec
 from kitex_grpc.transport_protocol import TransportProtocol
 
 if TYPE_CHECKING:
@@ -18,8 +19,20 @@ if TYPE_CHECKING:
 _TTHEADER_FAMILY = (TransportProtocol.TTHEADER, TransportProtocol.TTHEADER_FRAMED, TransportProtocol.FRAMED)
 
 
-def new_client_transport(options: ClientOptions) -> ClientTransport:
+def new_client_transport(
+    options: ClientOptions, payload_codec: PayloadCodec = PayloadCodec.PROTOBUF
+) -> ClientTransport:
+    """The client transport of ``options.transport_protocol`` for a service of ``payload_codec``.
+
+    ``GRPC`` with Thrift payloads gets the pure-Python HTTP/2 transport (``GRPC_H2``): gRPC with a
+    Thrift payload must say ``content-type: application/grpc+thrift``, since Kitex's server picks the
+    payload codec from that subtype alone (KITEX-WIRE-2.md §12), and grpc-core writes
+    ``application/grpc`` whatever content-type a call's metadata names. The grpcio-only options
+    (``with_grpcio_interceptor``, ``with_grpcio_channel_options``) do not apply to such a client.
+    """
     protocol = options.transport_protocol
+    if protocol is TransportProtocol.GRPC and payload_codec is PayloadCodec.THRIFT:
+        protocol = TransportProtocol.GRPC_H2
     if options.mux_connections and protocol not in (
         TransportProtocol.TTHEADER,
         TransportProtocol.TTHEADER_FRAMED,
