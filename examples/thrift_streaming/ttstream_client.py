@@ -36,6 +36,7 @@ async def main(addr: str) -> None:
         client.with_host_ports(addr),
         client.with_transport_protocol(TransportProtocol.TTHEADER_STREAMING),
         client.with_stream_recv_timeout(5),
+        client.with_connect_timeout(1),  # for the unary call over TTHeader (Kitex's default is 50 ms)
     ) as cli:
         with metainfo.with_value("trace", "demo-1"):
             bidi = await cli.EchoBidi()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import struct
 from collections.abc import Mapping
 from typing import Final
 
@@ -29,6 +30,7 @@ from kitex_grpc.protocol.thrift_message import (
     encode_message_begin,
 )
 from kitex_grpc.protocol.ttheader import (
+    MAGIC,
     MAX_FRAME_SIZE,
     HeaderFlags,
     HeaderInfo,
@@ -48,6 +50,8 @@ __all__ = [
     "decode_exception_payload",
     "encode_exception_payload",
     "encode_stream_frame",
+    "encode_with_info",
+    "frame_info",
     "next_stream_id",
 ]
 
@@ -122,6 +126,36 @@ def encode_stream_frame(
         int_info=ints,
     )
     return encode_frame(header, payload, max_frame_size=max_frame_size)
+
+
+# The header-info area of frames without str keys (every Data frame, plain Headers and Trailers): the
+# same bytes for every frame of a method and type, so a stream encodes it once.
+_INFO_CACHE: dict[tuple[FrameType, str], bytes] = {}
+_INFO_CACHE_SIZE: Final = 1024
+_PREFIX = struct.Struct(">IHHiH")  # LENGTH, MAGIC, FLAGS, SEQ (stream id), HEADER_SIZE
+_PREFIX_SIZE: Final = 14
+
+
+def frame_info(type: FrameType, method: str) -> bytes:
+    """The header-info area (protocol id .. padding) of a ``type`` frame of ``method`` with no str keys."""
+    key = (type, method)
+    info = _INFO_CACHE.get(key)
+    if info is None:
+        info = encode_stream_frame(type, 1, method)[_PREFIX_SIZE:]
+        if len(_INFO_CACHE) >= _INFO_CACHE_SIZE:
+            _INFO_CACHE.clear()
+        _INFO_CACHE[key] = info
+    return info
+
+
+def encode_with_info(sid: int, info: bytes, payload: bytes, max_frame_size: int = MAX_FRAME_SIZE) -> bytes:
+    """A frame from a :func:`frame_info` area: the same bytes as :func:`encode_stream_frame` makes."""
+    length = 10 + len(info) + len(payload)
+    if length > max_frame_size:
+        raise ProtocolError(f"ttheader: frame length {length} exceeds the limit {max_frame_size}")
+    if not _I32_MIN <= sid <= _I32_MAX:
+        raise ProtocolError(f"ttheader: seq id {sid} is not an i32")
+    return _PREFIX.pack(length, MAGIC, _STREAMING, sid, len(info) >> 2) + info + payload
 
 
 def _build(flags: int, seq_id: int, info: HeaderInfo, buf: bytes, start: int, end: int) -> StreamFrame:

@@ -13,6 +13,7 @@ import kitex_grpc
 from kitex_grpc import TransportProtocol, client, metainfo, rpcinfo, server, thrift
 from kitex_grpc.errors import BizStatusError, CanceledError
 from kitex_grpc.serviceinfo import ServiceInfo
+from tests.support import NOT_ABOUT_DIALING
 
 ROOT = Path(__file__).resolve().parents[2]
 idl = thrift.load(ROOT / "idl" / "stream.thrift", "ttstream_test_thrift")
@@ -128,6 +129,7 @@ async def connect(
         "echo",
         client.with_host_ports(address),
         client.with_transport_protocol(TransportProtocol.TTHEADER_STREAMING),
+        NOT_ABOUT_DIALING,  # the unary calls go over TTHeader, whose connect timeout is 50 ms
         *opts,
     )
     try:

@@ -23,14 +23,15 @@ def test_ttstream_example_server_and_client() -> None:
     )
     try:
         address = ready_line(server, "LISTENING ", "the example server").split()[1]
-        out = subprocess.run(
+        done = subprocess.run(
             [sys.executable, str(EXAMPLES / "ttstream_client.py"), "--addr", address],
             capture_output=True,
             text=True,
             timeout=60,
             env=env,
-            check=True,
-        ).stdout.splitlines()
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = done.stdout.splitlines()
     finally:
         server.terminate()
         server.wait(10)

@@ -41,6 +41,8 @@ from kitex_grpc.protocol.ttstream import (
     decode_exception_payload,
     encode_exception_payload,
     encode_stream_frame,
+    encode_with_info,
+    frame_info,
 )
 from kitex_grpc.protocol.ttstream_state import Event, StreamState
 from kitex_grpc.transport.ttheader.errors import ApplicationError
@@ -63,7 +65,18 @@ CODE_STREAM_TIMEOUT: Final = 12015
 class ClientStream:
     """A :class:`~kitex_grpc.streaming.StreamIO` over one ttstream stream id."""
 
-    __slots__ = ("_conn", "_done", "_queue", "_recv_timeout", "_state", "_timer", "method", "ri", "sid")
+    __slots__ = (
+        "_conn",
+        "_data_info",
+        "_done",
+        "_queue",
+        "_recv_timeout",
+        "_state",
+        "_timer",
+        "method",
+        "ri",
+        "sid",
+    )
 
     def __init__(
         self, conn: ClientConnection, sid: int, ri: RPCInfo, limit: int, recv_timeout: float | None
@@ -72,6 +85,7 @@ class ClientStream:
         self.sid = sid
         self.ri = ri
         self.method = ri.method.name
+        self._data_info = frame_info(FrameType.DATA, self.method)
         self._queue = RecvQueue(conn, limit)
         self._state = StreamState(client=True)
         self._recv_timeout = recv_timeout
@@ -93,7 +107,7 @@ class ClientStream:
         await conn.writable()
         if conn.closed:
             raise RemoteOrNetworkError("ttstream: connection closed")
-        conn.write(encode_stream_frame(FrameType.DATA, self.sid, self.method, payload))
+        conn.write(encode_with_info(self.sid, self._data_info, payload))
 
     async def recv(self) -> Any:
         timeout = self._recv_timeout

@@ -1,7 +1,8 @@
 """The asyncio side of one ttstream connection, shared by client and server.
 
-Frames of all streams are written as they come (Kitex writes and flushes each frame under a
-per-connection lock, so streams interleave at frame granularity: §11.10). Reading pauses while a
+Frames of all streams are written in the order they come (Kitex writes and flushes each frame under
+a per-connection lock, so streams interleave at frame granularity: §11.10); those of one event-loop
+turn leave in one write. Reading pauses while a
 stream's receive queue is full or the socket's write buffer is over asyncio's high-water mark, and
 resumes when neither holds: a peer that floods frames faster than they are consumed is held back by
 TCP, and memory stays bounded.
@@ -31,6 +32,8 @@ class StreamConnection(asyncio.Protocol):
         self._write_paused = False
         self._reading_paused = False
         self._writable: asyncio.Future[None] | None = None
+        self._out: list[bytes] = []  # frames written in this loop turn, sent together (_flush)
+        self._loop = asyncio.get_running_loop()
         self.peer = ""
 
     # -- to implement ---------------------------------------------------------------------------------
@@ -88,6 +91,20 @@ class StreamConnection(asyncio.Protocol):
     # -- writing --------------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Queue one frame; the frames of one loop turn go out in one ``transport.write``."""
+        if self.transport is None or self.closed:
+            return
+        out = self._out
+        out.append(data)
+        if len(out) == 1:
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
         transport = self.transport
         if transport is not None and not self.closed:
             transport.write(data)
@@ -107,6 +124,7 @@ class StreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
+            self._flush()
             self.transport.close()
 
     def abort(self) -> None:

@@ -48,6 +48,8 @@ from kitex_grpc.protocol.ttstream import (
     StreamFrame,
     encode_exception_payload,
     encode_stream_frame,
+    encode_with_info,
+    frame_info,
 )
 from kitex_grpc.protocol.ttstream_state import Event, StreamState
 from kitex_grpc.transport.ttheader.errors import exception_fields
@@ -290,7 +292,7 @@ class StreamTimeoutError(RPCTimeoutError):
 class ServerStream:
     """The server's half of one stream (:class:`~kitex_grpc.streaming.StreamIO`)."""
 
-    __slots__ = ("_conn", "_method", "_queue", "_state", "method_name", "reset", "sid", "task")
+    __slots__ = ("_conn", "_data_info", "_method", "_queue", "_state", "method_name", "reset", "sid", "task")
 
     def __init__(
         self, conn: ServerConnection, sid: int, method_name: str, method: MethodInfo, limit: int
@@ -298,6 +300,7 @@ class ServerStream:
         self._conn = conn
         self.sid = sid
         self.method_name = method_name
+        self._data_info = frame_info(FrameType.DATA, method_name)
         self._method = method
         self._queue = RecvQueue(conn, limit)
         self._state = StreamState(client=False)
@@ -335,7 +338,7 @@ class ServerStream:
         if self._state.before_data():
             conn.write(encode_stream_frame(FrameType.HEADER, self.sid, self.method_name))
         await conn.writable()
-        conn.write(encode_stream_frame(FrameType.DATA, self.sid, self.method_name, payload))
+        conn.write(encode_with_info(self.sid, self._data_info, payload))
 
     async def recv(self) -> Any:
         payload = await self._queue.get()
