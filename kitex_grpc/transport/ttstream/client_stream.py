@@ -104,7 +104,8 @@ class ClientStream:
             raise ProtocolError("ttstream: stream is closed send")
         payload = self.ri.method.serialize_request(message)
         conn = self._conn
-        await conn.writable()
+        if conn.write_paused:
+            await conn.writable()
         if conn.closed:
             raise RemoteOrNetworkError("ttstream: connection closed")
         conn.write(encode_with_info(self.sid, self._data_info, payload))

@@ -29,7 +29,7 @@ class StreamConnection(asyncio.Protocol):
         self.closed = False
         self._decoder = StreamFrameDecoder(max_frame_size)
         self._held: set[RecvQueue] = set()
-        self._write_paused = False
+        self.write_paused = False  # the socket's write buffer is over its high-water mark
         self._reading_paused = False
         self._writable: asyncio.Future[None] | None = None
         self._out: list[bytes] = []  # frames written in this loop turn, sent together (_flush)
@@ -80,11 +80,11 @@ class StreamConnection(asyncio.Protocol):
         self.lost(exc)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         self._update_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         self._wake_writers()
         self._update_reading()
 
@@ -111,7 +111,7 @@ class StreamConnection(asyncio.Protocol):
 
     async def writable(self) -> None:
         """Wait while the socket's write buffer is over its high-water mark."""
-        while self._write_paused and not self.closed:
+        while self.write_paused and not self.closed:
             waiter = self._writable
             if waiter is None or waiter.done():
                 waiter = self._writable = asyncio.get_running_loop().create_future()
@@ -145,7 +145,7 @@ class StreamConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closed:
             return
-        pause = bool(self._held) or self._write_paused
+        pause = bool(self._held) or self.write_paused
         if pause != self._reading_paused:
             self._reading_paused = pause
             if pause:

@@ -142,7 +142,13 @@ class ServerConnection(StreamConnection):
         self.server.connections.add(self)
 
     def frame_received(self, frame: StreamFrame) -> None:
-        if frame.type is FrameType.HEADER:
+        kind = frame.type
+        if kind is FrameType.DATA:  # the common case, first
+            stream = self.streams.get(frame.sid)
+            if stream is not None:
+                stream.on_data(frame.payload)
+                return
+        elif kind is FrameType.HEADER:
             self._open(frame)
             return
         stream = self.streams.get(frame.sid)
@@ -307,6 +313,10 @@ class ServerStream:
         self.reset = False
         self.task: asyncio.Task[None] | None = None
 
+    def on_data(self, payload: bytes) -> None:
+        if self._state.receive(FrameType.DATA) is Event.MESSAGE:
+            self._queue.put(payload)
+
     def on_frame(self, frame: StreamFrame) -> None:
         event = self._state.receive(frame.type)
         if event is Event.MESSAGE:
@@ -337,7 +347,8 @@ class ServerStream:
         conn = self._conn
         if self._state.before_data():
             conn.write(encode_stream_frame(FrameType.HEADER, self.sid, self.method_name))
-        await conn.writable()
+        if conn.write_paused:
+            await conn.writable()
         conn.write(encode_with_info(self.sid, self._data_info, payload))
 
     async def recv(self) -> Any:
