@@ -208,3 +208,13 @@ async def test_a_full_receive_queue_stops_reading_the_connection() -> None:
         assert 4 <= len(conn.streams[1]._queue) < 4 + 64
         assert c.writer.transport.get_write_buffer_size() > 0  # TCP pushes back on the sender
         c.writer.transport.abort()
+
+
+async def test_a_header_without_a_method_is_answered_not_raised() -> None:
+    # Found by mutating frames: the exception's message name cannot be empty in Thrift.
+    async with asyncio.timeout(LIMIT), serve() as (svr, _), raw(svr.address) as c:
+        await c.send(header(1, method=""))
+        _, end = await c.until_trailer(1)
+        assert decode_exception_payload(end.payload) == ("unknown method ", 1)
+        await c.send(header(2), data(2, "still"), trailer(2))
+        assert (await c.until_trailer(2))[0] == ["still"]

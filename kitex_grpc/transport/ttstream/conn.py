@@ -68,8 +68,12 @@ class StreamConnection(asyncio.Protocol):
             self.protocol_failed(exc)
             self.close()
             return
-        for frame in frames:
-            self.frame_received(frame)
+        try:
+            for frame in frames:
+                self.frame_received(frame)
+        except ProtocolError as exc:  # a frame that cannot be answered: this connection ends, not more
+            self.protocol_failed(exc)
+            self.close()
 
     def eof_received(self) -> bool | None:
         return None  # close; connection_lost ends the streams

@@ -190,7 +190,8 @@ class ServerConnection(StreamConnection):
 
     def _refuse(self, frame: StreamFrame, message: str, type_id: int, kind: str) -> None:
         self.server.events.log(kind, logging.WARNING, "ttstream server: %s (from %s)", message, self.peer)
-        payload = encode_exception_payload(frame.method, frame.sid, message, type_id)
+        # A Thrift message name cannot be empty: a Header without a method still gets its answer.
+        payload = encode_exception_payload(frame.method or "unknown", frame.sid, message, type_id)
         self.write(encode_stream_frame(FrameType.HEADER, frame.sid, frame.method))
         self.write(encode_stream_frame(FrameType.TRAILER, frame.sid, frame.method, payload))
 
