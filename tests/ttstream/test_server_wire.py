@@ -218,3 +218,16 @@ async def test_a_header_without_a_method_is_answered_not_raised() -> None:
         assert decode_exception_payload(end.payload) == ("unknown method ", 1)
         await c.send(header(2), data(2, "still"), trailer(2))
         assert (await c.until_trailer(2))[0] == ["still"]
+
+
+async def test_streams_open_at_the_clients_eof_still_answer_then_the_connection_closes() -> None:
+    async with asyncio.timeout(LIMIT), serve() as (svr, _), raw(svr.address) as c:
+        await c.send(header(1), data(1, "whole"), trailer(1), header(3), data(3, "cut"))
+        c.writer.write_eof()  # stream 1 is complete; stream 3 never gets its Trailer
+        messages, end = await c.until_trailer(1)
+        assert (messages, end.payload) == (["whole"], b"")
+        messages, end = await c.until_trailer(3)
+        assert messages == ["cut"]
+        text, type_id = decode_exception_payload(end.payload)
+        assert "connection closed" in text and type_id != 0
+        assert await c.closed()

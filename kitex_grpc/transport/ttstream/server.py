@@ -135,7 +135,7 @@ class ServerConnection(StreamConnection):
         super().__init__(server.max_frame)
         self.server = server
         self.streams: dict[int, ServerStream] = {}
-        self._loop = asyncio.get_running_loop()
+        self.eof = False  # the client shut its sending side (eof_received)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -166,6 +166,16 @@ class ServerConnection(StreamConnection):
             return
         stream.on_frame(frame)
 
+    def eof_received(self) -> bool | None:
+        """The client shut its sending side: the open streams get no more requests, but may still
+        answer (the client can read); the connection closes when the last one is done."""
+        self.eof = True
+        for stream in list(self.streams.values()):
+            stream.on_eof()
+        if not self.streams:
+            return None  # close now
+        return True
+
     def protocol_failed(self, error: ProtocolError) -> None:
         self.server.events.log(
             "bad_frame", logging.WARNING, "ttstream server: connection from %s closed: %s", self.peer, error
@@ -183,7 +193,7 @@ class ServerConnection(StreamConnection):
     def stream_done(self, stream: ServerStream) -> None:
         if self.streams.get(stream.sid) is stream:
             del self.streams[stream.sid]
-        if self.server.draining and not self.streams:
+        if (self.server.draining or self.eof) and not self.streams:
             self.close()
 
     # -- opening a stream ----------------------------------------------------------------------------
@@ -264,11 +274,13 @@ class ServerConnection(StreamConnection):
             ri = dispatcher.new_rpcinfo(
                 entry, self.peer, self.server.address, list(frame.str_info.items()), deadline
             )
+            bound = asyncio.timeout(timeout)
             try:
-                async with asyncio.timeout(timeout):
+                async with bound:
                     await dispatcher.handle_stream(entry, ri, stream)
             except TimeoutError:
-                if deadline is None or time.monotonic() < deadline:
+                # Ours only if this bound expired (the loop's clock may differ from time.monotonic's).
+                if not bound.expired():
                     raise
                 raise StreamTimeoutError from None
         except asyncio.CancelledError:
@@ -332,6 +344,13 @@ class ServerStream:
             self._queue.abort(CanceledError(f"stream canceled by upstream (path {path!r})", remote=True))
             if self.task is not None:
                 self.task.cancel()
+
+    def on_eof(self) -> None:
+        """The connection's read side ended: requests end here as at a half-close (Kitex ends the
+        stream with 12013 when its connection is gone; the replies may still be read here)."""
+        if not self._state.recv_closed:
+            self._state.recv_closed = True
+            self._queue.end(CanceledError("stream canceled by connection closed", remote=True))
 
     def connection_lost(self) -> None:
         self.reset = True
