@@ -2,8 +2,8 @@
 
 ::
 
-    PYTHONPATH=. python -m bench.ttstream_bidi                 # 3 s per case, 64 in flight
-    PYTHONPATH=. python -m bench.ttstream_bidi --duration 5 --inflight 64
+    PYTHONPATH=. python -m bench.ttstream_bidi                 # 3 s per case, 3 rounds, 64 in flight
+    PYTHONPATH=. python -m bench.ttstream_bidi --duration 5 --rounds 5 --inflight 64
 
 One server process (``--serve``) serves both: idl/stream.thrift's StreamService.EchoBidi (ttstream is
 handed over on the TTHeader port) and protos/echo/v1 Echo.Bidi (HTTP/2 is handed to the GRPC_H2
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import time
@@ -96,35 +97,15 @@ async def pipelined(stream: Any, message_type: Any, payload: bytes, inflight: in
     return rate
 
 
-async def measure(address: str, duration: float, inflight: int) -> list[tuple[str, int, float]]:
+CASES = ("thrift/ttstream", "thrift/grpc_h2", "protobuf/grpc_h2")
+
+
+async def one_case(address: str, name: str, size: int, duration: float, inflight: int) -> float:
     from gen.echo.v1 import echo_kitex, echo_pb2
     from kitex_grpc import TransportProtocol, client, thrift
 
-    stream_thrift = _thrift()
-    results = []
-    for size in (64, 4096):
-        payload = b"x" * size
-        async with thrift.new_client(
-            stream_thrift.StreamService,
-            "bench",
-            client.with_host_ports(address),
-            client.with_transport_protocol(TransportProtocol.TTHEADER_STREAMING),
-        ) as tcli:
-            rate = await pipelined(
-                await tcli.EchoBidi(), stream_thrift.StreamRequest, payload, inflight, duration
-            )
-            results.append(("thrift/ttstream", size, rate))
-        async with thrift.new_client(
-            stream_thrift.StreamService,
-            "bench",
-            client.with_host_ports(address),
-            client.with_transport_protocol(TransportProtocol.GRPC_H2),
-            client.with_connect_timeout(5),
-        ) as gcli:
-            rate = await pipelined(
-                await gcli.EchoBidi(), stream_thrift.StreamRequest, payload, inflight, duration
-            )
-            results.append(("thrift/grpc_h2", size, rate))
+    payload = b"x" * size
+    if name == "protobuf/grpc_h2":
         pcli = echo_kitex.new_echo_client(
             "bench",
             client.with_host_ports(address),
@@ -132,11 +113,34 @@ async def measure(address: str, duration: float, inflight: int) -> list[tuple[st
             client.with_connect_timeout(5),
         )
         try:
-            rate = await pipelined(await pcli.Bidi(), echo_pb2.EchoRequest, payload, inflight, duration)
-            results.append(("protobuf/grpc_h2", size, rate))
+            return await pipelined(await pcli.Bidi(), echo_pb2.EchoRequest, payload, inflight, duration)
         finally:
             await pcli.close()
-    return results
+    stream_thrift = _thrift()
+    protocol = (
+        TransportProtocol.TTHEADER_STREAMING if name == "thrift/ttstream" else TransportProtocol.GRPC_H2
+    )
+    async with thrift.new_client(
+        stream_thrift.StreamService,
+        "bench",
+        client.with_host_ports(address),
+        client.with_transport_protocol(protocol),
+        client.with_connect_timeout(5),
+    ) as cli:
+        return await pipelined(await cli.EchoBidi(), stream_thrift.StreamRequest, payload, inflight, duration)
+
+
+async def measure(
+    address: str, duration: float, inflight: int, rounds: int
+) -> dict[tuple[str, int], list[float]]:
+    """Every case once per round, the cases in turn, so a slow spell of the machine hits them alike."""
+    rates: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for size in (64, 4096):
+            for name in CASES:
+                rate = await one_case(address, name, size, duration, inflight)
+                rates.setdefault((name, size), []).append(rate)
+    return rates
 
 
 def main() -> None:
@@ -144,6 +148,7 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help="run the server (used by the runner)")
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--inflight", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every case; the median is shown")
     args = parser.parse_args()
     from kitex_grpc import eventloop
 
@@ -157,14 +162,18 @@ def main() -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
         assert line.startswith("LISTENING "), line
-        results = eventloop.run(measure(line.split()[1], args.duration, args.inflight))
+        runs = eventloop.run(measure(line.split()[1], args.duration, args.inflight, args.rounds))
     finally:
         proc.terminate()
         proc.wait(10)
-    rates = {(name, size): rate for name, size, rate in results}
-    print(f"bidi pipelined, {args.inflight} in flight, {args.duration:g} s per case (messages/s)")
-    for name, size, rate in results:
-        print(f"  {name:18s} {size:5d} B  {rate:10,.0f}")
+    rates = {key: statistics.median(values) for key, values in runs.items()}
+    print(
+        f"bidi pipelined, {args.inflight} in flight, {args.duration:g} s per case, "
+        f"median of {args.rounds} rounds (messages/s)"
+    )
+    for (name, size), rate in rates.items():
+        spread = ", ".join(f"{v:,.0f}" for v in runs[(name, size)])
+        print(f"  {name:18s} {size:5d} B  {rate:10,.0f}   ({spread})")
     for size in (64, 4096):
         ttstream = rates[("thrift/ttstream", size)]
         print(
