@@ -231,3 +231,13 @@ async def test_streams_open_at_the_clients_eof_still_answer_then_the_connection_
         text, type_id = decode_exception_payload(end.payload)
         assert "connection closed" in text and type_id != 0
         assert await c.closed()
+
+
+async def test_an_rst_in_the_same_read_as_its_header_frees_the_stream() -> None:
+    # Found by fuzzing: the handler's task was cancelled before its first step, and the stream stayed.
+    rst = encode_stream_frame(FrameType.RST, 1, "EchoBidi")
+    async with asyncio.timeout(LIMIT), serve() as (svr, _), raw(svr.address) as c:
+        await c.send(header(1) + rst + header(2) + data(2, "next") + trailer(2))
+        assert (await c.until_trailer(2))[0] == ["next"]
+        conn = next(iter(svr._transport._ttstream.connections))  # type: ignore[union-attr]
+        assert list(conn.streams) == []

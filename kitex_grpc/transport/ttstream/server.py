@@ -243,7 +243,10 @@ class ServerConnection(StreamConnection):
             return
         stream = ServerStream(self, sid, frame.method, entry.method, server.config.recv_queue_size)
         self.streams[sid] = stream
-        stream.task = self._loop.create_task(self._serve(stream, entry, frame))
+        task = stream.task = self._loop.create_task(self._serve(stream, entry, frame))
+        # Not in _serve's finally alone: a task cancelled before its first step (an Rst in the same
+        # read as the Header) never runs its coroutine, and the stream would stay open for good.
+        task.add_done_callback(lambda _task: self.stream_done(stream))
 
     def _lookup(self, service: str, method: str) -> MethodEntry | tuple[str, int]:
         """Kitex ``SearchService(isn, method, strict=false)``: by name, else any service with the method."""
