@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from kitex_grpc import client
 from kitex_grpc.codec import thrift as thrift_codec
 from kitex_grpc.errors import CanceledError, ProtocolError, RemoteOrNetworkError
 from kitex_grpc.protocol.ttstream import (
@@ -171,3 +172,25 @@ async def test_the_client_sends_its_trailer_after_the_servers_end() -> None:
                 break
             await asyncio.sleep(0.01)
         assert [f.type for f in state.received] == [FrameType.HEADER, FrameType.TRAILER]
+
+
+async def test_cancel_sends_an_rst_with_the_callers_name_as_cancel_path_then_a_trailer() -> None:
+    named = client.with_client_basic_info("caller-svc")
+    async with (
+        asyncio.timeout(LIMIT),
+        peer(answer_header_with()) as (address, state),
+        connect(address, named) as cli,
+    ):
+        stream = await cli.EchoBidi()
+        await stream.send(Request(message="x"))
+        stream.cancel()
+        await state.rst.wait()
+        for _ in range(200):  # bounded: the Trailer follows the Rst in the same write
+            if state.received[-1].type is FrameType.TRAILER:
+                break
+            await asyncio.sleep(0.01)
+        kinds = [f.type for f in state.received]
+        assert kinds == [FrameType.HEADER, FrameType.DATA, FrameType.RST, FrameType.TRAILER]
+        rst = state.received[2]
+        assert rst.str_info == {"ttscp": "caller-svc"}
+        assert decode_exception_payload(rst.payload)[1] == 12007
