@@ -310,3 +310,74 @@ async def test_go_server_unknown_method_is_status_1(
             await bidi.recv()
     # Kitex answers an unknown method with grpc-status 1 (TransError UnknownMethod), KITEX-WIRE.md §3
     assert info.value.grpc_status is StatusCode.CANCELLED and "unknown method Missing" in str(info.value)
+
+
+# -- the bytes, against raw HTTP/2 peers --------------------------------------------------------------------
+
+ECHO = INFO.methods["Echo"]
+BIDI = INFO.methods["EchoBidi"]
+
+
+async def test_go_client_bytes_on_the_wire(kitex_bin: Path) -> None:
+    from tests.thrift_streaming.raw_peer import raw_grpc_peer
+
+    result = ECHO.serialize_response(ECHO.response_type(success=Reply(message="ok")))
+    async with raw_grpc_peer([result]) as peer:
+        got = await run_stream_client(kitex_bin, peer.address, "echo")
+    assert no_error(got["echo"]) == {"message": "ok", "payload": None, "seq": 0}
+    (rec,) = peer.streams
+    assert rec.headers[b"content-type"] == b"application/grpc+thrift"
+    assert rec.headers[b":path"] == b"/echostream.StreamService/Echo"  # <pkg> = the Go package
+    assert rec.headers[b":authority"] == b"stream"  # the destination service name
+    (message,) = rec.messages()
+    # the Args wrapper (field 1: req), no message envelope; Kitex's FastCodec writes the fixed-size fields
+    # first (seq, count, then message, payload) and zero values too
+    assert message.startswith(bytes.fromhex("0c0001" + "0a0003000000000000002a" + "080004" + "00000000"))
+    args = ECHO.deserialize_request(message)
+    assert args.req == Req(message="hi", payload=b"\x00\x01\x02\xfe\xff", seq=42, count=0)
+
+    reply = BIDI.serialize_response(Reply(message="eof", seq=1))
+    async with raw_grpc_peer([reply]) as peer:
+        got = await run_stream_client(kitex_bin, peer.address, "bidi_1")
+    assert no_error(got["bidi_1"])["last"] == "eof"
+    (rec,) = peer.streams
+    assert rec.headers[b":path"] == b"/echostream.StreamService/EchoBidi"
+    (message,) = rec.messages()
+    assert message.startswith(bytes.fromhex("0a0003"))  # a bare struct: its first field, no wrapper
+    assert BIDI.deserialize_request(message) == Req(message="b", payload=b"", seq=0, count=0)
+
+
+async def test_go_server_bytes_on_the_wire(go_server: GoStreamServer) -> None:
+    from tests.h2.helpers import RawH2, grpc_frame
+
+    raw = await RawH2.open(go_server.address)
+    try:
+        sid = raw.request("/StreamService/Echo", b"application/grpc+thrift")
+        args = ECHO.pack_request(Req(message="exception:9:no"))
+        raw.conn.send_data(sid, grpc_frame(ECHO.serialize_request(args)), end_stream=True)
+        bidi = raw.request("/StreamService/EchoBidi", b"application/grpc+thrift")
+        raw.conn.send_data(
+            bidi, grpc_frame(BIDI.serialize_request(Req(message="hi", seq=3))), end_stream=True
+        )
+        await raw.flush()
+        await raw.until(lambda _evs: raw.ended(sid) and raw.ended(bidi), seconds=10)
+    finally:
+        raw.close()
+
+    def body(stream_id: int) -> bytes:
+        return b"".join(
+            e.data for e in raw.events if getattr(e, "stream_id", None) == stream_id and hasattr(e, "data")
+        )
+
+    headers = raw.headers(sid)
+    assert headers[b"grpc-status"] == b"0" and headers[b"content-type"] == b"application/grpc+thrift"
+    data = body(sid)
+    result = ECHO.deserialize_response(data[5:])  # one message: the Result with the IDL exception
+    assert int.from_bytes(data[1:5], "big") == len(data) - 5
+    assert result.success is None and (result.err.code, result.err.message) == (9, "no")
+    assert raw.headers(bidi)[b"grpc-status"] == b"0"
+    data = body(bidi)
+    first = int.from_bytes(data[1:5], "big")
+    replies = [BIDI.deserialize_response(data[5 : 5 + first]), BIDI.deserialize_response(data[10 + first :])]
+    # Kitex writes every default-requiredness field, zero values too: payload b"" rather than absent
+    assert replies == [Reply(message="hi", payload=b"", seq=3), Reply(message="eof", payload=b"", seq=1)]
