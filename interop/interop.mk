@@ -27,7 +27,8 @@ INTEROP_COMMON_SRCS := $(INTEROP_DIR)/go.mod $(INTEROP_DIR)/go.sum \
 .PHONY: interop-build interop-clean
 
 interop-build: $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load \
-	$(INTEROP_BIN)/streamserver $(INTEROP_BIN)/streamclient
+	$(INTEROP_BIN)/streamserver $(INTEROP_BIN)/streamclient \
+	$(INTEROP_BIN)/ttstream-server $(INTEROP_BIN)/ttstream-client
 
 $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
 	@if [ -z "$(INTEROP_GO)" ] || ! "$(INTEROP_GO)" version >/dev/null 2>&1; then \
@@ -38,7 +39,8 @@ $(INTEROP_BIN)/%: $(INTEROP_DIR)/cmd/%/main.go $(INTEROP_COMMON_SRCS)
 	cd $(INTEROP_DIR) && $(INTEROP_GOENV) $(INTEROP_GO) build -o $@ ./cmd/$*
 
 interop-clean:
-	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load $(INTEROP_BIN)/streamserver $(INTEROP_BIN)/streamclient
+	rm -f $(INTEROP_BIN)/server $(INTEROP_BIN)/client $(INTEROP_BIN)/load $(INTEROP_BIN)/streamserver $(INTEROP_BIN)/streamclient \
+		$(INTEROP_BIN)/ttstream-server $(INTEROP_BIN)/ttstream-client
 
 # Go programs the tests run, built once from the Go module proxy at the versions pinned in
 # interop/<name>/go.mod, into .cache/bin/<name>: etcd for the discovery tests (tests/discovery/helpers.py

@@ -13,6 +13,9 @@ class TransportProtocol(enum.Enum):
     - ``TTHEADER``: Kitex TTHeader followed by a strict-binary Thrift (or Kitex Protobuf) payload.
     - ``TTHEADER_FRAMED``: TTHeader, then a 4-byte frame length, then the payload.
     - ``FRAMED``: a 4-byte frame length, then a strict-binary Thrift payload (Kitex's Thrift default).
+    - ``TTHEADER_STREAMING``: TTHeader Streaming ("ttstream", Kitex ``transport.TTHeaderStreaming``):
+      Thrift streams multiplexed over TTHeader frames; a client sends its unary ping-pong methods over
+      TTHeader, as a Kitex ``-streamx`` client does. A server serves it on its TTHeader port.
     """
 
     __hash__ = object.__hash__  # members are singletons; Enum's own hash is Python code
@@ -22,6 +25,7 @@ class TransportProtocol(enum.Enum):
     TTHEADER = "ttheader"
     TTHEADER_FRAMED = "ttheader_framed"
     FRAMED = "framed"
+    TTHEADER_STREAMING = "ttheader_streaming"
 
     @property
     def is_grpc(self) -> bool:

@@ -42,6 +42,7 @@ from kitex_grpc.options.client import (
     with_retry_method_policies,
     with_rpc_timeout,
     with_stream_recv_middleware,
+    with_stream_recv_timeout,
     with_stream_send_middleware,
     with_suite,
     with_tag,
@@ -49,6 +50,7 @@ from kitex_grpc.options.client import (
     with_tls,
     with_tracer,
     with_transport_protocol,
+    with_ttheader_streaming_options,
     with_warming_up,
 )
 from kitex_grpc.serviceinfo import ServiceInfo
@@ -87,6 +89,7 @@ __all__ = [
     "with_retry_method_policies",
     "with_rpc_timeout",
     "with_stream_recv_middleware",
+    "with_stream_recv_timeout",
     "with_stream_send_middleware",
     "with_suite",
     "with_tag",
@@ -94,6 +97,7 @@ __all__ = [
     "with_tls",
     "with_tracer",
     "with_transport_protocol",
+    "with_ttheader_streaming_options",
     "with_warming_up",
 ]
 

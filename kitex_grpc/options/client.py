@@ -24,6 +24,7 @@ from kitex_grpc.options._base import (
 )
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
+from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM, TTStreamConfig
 from kitex_grpc.transport_protocol import TransportProtocol
 
 if TYPE_CHECKING:
@@ -101,6 +102,9 @@ class ClientOptions:
     config_sources: tuple[tuple[ConfigSource, bool | None], ...] = ()
     live_config: bool = False
     timeout_provider: TimeoutProvider | None = None
+    # TTHeader Streaming (kitex_grpc.transport.ttstream.config)
+    ttstream: TTStreamConfig = DEFAULT_TTSTREAM
+    stream_recv_timeout: float | None = None
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -170,6 +174,24 @@ def with_stream_send_middleware(*middlewares: SendMiddleware) -> ClientOption:
 def with_stream_recv_middleware(*middlewares: RecvMiddleware) -> ClientOption:
     """Add middlewares that see every message a client stream receives."""
     return callables_appender("with_stream_recv_middleware", "stream_recv_middlewares", middlewares)
+
+
+def with_ttheader_streaming_options(config: TTStreamConfig) -> ClientOption:
+    """TTHeader Streaming settings (pool size, idle time, dial timeout, receive queue bound): see
+    :class:`~kitex_grpc.transport.ttstream.config.TTStreamConfig` (Kitex ``WithTTHeaderStreamingOptions``)."""
+    if not isinstance(config, TTStreamConfig):
+        raise TypeError(f"with_ttheader_streaming_options: expected a TTStreamConfig, not {config!r}")
+    return setter("with_ttheader_streaming_options", "ttstream", config)
+
+
+def with_stream_recv_timeout(seconds: float) -> ClientOption:
+    """Bound each ``recv`` of a ttstream stream (Kitex ``WithStreamRecvTimeout``; default none).
+
+    Past it the stream is cancelled (an Rst with code 12014 goes to the server) and ``recv`` raises
+    :class:`~kitex_grpc.errors.RPCTimeoutError`. 0 turns it off.
+    """
+    check_duration("with_stream_recv_timeout", seconds)
+    return setter("with_stream_recv_timeout", "stream_recv_timeout", float(seconds) or None)
 
 
 def with_max_message_size(size: int) -> ClientOption:

@@ -33,6 +33,7 @@ from kitex_grpc.options.client import (
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.protocol.h2_limits import FloodLimits, PingEnforcement
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
+from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM, TTStreamConfig
 from kitex_grpc.transport_protocol import TransportProtocol
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class ServerOptions:
     config_sources: tuple[ConfigSource, ...] = ()  # live limits (issue 28)
     listeners: tuple[socket.socket, ...] = ()  # with_listener: serve these instead of binding
     workers: WorkersOption | None = None  # with_workers: run() supervises worker processes
+    ttstream: TTStreamConfig = DEFAULT_TTSTREAM  # TTHeader Streaming (kitex_grpc.transport.ttstream.config)
     records: tuple[OptionRecord, ...] = ()
 
 
@@ -284,6 +286,14 @@ def with_grpc_flood_limits(limits: FloodLimits) -> ServerOption:
     if not isinstance(limits, FloodLimits):
         raise TypeError(f"with_grpc_flood_limits: expected a FloodLimits, got {limits!r}")
     return setter("with_grpc_flood_limits", "grpc_flood_limits", limits)
+
+
+def with_ttheader_streaming_options(config: TTStreamConfig) -> ServerOption:
+    """TTHeader Streaming settings (receive queue bound, streams per connection): see
+    :class:`~kitex_grpc.transport.ttstream.config.TTStreamConfig` (Kitex ``WithTTHeaderStreamingOptions``)."""
+    if not isinstance(config, TTStreamConfig):
+        raise TypeError(f"with_ttheader_streaming_options: expected a TTStreamConfig, not {config!r}")
+    return setter("with_ttheader_streaming_options", "ttstream", config)
 
 
 def with_max_message_size(size: int) -> ServerOption:

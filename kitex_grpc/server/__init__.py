@@ -52,6 +52,7 @@ from kitex_grpc.options.server import (
     with_tls,
     with_tracer,
     with_transport_protocol,
+    with_ttheader_streaming_options,
     with_workers,
 )
 from kitex_grpc.server.server import Server
@@ -99,6 +100,7 @@ __all__ = [
     "with_tls",
     "with_tracer",
     "with_transport_protocol",
+    "with_ttheader_streaming_options",
     "with_workers",
 ]
 

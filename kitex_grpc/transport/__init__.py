@@ -49,6 +49,10 @@ def new_client_transport(
         from kitex_grpc.transport.h2.client import H2ClientTransport
 
         return H2ClientTransport(options)
+    if protocol is TransportProtocol.TTHEADER_STREAMING:
+        from kitex_grpc.transport.ttstream.client import TTStreamClientTransport
+
+        return TTStreamClientTransport(options)
     if protocol in _TTHEADER_FAMILY:
         from kitex_grpc.transport.ttheader.client import TTHeaderClientTransport
 
@@ -68,8 +72,8 @@ def new_server_transport(options: ServerOptions, dispatcher: CallDispatcher) -> 
         from kitex_grpc.transport.h2.server import H2ServerTransport
 
         return H2ServerTransport(options, dispatcher)
-    if protocol in _TTHEADER_FAMILY:
-        # One port serves all three (and Buffered, Kitex Protobuf, HTTP/2) by per-connection detection.
+    if protocol in _TTHEADER_FAMILY or protocol is TransportProtocol.TTHEADER_STREAMING:
+        # One port serves all (Buffered, Kitex Protobuf, HTTP/2 and ttstream too): per-connection detection.
         from kitex_grpc.transport.ttheader.server import TTHeaderServerTransport
 
         return TTHeaderServerTransport(options, dispatcher)

@@ -93,6 +93,36 @@ def kitex_protobuf_seeds() -> list[Seed]:
     ]
 
 
+def ttstream_seeds() -> list[Seed]:
+    """A TTHeader Streaming bidi stream as a client writes it: Header, two Data frames, Trailer (and a
+    second stream cancelled with an Rst), each frame's length and header size marked."""
+    from kitex_grpc.codec import thrift as thrift_codec
+    from kitex_grpc.protocol.ttstream import FrameType, encode_exception_payload, encode_stream_frame
+    from tests.ttstream.support import Request
+
+    body = thrift_codec.serializer(Request)(Request(message="fuzz", seq=1))
+    frames = [
+        encode_stream_frame(FrameType.HEADER, 1, "EchoBidi", b"", {"isn": "StreamService"}, {28: "5000"}),
+        encode_stream_frame(FrameType.DATA, 1, "EchoBidi", body),
+        encode_stream_frame(FrameType.DATA, 1, "EchoBidi", body),
+        encode_stream_frame(FrameType.TRAILER, 1, "EchoBidi"),
+        encode_stream_frame(FrameType.HEADER, 3, "EchoServer", b"", {"isn": "StreamService"}),
+        encode_stream_frame(
+            FrameType.RST,
+            3,
+            "EchoServer",
+            encode_exception_payload("EchoServer", 3, "cancel", 12007),
+            {"ttscp": "A"},
+        ),
+    ]
+    starts, offset = [], 0
+    for frame in frames:
+        starts.append(offset)
+        offset += len(frame)
+    lengths = tuple(pair for start in starts for pair in ((start, 4), (start + 12, 2)))
+    return [Seed("ttstream", b"".join(frames), tuple(starts), lengths)]
+
+
 INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFF, 0xFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
 
 

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import TransportProtocol, client, server
-from tests.fuzz.mutations import Seed, h2_call, kitex_protobuf_seeds, mutated, ttheader_seeds
+from tests.fuzz.mutations import Seed, h2_call, kitex_protobuf_seeds, mutated, ttheader_seeds, ttstream_seeds
 from tests.support import NOT_ABOUT_DIALING, EchoService
 from tests.ttheader.support import Req, connect, serve
 
@@ -89,6 +89,21 @@ async def thrift_target() -> AsyncIterator[Target]:
         yield Target(ttheader_seeds(), svr.address, canary)
 
 
+@asynccontextmanager
+async def ttstream_target() -> AsyncIterator[Target]:
+    from tests.ttstream import support as tts
+
+    async with tts.serve() as (svr, _), tts.connect(svr.address) as cli:
+
+        async def canary() -> None:
+            stream = await cli.EchoBidi()
+            await stream.send(tts.Request(message="canary"))
+            assert (await stream.recv()).message == "canary"
+            await stream.close_send()
+
+        yield Target(ttstream_seeds(), svr.address, canary)
+
+
 TARGETS: dict[str, Callable[[], Any]] = {
     "grpc": lambda: pb_target(TransportProtocol.GRPC, [h2_call()]),
     "grpc_h2": lambda: pb_target(TransportProtocol.GRPC_H2, [h2_call()]),
@@ -96,6 +111,8 @@ TARGETS: dict[str, Callable[[], Any]] = {
     "ttheader_thrift": thrift_target,
     # ... and Kitex Protobuf, and hands HTTP/2 over to the h2 transport.
     "ttheader_protobuf": lambda: pb_target(TransportProtocol.TTHEADER, [*kitex_protobuf_seeds(), h2_call()]),
+    # ... and TTHeader Streaming, handed over to the ttstream server.
+    "ttstream": ttstream_target,
 }
 
 

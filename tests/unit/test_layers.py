@@ -62,6 +62,8 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
             ("transport/ttheader/client.py", "kitex_grpc.options.client"),
             ("transport/ttheader/pool.py", "kitex_grpc.options.client"),
             ("transport/ttheader/server.py", "kitex_grpc.options.server"),
+            ("transport/ttstream/client.py", "kitex_grpc.options.client"),
+            ("transport/ttstream/server.py", "kitex_grpc.options.server"),
         ],
         "transports take the option records; a transport-level config built by options replaces them",
     ),

@@ -345,13 +345,15 @@ class _ServerConnection(ReceiveBufferProtocol):
             return None
         if detected is None:
             return None
-        if detected is DetectedProtocol.HTTP2:
+        if detected is DetectedProtocol.HTTP2 or detected is DetectedProtocol.TTHEADER_STREAMING:
             transport, self._transport = self._transport, None
             self._head = None
             self._server.forget(self)
             assert transport is not None
             limiter, self._limiter = self._limiter, None
-            self._server.adopt_http2(transport, bytes(head), None if limiter is None else (limiter, self))
+            server = self._server
+            adopt = server.adopt_http2 if detected is DetectedProtocol.HTTP2 else server.adopt_ttstream
+            adopt(transport, bytes(head), None if limiter is None else (limiter, self))
             self._closing = True
             return None
         framing = _FRAMINGS.get(detected)
@@ -723,6 +725,7 @@ class TTHeaderServerTransport:
         self._address = ""
         self._idle = asyncio.Event()
         self._h2: Any = None
+        self._ttstream: Any = None  # kitex_grpc.transport.ttstream.server.TTStreamServer, on first use
         self._shapes: dict[tuple[HeaderInfo | None, str, Envelope], _Shape] = {}
         self.conn_limiter: ConnectionLimiter | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -836,7 +839,28 @@ class TTHeaderServerTransport:
                     counted[0].release(counted[1])
                 return
             self._h2 = h2_server.H2ServerTransport(self._options, self.dispatcher)
-        proto: asyncio.Protocol = self._h2.connection_protocol()
+        self._hand_over(transport, self._h2.connection_protocol(), head, counted)
+
+    def adopt_ttstream(
+        self,
+        transport: asyncio.Transport,
+        head: bytes,
+        counted: tuple[ConnectionLimiter, object] | None = None,
+    ) -> None:
+        """Hand a TTHeader Streaming connection to :mod:`kitex_grpc.transport.ttstream.server`."""
+        if self._ttstream is None:
+            from kitex_grpc.transport.ttstream.server import TTStreamServer
+
+            self._ttstream = TTStreamServer(self._options, self.dispatcher, self.events, self.max_frame)
+        self._hand_over(transport, self._ttstream.protocol(self._address), head, counted)
+
+    def _hand_over(
+        self,
+        transport: asyncio.Transport,
+        proto: asyncio.Protocol,
+        head: bytes,
+        counted: tuple[ConnectionLimiter, object] | None,
+    ) -> None:
         if counted is not None:
             proto = _Counted(proto, *counted)
         if isinstance(transport, EpollTransport):  # asyncio's own transport takes the socket over
@@ -852,7 +876,7 @@ class TTHeaderServerTransport:
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: _Primed(proto, head), sock)
         except Exception as exc:
-            logger.warning("ttheader server: cannot hand an HTTP/2 connection to the h2 transport: %s", exc)
+            logger.warning("ttheader server: cannot hand a connection over: %s", exc)
             sock.close()
             proto.connection_lost(exc)  # a _Counted one releases its limiter key
 
@@ -874,6 +898,8 @@ class TTHeaderServerTransport:
         drains = [self._drain(grace)]
         if self._h2 is not None:
             drains.append(self._h2.drain_adopted(grace))
+        if self._ttstream is not None:
+            drains.append(self._ttstream.drain(grace))
         await asyncio.gather(*drains)
 
     async def _drain(self, grace: float) -> None:

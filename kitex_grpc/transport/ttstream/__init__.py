@@ -1,0 +1,1 @@
+"""TTHeader Streaming ("ttstream"): asyncio client and server (KITEX-WIRE-2.md §11)."""
