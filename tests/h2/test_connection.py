@@ -250,3 +250,41 @@ async def test_replies_after_the_peer_reset_are_dropped_without_asyncio_warnings
             handler.release.set()  # the handlers reply in that same turn, after the RST
             await asyncio.wait_for(asyncio.shield(conn.done), 5)
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+class _CountingTransport:
+    """The server connection's real transport, counting the writes made through it."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.inner.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_replies_finishing_in_one_loop_turn_share_one_write_after_the_first() -> None:
+    """The first reply of a loop turn is written at once; the replies of the other calls that finish in
+    the same turn go out together at its end: two socket writes for twelve replies, not twelve."""
+    handler = _Held(12)
+    async with h2_server(handler=handler) as (svr, _, transport):
+        raw = await RawH2.open(svr.address)
+        sids = []
+        for _ in range(handler.count):
+            sid = raw.request()
+            raw.conn.send_data(sid, grpc_frame(Req(message="x").SerializeToString()), end_stream=True)
+            sids.append(sid)
+        await raw.flush()
+        await wait_for(handler.all_in)
+        (conn,) = transport.connections
+        counting = _CountingTransport(conn.transport)
+        conn.transport = counting  # type: ignore[assignment]
+        handler.release.set()  # all twelve handlers return in the next loop turn
+        await raw.until(lambda _: all(raw.ended(sid) for sid in sids))
+        assert [raw.headers(sid).get(b"grpc-status") for sid in sids] == [b"0"] * handler.count
+        assert counting.writes == 2
+        raw.close()

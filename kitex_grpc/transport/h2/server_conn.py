@@ -499,7 +499,7 @@ class ServerConnection(H2Protocol):
         except StreamClosedError:
             pass
         call.ended = True
-        self.flush()
+        self.flush_reply()
 
     def _reply_error(self, call: ServerCall, exc: Exception, ri: RPCInfo | None = None) -> None:
         if call.ended:
@@ -527,7 +527,7 @@ class ServerConnection(H2Protocol):
             pass
         except Exception as failure:  # never leave the stream open
             self._end_internal(call, failure)
-        self.flush()
+        self.flush_reply()
 
     def _end_internal(self, call: ServerCall, failure: Exception) -> None:
         """Sending a reply failed: end the stream with INTERNAL, as trailers or else RST_STREAM.
