@@ -159,17 +159,33 @@ class Server:
         if not self._services and self._dispatch.unknown is None:
             raise RuntimeError("no service registered: call register_service() first")
         hooks = self._options.hooks
-        for hook in hooks:
-            await hook.prepare(self)
-        await self._watch_config()
-        self._transport = new_server_transport(self._options, self._dispatch)
-        limiter = self.limiter
-        if limiter is not None and limiter.connections is not None:
-            limit_connections = getattr(self._transport, "limit_connections", None)
-            if limit_connections is not None:  # the transport counts its own connections
-                limit_connections(limiter.connections)
-                limiter.count_peers = False
-        await self._transport.start()
+        prepared: list[Any] = []
+        try:
+            for hook in hooks:
+                await hook.prepare(self)
+                prepared.append(hook)
+            await self._watch_config()
+            self._transport = new_server_transport(self._options, self._dispatch)
+            limiter = self.limiter
+            if limiter is not None and limiter.connections is not None:
+                limit_connections = getattr(self._transport, "limit_connections", None)
+                if limit_connections is not None:  # the transport counts its own connections
+                    limit_connections(limiter.connections)
+                    limiter.count_peers = False
+            await self._transport.start()
+        except BaseException:
+            # A failed start (a port taken, a config source not ready) releases what the hooks
+            # already bound (probe and metrics ports), so the process can retry or exit cleanly.
+            self._transport = None
+            if self._config_watch is not None:
+                watch, self._config_watch = self._config_watch, None
+                await watch.close()
+            for hook in reversed(prepared):
+                try:
+                    await hook.stopped(self)
+                except Exception as exc:
+                    _log.warning("server start failed; closing %r failed too: %r", hook, exc)
+            raise
         self._serving = True
         for hook in hooks:
             await hook.serving(self)

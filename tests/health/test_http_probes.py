@@ -152,6 +152,24 @@ async def test_a_taken_probe_port_fails_start() -> None:
         k8s.echo_kitex.new_server(EchoService(), server.with_http_probes(), server.with_http_probes())
 
 
+async def test_a_failed_start_releases_the_probe_port() -> None:
+    # The service port is taken: start() fails after the probes bound theirs, and must let it go.
+    async with serve() as (first, _):
+        svr = k8s.echo_kitex.new_server(
+            EchoService(),
+            server.with_service_addr(first.address),
+            server.with_transport_protocol(TransportProtocol.GRPC_H2),
+            server.with_http_probes("127.0.0.1:0"),
+        )
+        with pytest.raises(OSError):
+            await svr.start()
+        probe_address = probes_of(svr).address
+        assert probe_address
+        host, port = probe_address.rsplit(":", 1)
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.wait_for(asyncio.open_connection(host, int(port)), 5)
+
+
 def _manifest_value(pattern: str) -> list[str]:
     return re.findall(pattern, MANIFEST.read_text())
 
