@@ -199,10 +199,11 @@ def cython_deserializer(struct_type: Any) -> Callable[[bytes], Any]:
             buf.setvalue(data + _GUARD)  # one call fewer than setvalue(data), write(_GUARD)
             proto.read_struct(obj)
             overran = len(buf.read(8)) < 8
-        except Exception as exc:  # thriftpy2 raises several unrelated types for bad bytes
+        except Exception as bad:  # thriftpy2 raises several unrelated types for bad bytes
+            # (not `exc`: compiled, a name keeps the type of its first binding in the function)
             raise ProtocolError(
-                f"thrift: cannot decode {struct_type.__name__}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"thrift: cannot decode {struct_type.__name__}: {type(bad).__name__}: {bad}"
+            ) from bad
         finally:
             if len(data) <= _POOLED_MAX_BYTES:
                 _readers.append(pair)

@@ -467,9 +467,9 @@ class TTHeaderClientTransport:
             raise GetConnectionError(
                 f"dial tcp {address}: timed out after {connect_timeout * 1000:.0f}ms"
             ) from None
-        except OSError as exc:
+        except OSError as failure:  # not `exc`: compiled, a name keeps the type of its first binding
             pool_stats.count("ttheader", address, pool_stats.DIAL_FAILURE)
-            raise GetConnectionError(f"dial tcp {address}: {exc}").with_cause(exc) from exc
+            raise GetConnectionError(f"dial tcp {address}: {failure}").with_cause(failure) from failure
         pool_stats.count("ttheader", address, pool_stats.DIAL)
         if self._closed:
             conn.close()

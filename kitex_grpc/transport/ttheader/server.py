@@ -471,8 +471,8 @@ class _ServerConnection(ReceiveBufferProtocol):
                 except asyncio.CancelledError:
                     self._active -= 1
                     raise
-                except BaseException as exc:
-                    self._log_failure(exc)
+                except BaseException as failure:  # not `exc`: see _serve
+                    self._log_failure(failure)
                 if self._in_order and queue and not self._closing:
                     worker.pending = Resumption(
                         self._serve(queue.popleft()), NOT_STARTED, self._base_context.copy()
@@ -506,8 +506,9 @@ class _ServerConnection(ReceiveBufferProtocol):
         except RouteError as exc:
             self._reject(message, exc.detail, exc.type_id)
             return
-        except Exception as exc:  # a header nothing can be served from: answered, never dropped
-            self._reject(message, f"bad request header: {exc}", TApplicationType.PROTOCOL_ERROR)
+        except Exception as bad:  # a header nothing can be served from: answered, never dropped
+            # (not `exc`: compiled, a name keeps the type of its first binding in the function)
+            self._reject(message, f"bad request header: {bad}", TApplicationType.PROTOCOL_ERROR)
             return
         method = shape.method
         try:
