@@ -17,7 +17,15 @@ EXIT_OK = 0
 EXIT_RPC = 1
 EXIT_USAGE = 2
 
-TRANSPORTS = ("grpc", "grpc-h2", "ttheader", "ttheader-framed", "framed", "kitex-protobuf")
+TRANSPORTS = (
+    "grpc",
+    "grpc-h2",
+    "ttheader",
+    "ttheader-framed",
+    "framed",
+    "kitex-protobuf",
+    "ttheader-streaming",
+)
 
 _CALL_EPILOG = """\
 input: -d JSON, or -f FILE ("-" for stdin), or stdin when neither is given. Unary and server-streaming

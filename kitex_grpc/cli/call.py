@@ -27,6 +27,7 @@ from kitex_grpc.generic import ConvertError, Generic, IDLError, IDLExceptionErro
 from kitex_grpc.generic.codecs import ThriftGeneric, json_pb, json_thrift
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.serviceinfo import MethodInfo, StreamingMode
+from kitex_grpc.transport_protocol import TransportProtocol
 
 __all__ = ["run"]
 
@@ -193,8 +194,10 @@ async def _call(args: argparse.Namespace) -> int:
         if g is None:
             return EXIT_RPC
     mi = g.method(method)
-    if mi.mode.is_streaming and not proto.is_grpc:
-        raise UsageError(f"{method} is a {mi.mode.value} stream: streams need a gRPC transport")
+    if mi.mode.is_streaming and not (proto.is_grpc or proto is TransportProtocol.TTHEADER_STREAMING):
+        raise UsageError(
+            f"{method} is a {mi.mode.value} stream: streams need a gRPC transport or ttheader-streaming"
+        )
     captured: list[RPCInfo] = []
 
     def capture(next_endpoint: Endpoint) -> Endpoint:

@@ -18,6 +18,7 @@ _PROTOCOLS = {
     "ttheader": TransportProtocol.TTHEADER,
     "ttheader-framed": TransportProtocol.TTHEADER_FRAMED,
     "framed": TransportProtocol.FRAMED,
+    "ttheader-streaming": TransportProtocol.TTHEADER_STREAMING,  # Thrift streams (KITEX-WIRE-2 §11)
     # Kitex Protobuf is always framed after its TTHeader (KITEX-WIRE.md §1.3)
     "kitex-protobuf": TransportProtocol.TTHEADER_FRAMED,
 }

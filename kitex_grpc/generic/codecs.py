@@ -116,6 +116,9 @@ class Generic:
         return value
 
 
+_STREAM_MODES = frozenset((StreamingMode.CLIENT, StreamingMode.SERVER, StreamingMode.BIDIRECTIONAL))
+
+
 class ThriftGeneric(Generic):
     """JSON (``json_thrift``) or dict (``map_thrift``) over Thrift: the first IDL argument in, the
     success value out (KITEX-WIRE-2.md §13.2)."""
@@ -130,6 +133,12 @@ class ThriftGeneric(Generic):
         self.text = text
         self.raw_string_reply = False
         self.service_info = service_info(idl.service, service_name=service_name)
+
+    @staticmethod
+    def _bare(mi: MethodInfo) -> bool:
+        """A Thrift stream carries bare argument/return structs, not ``_args``/``_result``
+        (KITEX-WIRE-2.md §11.6, §12); ping-pong and ``streaming.mode="unary"`` keep the wrappers."""
+        return mi.mode in _STREAM_MODES
 
     def _arg(self, mi: MethodInfo) -> tuple[str, int, Any] | None:
         spec = mi.request_type.thrift_spec
@@ -159,6 +168,8 @@ class ThriftGeneric(Generic):
         return dump_json(converted) if self.text else converted
 
     def encode_request(self, mi: MethodInfo, value: Any) -> Any:
+        if self._bare(mi):
+            return self._value_in(value, STRUCT, mi.request_type, "")
         args = mi.request_type()
         arg = self._arg(mi)
         if arg is not None:
@@ -167,6 +178,8 @@ class ThriftGeneric(Generic):
         return args
 
     def decode_reply(self, mi: MethodInfo, reply: Any) -> Any:
+        if self._bare(mi):
+            return self._value_out(reply, (STRUCT, "", mi.response_type, False), "")
         spec = mi.response_type.thrift_spec.get(0)
         if spec is None or reply is None:
             return None
@@ -182,6 +195,8 @@ class ThriftGeneric(Generic):
         return None
 
     def decode_request(self, mi: MethodInfo, request: Any) -> Any:
+        if self._bare(mi):
+            return self._value_out(request, (STRUCT, "", mi.request_type, False), "")
         arg = self._arg(mi)
         if arg is None:
             return None
@@ -189,6 +204,8 @@ class ThriftGeneric(Generic):
         return self._value_out(request, spec, arg[0])
 
     def encode_reply(self, mi: MethodInfo, value: Any) -> Any:
+        if self._bare(mi):
+            return self._value_in(value, STRUCT, mi.response_type, "success")
         spec = mi.response_type.thrift_spec.get(0)
         if spec is None:
             return None
