@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -64,8 +65,28 @@ async def serve() -> None:
     await svr.run()
 
 
-async def pipelined(stream: Any, message_type: Any, payload: bytes, inflight: int, duration: float) -> float:
-    """Messages per second echoed on ``stream`` with ``inflight`` outstanding (after a 0.5 s warm-up)."""
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+class Rate:
+    """One case's messages per second and CPU microseconds per message of each process."""
+
+    def __init__(self, rate: float, client_us: float, server_us: float) -> None:
+        self.rate, self.client_us, self.server_us = rate, client_us, server_us
+
+
+async def pipelined(
+    stream: Any, message_type: Any, payload: bytes, inflight: int, duration: float, server_pid: int
+) -> Rate:
+    """Messages per second echoed on ``stream`` with ``inflight`` outstanding (after a 0.5 s warm-up),
+    and the CPU per message of this process and of the server process ``server_pid``."""
     window = asyncio.Semaphore(inflight)
     received = 0
     stop = False
@@ -87,20 +108,26 @@ async def pipelined(stream: Any, message_type: Any, payload: bytes, inflight: in
     tasks = [asyncio.create_task(sender()), asyncio.create_task(receiver())]
     await asyncio.sleep(0.5)  # warm-up: not counted
     start_count, start = received, time.perf_counter()
+    cpu, server_cpu = time.process_time(), process_cpu(server_pid)
     await asyncio.sleep(duration)
-    rate = (received - start_count) / (time.perf_counter() - start)
+    count = received - start_count
+    rate = count / (time.perf_counter() - start)
+    client_us = (time.process_time() - cpu) / max(count, 1) * 1e6
+    server_us = (process_cpu(server_pid) - server_cpu) / max(count, 1) * 1e6
     stop = True
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     stream.cancel()
-    return rate
+    return Rate(rate, client_us, server_us)
 
 
 CASES = ("thrift/ttstream", "thrift/grpc_h2", "protobuf/grpc_h2")
 
 
-async def one_case(address: str, name: str, size: int, duration: float, inflight: int) -> float:
+async def one_case(
+    address: str, name: str, size: int, duration: float, inflight: int, server_pid: int
+) -> Rate:
     from gen.echo.v1 import echo_kitex, echo_pb2
     from kitex_grpc import TransportProtocol, client, thrift
 
@@ -113,7 +140,9 @@ async def one_case(address: str, name: str, size: int, duration: float, inflight
             client.with_connect_timeout(5),
         )
         try:
-            return await pipelined(await pcli.Bidi(), echo_pb2.EchoRequest, payload, inflight, duration)
+            return await pipelined(
+                await pcli.Bidi(), echo_pb2.EchoRequest, payload, inflight, duration, server_pid
+            )
         finally:
             await pcli.close()
     stream_thrift = _thrift()
@@ -127,18 +156,20 @@ async def one_case(address: str, name: str, size: int, duration: float, inflight
         client.with_transport_protocol(protocol),
         client.with_connect_timeout(5),
     ) as cli:
-        return await pipelined(await cli.EchoBidi(), stream_thrift.StreamRequest, payload, inflight, duration)
+        return await pipelined(
+            await cli.EchoBidi(), stream_thrift.StreamRequest, payload, inflight, duration, server_pid
+        )
 
 
 async def measure(
-    address: str, duration: float, inflight: int, rounds: int
-) -> dict[tuple[str, int], list[float]]:
+    address: str, duration: float, inflight: int, rounds: int, server_pid: int
+) -> dict[tuple[str, int], list[Rate]]:
     """Every case once per round, the cases in turn, so a slow spell of the machine hits them alike."""
-    rates: dict[tuple[str, int], list[float]] = {}
+    rates: dict[tuple[str, int], list[Rate]] = {}
     for _ in range(rounds):
         for size in (64, 4096):
             for name in CASES:
-                rate = await one_case(address, name, size, duration, inflight)
+                rate = await one_case(address, name, size, duration, inflight, server_pid)
                 rates.setdefault((name, size), []).append(rate)
     return rates
 
@@ -162,18 +193,24 @@ def main() -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
         assert line.startswith("LISTENING "), line
-        runs = eventloop.run(measure(line.split()[1], args.duration, args.inflight, args.rounds))
+        runs = eventloop.run(measure(line.split()[1], args.duration, args.inflight, args.rounds, proc.pid))
     finally:
         proc.terminate()
         proc.wait(10)
-    rates = {key: statistics.median(values) for key, values in runs.items()}
+    rates = {key: statistics.median(r.rate for r in values) for key, values in runs.items()}
     print(
         f"bidi pipelined, {args.inflight} in flight, {args.duration:g} s per case, "
-        f"median of {args.rounds} rounds (messages/s)"
+        f"median of {args.rounds} rounds (messages/s; CPU us per message, client + server)"
     )
     for (name, size), rate in rates.items():
-        spread = ", ".join(f"{v:,.0f}" for v in runs[(name, size)])
-        print(f"  {name:18s} {size:5d} B  {rate:10,.0f}   ({spread})")
+        values = runs[(name, size)]
+        spread = ", ".join(f"{r.rate:,.0f}" for r in values)
+        client_us = statistics.median(r.client_us for r in values)
+        server_us = statistics.median(r.server_us for r in values)
+        print(
+            f"  {name:18s} {size:5d} B  {rate:10,.0f}   cpu/msg {client_us:5.1f} + {server_us:5.1f} us"
+            f"   ({spread})"
+        )
     for size in (64, 4096):
         ttstream = rates[("thrift/ttstream", size)]
         print(

@@ -38,6 +38,9 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.transport.ttheader.server",
     "kitex_grpc.server.middlewares",
     "kitex_grpc.server.dispatch",
+    "kitex_grpc.protocol.ttstream",
+    "kitex_grpc.protocol.ttstream_state",
+    "kitex_grpc.transport.ttstream.queue",
 )
 
 

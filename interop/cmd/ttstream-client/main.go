@@ -5,6 +5,9 @@
 //	{"case": "<name>", "received": <replies>, "reply": "<last reply message>",
 //	 "err": "<error text or empty>", "biz_code": <code or 0>, "ms": <elapsed>}
 //
+// -load N instead runs N seconds of pipelined bidi echoes (bench/ttstream_bidi.py's load: -inflight
+// messages outstanding, -size payload bytes, after a 0.5 s warm-up) and prints
+// {"case": "load", "size": <bytes>, "inflight": <n>, "msgs_per_s": <rate>, "err": "<error or empty>"}.
 // -cases picks the cases (comma-separated; default all). The server must follow
 // the handler conventions of cmd/ttstream-server. The exit status is 0 when
 // every case ran (whatever its outcome: the tests judge the lines).
@@ -251,9 +254,60 @@ func run(name string, cli streamservice.Client) result {
 var allCases = "bidi-0,bidi-1,bidi-10000,server-0,server-1,server-10000,client-0,client-1,client-3," +
 	"biz-end,idl-exception-end,error-mid,server-half-close,cancel,timeout,recv-timeout,meta,unary"
 
+type loadResult struct {
+	Case     string  `json:"case"`
+	Size     int     `json:"size"`
+	Inflight int     `json:"inflight"`
+	Rate     float64 `json:"msgs_per_s"`
+	Err      string  `json:"err"`
+}
+
+func load(cli streamservice.Client, seconds float64, size, inflight int) loadResult {
+	r := loadResult{Case: "load", Size: size, Inflight: inflight}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := cli.EchoBidi(ctx)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	payload := make([]byte, size)
+	window := make(chan struct{}, inflight)
+	go func() {
+		for seq := int64(0); ctx.Err() == nil; seq++ {
+			window <- struct{}{}
+			if stream.Send(ctx, &ttstream.StreamRequest{Message: "m", Payload: payload, Seq: seq}) != nil {
+				return
+			}
+		}
+	}()
+	warm := time.Now().Add(500 * time.Millisecond)
+	end := warm.Add(time.Duration(seconds * float64(time.Second)))
+	count := 0
+	for {
+		if _, err := stream.Recv(ctx); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		<-window
+		now := time.Now()
+		if now.After(end) {
+			break
+		}
+		if now.After(warm) {
+			count++
+		}
+	}
+	r.Rate = float64(count) / seconds
+	return r
+}
+
 func main() {
 	addr := flag.String("addr", "", "host:port of the StreamService")
 	cases := flag.String("cases", allCases, "comma-separated cases")
+	loadSeconds := flag.Float64("load", 0, "seconds of pipelined bidi load instead of the cases (0: cases)")
+	size := flag.Int("size", 64, "payload bytes per message (-load)")
+	inflight := flag.Int("inflight", 64, "messages in flight (-load)")
 	flag.Parse()
 	cli, err := streamservice.NewClient("stream", client.WithHostPorts(*addr))
 	if err != nil {
@@ -261,6 +315,12 @@ func main() {
 		os.Exit(1)
 	}
 	enc := json.NewEncoder(os.Stdout)
+	if *loadSeconds > 0 {
+		if err := enc.Encode(load(cli, *loadSeconds, *size, *inflight)); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
 	for _, name := range strings.Split(*cases, ",") {
 		if err := enc.Encode(run(name, cli)); err != nil {
 			os.Exit(1)
