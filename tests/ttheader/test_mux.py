@@ -78,15 +78,21 @@ async def test_a_timed_out_call_leaves_the_connection_to_the_others(caplog: pyte
         async with connect(
             svr.address, "ttheader", client.with_mux_connection(1), client.with_rpc_timeout(0.05)
         ) as cli:
-            with pytest.raises(RPCTimeoutError):
+            with pytest.raises(RPCTimeoutError) as timed_out:
                 await cli.echo(Req(message="gate"))
             assert (await cli.echo(Req(message="after"))).message == "after"
-            handler.release.set()  # the late reply of the timed-out call comes back and is dropped
-            for _ in range(100):  # bounded: until the drop is logged (each call is a round trip)
-                if "dropped a reply nobody waits for" in caplog.text:
-                    break
-                assert (await cli.echo(Req(message="more"))).message == "more"
-            assert "dropped a reply nobody waits for" in caplog.text
+            handler.release.set()
+            if timed_out.value.remote:
+                # The server's own deadline (the RPC timeout travels in the TTHeader) answered before
+                # the client's timer fired, as a loaded machine can order them: no late reply exists.
+                assert "dropped a reply nobody waits for" not in caplog.text
+            else:  # the late reply of the timed-out call comes back and is dropped
+                for _ in range(100):  # bounded: until the drop is logged (each call is a round trip)
+                    if "dropped a reply nobody waits for" in caplog.text:
+                        break
+                    assert (await cli.echo(Req(message="more"))).message == "more"
+                assert "dropped a reply nobody waits for" in caplog.text
+            assert (await cli.echo(Req(message="more"))).message == "more"
             assert len(conns) == 1 and transport_of(cli).open_connections(svr.address) == 1
 
 
