@@ -204,7 +204,12 @@ async def test_stop_lets_open_streams_finish_and_refuses_new_ones() -> None:
         await stream.send(Request(message="before"))
         assert (await stream.recv()).message == "before"
         stopping = asyncio.create_task(svr.stop())
-        await asyncio.sleep(0)  # let stop() begin draining
+        streams = svr._transport._ttstream  # the port's ttstream side
+        for _ in range(500):  # bounded: stop() marks the ttstream side draining within a few loop turns
+            if streams.draining:
+                break
+            await asyncio.sleep(0.01)
+        assert streams.draining
         late = await cli.EchoBidi()
         with pytest.raises(ApplicationError, match="shutting down"):
             await late.recv()

@@ -173,7 +173,6 @@ async def test_a_worker_that_dies_is_restarted_and_logged() -> None:
 
 
 async def test_merged_metrics_one_page_for_all_workers_and_kept_across_a_roll() -> None:
-    pytest.importorskip("opentelemetry.sdk")
     from kitex_grpc.server.metrics_hub import scrape
 
     with serving(2, _env("ttheader", ECHO_METRICS="127.0.0.1:0", ECHO_EXIT_WAIT="1")) as proc:
