@@ -88,9 +88,10 @@ async def test_h2spec_passes_but_for_plain_http_cases(
     async with serve(server.with_transport_protocol(protocol)) as (svr, _):
         failed = await run_h2spec(h2spec, svr.address, tmp_path / "h2spec.xml")
         if set(failed) - set(NOT_GRPC):
-            # A failure counts only if a second whole run shows it again: under CI load, cases that
-            # race the server's immediate answer to a plain-HTTP request (6.9.1/3) or its close after a
-            # GOAWAY (5.4.1/1, "connection reset by peer") have failed once each. Known flakes, to fix.
+            # A failure counts only if a second whole run shows it again: under CI load, the case that
+            # races the server's immediate answer to a plain-HTTP request (6.9.1/3) has failed once.
+            # (5.4.1/1's "connection reset by peer" after a GOAWAY is fixed: the lingering close,
+            # tests/h2/test_lingering_close.py.)
             again = await run_h2spec(h2spec, svr.address, tmp_path / "h2spec-again.xml")
             failed = {case: why for case, why in failed.items() if case in again or case in NOT_GRPC}
     unexpected = {case: why for case, why in failed.items() if case not in NOT_GRPC}

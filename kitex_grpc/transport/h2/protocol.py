@@ -14,7 +14,11 @@ on one connection) this made ~10 replies per write instead of one and took the s
 from 104.0 to 99.7 µs (bench/README.md, "ghz").
 
 A ``H2ConnectionError`` from the core (the peer broke HTTP/2, RFC 9113 §5.4.1) flushes the GOAWAY the
-core queued, closes the transport and fails every call. Keepalive: a PING every ``keepalive_time``
+core queued, fails every call and closes the connection with a lingering close: our side is shut
+(FIN after the GOAWAY) and what the peer still sends is read and dropped until its EOF or for at most
+:data:`LINGER_SECONDS`. Closing a socket with unread input makes the kernel reset the connection
+(RFC 9293 §3.6.1), and a peer that gets the RST before it reads our GOAWAY never learns why: h2spec
+saw "connection reset by peer" in place of the GOAWAY under load. Keepalive: a PING every ``keepalive_time``
 seconds; if its ACK does not come within ``keepalive_timeout``, the connection is closed the same way.
 """
 
@@ -38,6 +42,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("kitex_grpc.transport.h2")
 
 _KEEPALIVE_PING_PREFIX = b"\x00\x00\x00\x00"
+# How long a connection closed for a protocol error keeps reading (and dropping) the peer's input:
+# Go's HTTP/2 server closes a connection 1 s after its GOAWAY (goAwayTimeout, net/http h2_bundle.go).
+LINGER_SECONDS = 1.0
 
 
 class H2Protocol(ReceiveBufferProtocol):
@@ -54,6 +61,7 @@ class H2Protocol(ReceiveBufferProtocol):
         self.closed = False  # the socket is gone (or going): no more I/O
         self._keepalive_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._ping_count = 0
         self._ping_data = b""
         # Set while at least one writer on this connection waits for the peer's window (backpressure
@@ -83,12 +91,14 @@ class H2Protocol(ReceiveBufferProtocol):
             self._keepalive_timer = self._loop.call_later(self._tuning.keepalive_time, self._send_keepalive)
 
     def data_received(self, data: bytes | memoryview) -> None:
+        if self.closed:  # lingering after our GOAWAY: the input is dropped (see the module docstring)
+            return
         try:
             # ``data`` may view the shared receive buffer: h2's frame buffer copies it (bytearray +=).
             events = self._core.receive_data(data)
         except H2ConnectionError as exc:
             self.on_connection_error(exc)
-            self.abort(connection_error(f"HTTP/2 connection error: {exc.detail}"))
+            self.abort(connection_error(f"HTTP/2 connection error: {exc.detail}"), linger=True)
             return
         if events:
             self.handle_events(events)
@@ -100,6 +110,9 @@ class H2Protocol(ReceiveBufferProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
         self._wake_writers()
         self.on_connection_lost(exc)
 
@@ -156,8 +169,12 @@ class H2Protocol(ReceiveBufferProtocol):
 
     # -- closing ------------------------------------------------------------------------------------
 
-    def abort(self, error: KitexError) -> None:
-        """Fail every call with ``error``, send GOAWAY if none went out, and close the socket."""
+    def abort(self, error: KitexError, *, linger: bool = False) -> None:
+        """Fail every call with ``error``, send GOAWAY if none went out, and close the socket.
+
+        With ``linger`` (the peer may still be sending), shut our side and drop the peer's input
+        until its EOF or :data:`LINGER_SECONDS`, then close (see the module docstring).
+        """
         if self.closed:
             return
         self.fail_all(error)
@@ -166,8 +183,14 @@ class H2Protocol(ReceiveBufferProtocol):
         self.closed = True
         self._cancel_timers()
         self._wake_writers()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if linger and transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()  # the FIN follows what is buffered: the GOAWAY goes first
+            self._linger_timer = self._loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
 
     def _cancel_timers(self) -> None:
         for timer in (self._keepalive_timer, self._ping_timer):
