@@ -24,7 +24,7 @@ from kitex_grpc.options.client import DEFAULT_MAX_MESSAGE_SIZE
 from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.wire import Framing, MessageDecoder, encode
 from tests.support import EchoService
-from tests.ttheader.support import ROOT, Req, connect, open_raw, read_to_eof, serve
+from tests.ttheader.support import ROOT, Reply, Req, ThriftEcho, connect, open_raw, read_to_eof, serve
 
 MiB = 1 << 20
 SIZES = [4 * MiB, 64 * MiB]
@@ -167,6 +167,30 @@ async def test_a_request_over_the_servers_limit_closes_that_connection_only() ->
         with pytest.raises(RemoteOrNetworkError, match=r"closed by peer|reset"):
             await cli.echo(Req(message="big", payload=bytes(8 * MiB)))
         assert (await cli.echo(Req(message="after"))).message == "after"
+
+
+class BigReplies(ThriftEcho):
+    """Answers every echo with a reply of ``size`` payload bytes, whatever was asked."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    async def echo(self, req: Any) -> Any:
+        return Reply(message=req.message, payload=bytes(self.size))
+
+
+async def test_a_reply_over_the_clients_limit_fails_that_call_with_the_sizes() -> None:
+    handler = BigReplies(DEFAULT_MAX_MESSAGE_SIZE + MiB)
+    async with (
+        serve(server.with_max_message_size(64 * MiB), handler=handler) as (svr, _),
+        connect(svr.address, "ttheader") as cli,  # the default 4 MiB limit
+    ):
+        limit = frame_limit(DEFAULT_MAX_MESSAGE_SIZE)
+        with pytest.raises(RemoteOrNetworkError, match=rf"bad reply from .*exceeds the limit {limit}"):
+            await cli.echo(Req(message="x"))
+        handler.size = 10
+        assert len((await cli.echo(Req(message="y"))).payload) == 10  # a new connection serves on
 
 
 # -- memory ----------------------------------------------------------------------------------------------
