@@ -25,7 +25,7 @@ export UV_NO_PROGRESS := 1
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: demo test test-lowest test-latest lint typecheck unit unit-pure bench fuzz gen compiled clean-compiled \
-	clean lock dist wheel-test etcd bench-ghz
+	clean lock dist wheel-test etcd bench-ghz bench-large
 
 $(UV):
 	@echo "==> bootstrap: uv $(UV_VERSION) in $(BOOTSTRAP)"
@@ -136,6 +136,10 @@ etcd:
 ## bench: benchmarks against the baselines; writes bench/results/latest.json
 bench: $(SYNC_STAMP) $(GEN_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+## bench-large: 64 KiB, 1 MiB and 16 MiB messages (unary, pipelined bidi, a 1 GiB server stream) against a raw-socket floor
+bench-large: $(SYNC_STAMP) $(GEN_STAMP)
+	$(PY) -m bench.large $(BENCH_ARGS)
 
 ## bench-ghz: ghz (Go, pinned in interop/ghz) against both gRPC server transports, grpc.aio and grpclib
 bench-ghz: $(SYNC_STAMP) $(GEN_STAMP) ghz-build

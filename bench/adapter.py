@@ -7,6 +7,7 @@ so kitex-grpc and each baseline run exactly the same measuring code.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -138,6 +139,34 @@ def load(impl: Impl) -> Adapter:
     factory = getattr(module, factory_name)
     adapter: Adapter = factory(impl.arg)
     return adapter
+
+
+# The largest message every server and client of a run accepts, when set (bench/large.py sets it: its
+# 16 MiB messages are over the 4 MiB default of gRPC and kitex-grpc). Unset: each library's default.
+MAX_MESSAGE_ENV = "KITEX_BENCH_MAX_MESSAGE"
+
+
+def max_message_size() -> int | None:
+    value = os.environ.get(MAX_MESSAGE_ENV)
+    return int(value) if value else None
+
+
+# A one-way server stream (bench/large.py): the request names the number of replies in ``seq`` and
+# each reply's payload size in ``message``; the server sends that many replies of one payload.
+_stream_payloads: dict[int, bytes] = {}
+
+
+def stream_request_fields(count: int, size: int) -> dict[str, Any]:
+    return {"message": str(size), "payload": b"", "seq": count}
+
+
+def stream_reply_spec(request: Any) -> tuple[int, dict[str, Any]]:
+    """How many replies a ServerStream request asks for, and the fields of each (one payload, reused)."""
+    size = int(request.message)
+    payload = _stream_payloads.get(size)
+    if payload is None:
+        payload = _stream_payloads[size] = b"s" * size
+    return int(request.seq), {"message": "", "payload": payload, "seq": 0}
 
 
 def reply_fields(request: Any) -> dict[str, Any]:

@@ -11,7 +11,14 @@ from typing import Any
 import grpc
 
 from bench import stubs
-from bench.adapter import StoppableServer, UnavailableError
+from bench.adapter import StoppableServer, UnavailableError, max_message_size, stream_reply_spec
+
+
+def _options() -> list[tuple[str, int]]:
+    size = max_message_size()
+    if size is None:
+        return []
+    return [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
 
 
 class _Bidi:
@@ -45,18 +52,23 @@ class GrpcAioAdapter:
             async def Unary(self, request: Any, context: Any) -> Any:
                 return pb2.EchoReply(message=request.message, payload=request.payload, seq=request.seq)
 
+            async def ServerStream(self, request: Any, context: Any) -> AsyncIterator[Any]:
+                count, fields = stream_reply_spec(request)
+                for _ in range(count):
+                    yield pb2.EchoReply(**fields)
+
             async def Bidi(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
                 async for r in request_iterator:
                     yield pb2.EchoReply(message=r.message, payload=r.payload, seq=r.seq)
 
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=_options())
         self._grpc.add_EchoServicer_to_server(Servicer(), server)
         port = server.add_insecure_port(f"{host}:0")
         await server.start()
         return StoppableServer(f"{host}:{port}", partial(server.stop, 1.0))
 
     async def connect(self, address: str) -> _Client:
-        channel = grpc.aio.insecure_channel(address)
+        channel = grpc.aio.insecure_channel(address, options=_options())
         await channel.channel_ready()
         return _Client(self._pb2, channel, self._grpc.EchoStub(channel))
 
@@ -70,6 +82,14 @@ class _Client:
 
     def request(self, payload: bytes) -> Any:
         return self._pb2.EchoRequest(message="bench", payload=payload, seq=1)
+
+    async def server_stream(self, request: Any) -> AsyncIterator[Any]:
+        call = self._stub.ServerStream(request)
+        try:
+            async for reply in call:
+                yield reply
+        finally:
+            call.cancel()
 
     @asynccontextmanager
     async def bidi(self) -> AsyncIterator[_Bidi]:

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Any
 
 from bench import stubs
-from bench.adapter import StoppableServer, UnavailableError, close_and_wait
+from bench.adapter import StoppableServer, UnavailableError, close_and_wait, stream_reply_spec
 
 try:
     from grpclib.client import Channel
@@ -56,7 +56,9 @@ class GrpclibAdapter:
                     await stream.send_message(pb2.EchoReply(message=r.message, payload=r.payload, seq=r.seq))
 
             async def ServerStream(self, stream: Any) -> None:
-                raise GRPCError(Status.UNIMPLEMENTED)
+                count, fields = stream_reply_spec(await stream.recv_message())
+                for _ in range(count):
+                    await stream.send_message(pb2.EchoReply(**fields))
 
             async def ClientStream(self, stream: Any) -> None:
                 raise GRPCError(Status.UNIMPLEMENTED)
@@ -82,6 +84,12 @@ class _Client:
 
     def request(self, payload: bytes) -> Any:
         return self._pb2.EchoRequest(message="bench", payload=payload, seq=1)
+
+    async def server_stream(self, request: Any) -> AsyncIterator[Any]:
+        async with self._stub.ServerStream.open() as stream:
+            await stream.send_message(request, end=True)
+            async for reply in stream:
+                yield reply
 
     @asynccontextmanager
     async def bidi(self) -> AsyncIterator[_Bidi]:

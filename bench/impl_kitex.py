@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bench.adapter import UnavailableError
+from bench.adapter import UnavailableError, max_message_size, stream_reply_spec
 from gen.echo.v1 import echo_kitex, echo_pb2
 from kitex_grpc import Server, client, server
 from kitex_grpc.transport_protocol import TransportProtocol
@@ -15,6 +15,13 @@ from kitex_grpc.transport_protocol import TransportProtocol
 class _Handler(echo_kitex.EchoHandler):
     async def Unary(self, request: echo_pb2.EchoRequest) -> echo_pb2.EchoReply:
         return echo_pb2.EchoReply(message=request.message, payload=request.payload, seq=request.seq)
+
+    async def ServerStream(  # type: ignore[override]
+        self, request: echo_pb2.EchoRequest
+    ) -> AsyncIterator[echo_pb2.EchoReply]:
+        count, fields = stream_reply_spec(request)
+        for _ in range(count):
+            yield echo_pb2.EchoReply(**fields)
 
     async def Bidi(  # type: ignore[override]
         self, requests: AsyncIterator[echo_pb2.EchoRequest]
@@ -49,6 +56,17 @@ class _Client:
     def request(self, payload: bytes) -> echo_pb2.EchoRequest:
         return echo_pb2.EchoRequest(message="bench", payload=payload, seq=1)
 
+    async def server_stream(self, request: echo_pb2.EchoRequest) -> AsyncIterator[echo_pb2.EchoReply]:
+        call = self._cli.ServerStream(request)
+        try:
+            while True:
+                try:
+                    yield await call.recv()
+                except EOFError:
+                    return
+        finally:
+            call.cancel()
+
     @asynccontextmanager
     async def bidi(self) -> AsyncIterator[_Bidi]:
         stream = await self._cli.Bidi()
@@ -61,6 +79,11 @@ class _Client:
         await self._cli.close()
 
 
+def _sized(option: Any) -> list[Any]:
+    size = max_message_size()
+    return [] if size is None else [option(size)]
+
+
 class KitexAdapter:
     def __init__(self, protocol: str) -> None:
         self._protocol = TransportProtocol.parse(protocol)
@@ -70,6 +93,7 @@ class KitexAdapter:
             _Handler(),
             server.with_service_addr(f"{host}:0"),
             server.with_transport_protocol(self._protocol),
+            *_sized(server.with_max_message_size),
         )
         try:
             await svr.start()
@@ -80,7 +104,10 @@ class KitexAdapter:
     async def connect(self, address: str) -> _Client:
         try:
             cli = echo_kitex.new_client(
-                "echo", client.with_host_ports(address), client.with_transport_protocol(self._protocol)
+                "echo",
+                client.with_host_ports(address),
+                client.with_transport_protocol(self._protocol),
+                *_sized(client.with_max_message_size),
             )
         except ValueError as exc:
             raise UnavailableError(str(exc)) from exc

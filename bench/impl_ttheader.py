@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import kitex_grpc
-from bench.adapter import BidiStream, StoppableServer, UnavailableError, close_and_wait
+from bench.adapter import BidiStream, StoppableServer, UnavailableError, close_and_wait, max_message_size
 from kitex_grpc import client, server, thrift
 from kitex_grpc.transport_protocol import TransportProtocol
 
@@ -62,8 +62,11 @@ class _SyncHandler:
 
 
 async def _start_kitex_server(host: str) -> kitex_grpc.Server:
+    size = max_message_size()
     svr = kitex_grpc.new_server(
-        server.with_service_addr(f"{host}:0"), server.with_transport_protocol(TransportProtocol.TTHEADER)
+        server.with_service_addr(f"{host}:0"),
+        server.with_transport_protocol(TransportProtocol.TTHEADER),
+        *([] if size is None else [server.with_max_message_size(size)]),
     )
     svr.register_service(thrift.service_info(_module.Echo), _Handler())
     await svr.start()
@@ -101,6 +104,7 @@ class KitexAdapter:
         return await _start_kitex_server(host)
 
     async def connect(self, address: str) -> _KitexClient:
+        size = max_message_size()
         cli = thrift.new_client(
             _module.Echo,
             "echo",
@@ -109,6 +113,7 @@ class KitexAdapter:
             client.with_connect_timeout(1.0),
             client.with_long_connection(max_idle_per_address=128, max_idle_global=1024),
             *([client.with_mux_connection(self._mux)] if self._mux else []),
+            *([] if size is None else [client.with_max_message_size(size)]),
         )
         return _KitexClient(cli)
 

@@ -138,6 +138,12 @@ IMPLS: tuple[Impl, ...] = (
         description="the same client -> an asyncio server that does no work: the loop and system calls",
         reference=True,
     ),
+    Impl(
+        name="raw-socket",
+        adapter="bench.impl_raw:adapter",
+        description="asyncio streams moving length-prefixed bytes, nothing else: the floor (bench/large.py)",
+        reference=True,
+    ),
 )
 BY_NAME: dict[str, Impl] = {impl.name: impl for impl in IMPLS}
 

@@ -42,15 +42,19 @@ def parse_source(buffer: bytearray, data: BytesLike) -> bytes | None:
 
     With nothing held back that is ``data`` itself (one copy of a read, after which every parse step
     is a plain byte read). Otherwise ``data`` is appended to ``buffer`` and the whole buffer is
-    returned once its first frame is complete; ``None`` while it is not, so a large frame arriving
-    in many reads is copied out once, not once per read.
+    returned (and ``buffer`` emptied) once its first frame is complete; ``None`` while it is not, so
+    a large frame arriving in many reads is copied out once, not once per read.
     """
     if not buffer:
         return bytes(data)
     buffer += data
     if len(buffer) < 4 or len(buffer) < 4 + int.from_bytes(buffer[:4], "big"):
         return None
-    return bytes(buffer)
+    # Emptied at once, so that a large frame is held twice (buffer and copy) only for this copy, not
+    # while it is parsed; keep_tail then keeps what was not consumed (at most the last read's bytes).
+    source = bytes(buffer)
+    buffer.clear()
+    return source
 
 
 def keep_tail(buffer: bytearray, source: bytes, consumed: int) -> None:

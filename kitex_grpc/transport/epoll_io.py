@@ -11,7 +11,9 @@ which does for its :class:`asyncio.BufferedProtocol` what asyncio's socket trans
 * reads go into the protocol's ``get_buffer`` and are reported with ``buffer_updated``; the end of
   the stream with ``eof_received`` (then the transport closes unless that returns true);
 * writes are sent at once; what the socket does not take is kept and sent when it becomes writable,
-  with ``pause_writing``/``resume_writing`` around asyncio's 64 KiB / 16 KiB water marks;
+  with ``pause_writing``/``resume_writing`` around asyncio's 64 KiB / 16 KiB water marks; the unsent
+  rest of a large ``bytes`` written to an empty buffer is kept as a view of it, not copied (a 64 MiB
+  reply is then held once, not twice, while the socket drains);
 * ``close`` sends what is kept first; ``abort`` drops it; ``connection_lost`` follows in a later loop
   callback, then the socket is closed;
 * a socket error or an exception from the protocol's callbacks is logged and ends that connection
@@ -41,6 +43,9 @@ _EPOLLIN: Final = select.EPOLLIN if hasattr(select, "EPOLLIN") else 1
 _EPOLLOUT: Final = select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 4
 _HIGH_WATER: Final = 64 * 1024  # asyncio's default write-buffer limits (transports.py)
 _LOW_WATER: Final = 16 * 1024
+# The smallest unsent rest of a ``bytes`` write kept as a view rather than copied: below it the copy
+# is cheap, and a small view would keep alive the whole object it is a view of.
+_HOLD_MIN: Final = 256 * 1024
 # Accept errors that mean "out of resources": stop accepting for a while, as asyncio does
 # (selector_events._accept_connection, constants.ACCEPT_RETRY_DELAY).
 _ACCEPT_RETRY_DELAY: Final = 1.0
@@ -213,7 +218,10 @@ class EpollTransport:
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol  # an asyncio.BufferedProtocol
-        self._buffer = bytearray()  # bytes written that the socket has not taken yet
+        # What was written and the socket has not taken yet: ``_held`` (the unsent rest of one large
+        # ``bytes`` write, a view of it: bytes are immutable), then ``_buffer`` (copies), in that order.
+        self._held: memoryview | None = None
+        self._buffer = bytearray()
         self._watching = 0  # the events the epoll set waits for on this socket
         self.reading = True  # not paused, not closing
         self._closing = False
@@ -260,7 +268,8 @@ class EpollTransport:
             self._watch()
 
     def get_write_buffer_size(self) -> int:
-        return len(self._buffer)
+        held = self._held
+        return len(self._buffer) if held is None else len(held) + len(self._buffer)
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._low, self._high
@@ -278,7 +287,7 @@ class EpollTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._lost or not data:
             return
-        if not self._buffer:  # nothing kept: try the socket now
+        if not self._buffer and self._held is None:  # nothing kept: try the socket now
             try:
                 sent = self._sock.send(data)
             except (BlockingIOError, InterruptedError):
@@ -288,7 +297,10 @@ class EpollTransport:
                 return
             if sent == len(data):
                 return
-            self._buffer += memoryview(data)[sent:]
+            if type(data) is bytes and len(data) - sent >= _HOLD_MIN:
+                self._held = memoryview(data)[sent:]
+            else:
+                self._buffer += memoryview(data)[sent:]
             self._watch()
         else:
             self._buffer += data
@@ -307,7 +319,7 @@ class EpollTransport:
         self._closing = True
         self.reading = False
         self._watch()
-        if not self._buffer:
+        if not self.pending_write():
             self._lose(None)
 
     def abort(self) -> None:
@@ -320,6 +332,7 @@ class EpollTransport:
         self._closing = True
         self._lost = True
         self.reading = False
+        self._held = None
         self._buffer.clear()
         self._watch()
         self._listener.forget(self._fd)
@@ -328,7 +341,7 @@ class EpollTransport:
     # -- the listener's side -------------------------------------------------------------------------------
 
     def pending_write(self) -> bool:
-        return bool(self._buffer) and not self._lost
+        return (self._held is not None or bool(self._buffer)) and not self._lost
 
     def read_ready(self) -> None:
         protocol = self._protocol
@@ -349,22 +362,26 @@ class EpollTransport:
             self._fatal_error(exc, "protocol.buffer_updated() failed")
 
     def write_ready(self) -> None:
+        held = self._held
         try:
-            sent = self._sock.send(self._buffer)
+            sent = self._sock.send(self._buffer if held is None else held)
         except (BlockingIOError, InterruptedError):
             return
         except Exception as exc:
             self._fatal_error(exc, "fatal write error on socket")
             return
-        del self._buffer[:sent]
-        if self._writing_paused and len(self._buffer) <= self._low:
+        if held is None:
+            del self._buffer[:sent]
+        else:
+            self._held = held[sent:] if sent < len(held) else None
+        if self._writing_paused and self.get_write_buffer_size() <= self._low:
             self._writing_paused = False
             try:
                 self._protocol.resume_writing()
             except Exception as exc:
                 self._fatal_error(exc, "protocol.resume_writing() failed")
                 return
-        if not self._buffer:
+        if self._held is None and not self._buffer:
             self._watch()
             if self._closing:
                 self._lose(None)
@@ -375,13 +392,13 @@ class EpollTransport:
         events = 0
         if self.reading:
             events |= _EPOLLIN
-        if self._buffer and not self._lost:
+        if (self._held is not None or self._buffer) and not self._lost:
             events |= _EPOLLOUT
         old, self._watching = self._watching, events
         self._listener.watch(self, self._fd, old, events)
 
     def _pause_writing_if_full(self) -> None:
-        if not self._writing_paused and len(self._buffer) > self._high:
+        if not self._writing_paused and self.get_write_buffer_size() > self._high:
             self._writing_paused = True
             try:
                 self._protocol.pause_writing()
@@ -409,6 +426,7 @@ class EpollTransport:
     def _force_close(self, exc: Exception | None) -> None:
         if self._lost:
             return
+        self._held = None
         self._buffer.clear()
         self._closing = True
         self.reading = False

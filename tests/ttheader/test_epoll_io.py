@@ -149,6 +149,26 @@ async def test_a_write_the_socket_cannot_take_is_kept_paused_and_sent_in_order(s
     writer.close()
 
 
+async def test_a_large_bytes_write_is_kept_as_a_view_and_later_writes_follow_it(served: Served) -> None:
+    reader, writer, protocol = await served.connect()
+    transport = protocol.transport
+    transport.set_write_buffer_limits(high=1 << 30)  # no pause: keep everything
+    large = bytes(range(251)) * (32 * 1024)  # ~8 MiB: more than the kernel takes at once
+    transport.write(large)
+    kept = transport.get_write_buffer_size()
+    assert 0 < kept < len(large)
+    mutable = bytearray(b"m" * 1000)
+    transport.write(mutable)  # a bytearray is copied: changing it afterwards changes nothing sent
+    mutable[:] = b"x" * 1000
+    transport.write(b"tail")
+    assert transport.get_write_buffer_size() == kept + 1004
+    transport.close()
+    received = await asyncio.wait_for(reader.read(-1), WAIT)
+    assert received == large + b"m" * 1000 + b"tail"
+    assert await asyncio.wait_for(protocol.lost, WAIT) is None
+    writer.close()
+
+
 async def test_close_sends_what_is_kept_then_reports_the_loss(served: Served) -> None:
     reader, writer, protocol = await served.connect()
     transport = protocol.transport

@@ -42,6 +42,7 @@ from kitex_grpc.errors import (
     BizStatusError,
     GetConnectionError,
     InternalError,
+    OverLimitError,
     RPCTimeoutError,
     TApplicationType,
 )
@@ -165,6 +166,7 @@ class TTHeaderClientTransport:
         self._options = options
         self._framing = _FRAMINGS[options.transport_protocol]
         self._max_frame = frame_limit(options.max_message_size)
+        self._max_message = options.max_message_size
         self._pool = pool
         # with_mux_connection: shared connections instead of the pool (see transport.ttheader.mux)
         self._mux = MuxPool(options.mux_connections, self._dial_mux) if options.mux_connections else None
@@ -251,6 +253,12 @@ class TTHeaderClientTransport:
         ri.seq_id = seq_id
         msg_type = _ONEWAY if method.oneway else _CALL
         body = method.serialize_request(request)
+        if len(body) > self._max_message:
+            # Refused here, as the gRPC transports do: the server would close the connection at the
+            # frame's length, and the call would fail with a bare "closed by peer".
+            raise OverLimitError(
+                f"trying to send message larger than max ({len(body)} vs. {self._max_message})"
+            )
         if framing.has_header:
             data = self._encode_with_header(ri, framing, envelope, msg_type, seq_id, body)
         else:

@@ -516,6 +516,7 @@ class _ServerConnection(ReceiveBufferProtocol):
         except Exception as exc:
             self._reject(message, f"decode {method.name} request: {exc}", TApplicationType.PROTOCOL_ERROR)
             return
+        message.body = b""  # decoded: not held while the handler runs (a large request counts twice)
         oneway = message.msg_type == _ONEWAY or method.oneway
         timeout = shape.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
