@@ -15,12 +15,15 @@ from kitex_grpc.endpoint import Middleware
 from kitex_grpc.options._base import (
     Option,
     OptionRecord,
+    access_log_option,
     appender,
     callables_appender,
     check_callable,
     check_duration,
     check_positive_int,
     setter,
+    suite_option,
+    tracer_option,
 )
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
@@ -349,43 +352,17 @@ def with_grpcio_channel_options(options: Sequence[tuple[str, Any]]) -> ClientOpt
 
 def with_tracer(tracer: Tracer) -> ClientOption:
     """Add a tracer: ``tracer.start(ri)`` before the chain, ``tracer.finish(ri)`` when the call is over."""
-    if not callable(getattr(tracer, "start", None)) or not callable(getattr(tracer, "finish", None)):
-        raise TypeError(f"with_tracer: expected an object with start(ri) and finish(ri), got {tracer!r}")
-    return appender("with_tracer", "tracers", (tracer,))
+    return tracer_option(tracer)
 
 
 def with_suite(suite: ClientSuite) -> ClientOption:
     """Apply the options a suite bundles, in its order (Kitex ``WithSuite``)."""
-    options = tuple(suite.client_options())
-    for option in options:
-        if not isinstance(option, Option):
-            raise TypeError(f"with_suite: {suite!r} gave {option!r}, not a client option")
-
-    def apply(fields: dict[str, Any]) -> None:
-        for option in options:
-            option.apply(fields)
-
-    return Option("with_suite", _SuiteValue(suite, options), apply)
+    return suite_option(suite, suite.client_options(), "client")
 
 
 def with_access_log(logger: logging.Logger | None = None) -> ClientOption:
     """Log one line per finished call (off by default); see :mod:`kitex_grpc.observability.logging`."""
-    from kitex_grpc.observability.logging import AccessLogTracer
-
-    return appender("with_access_log", "tracers", (AccessLogTracer(logger, side="client"),))
-
-
-class _SuiteValue:
-    """How a suite shows in the option records: the suite and the options it applied."""
-
-    __slots__ = ("options", "suite")
-
-    def __init__(self, suite: object, options: tuple[Option[Any], ...]) -> None:
-        self.suite = suite
-        self.options = options
-
-    def __repr__(self) -> str:
-        return f"{self.suite!r}: {', '.join(repr(o) for o in self.options)}"
+    return access_log_option(logger, "client")
 
 
 # -- discovery and governance (issue 6) ----------------------------------------------------------------
