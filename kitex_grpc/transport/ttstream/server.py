@@ -253,10 +253,9 @@ class ServerConnection(StreamConnection):
         dispatcher = self.server.dispatcher
         entry = dispatcher.lookup(service, method) if service else None
         if entry is None:
-            search = getattr(dispatcher, "search_service", None)
-            found = search(service, method) if search is not None else None
+            found = dispatcher.search_service(service, method)
             if found is None and service:
-                found = search("", method) if search is not None else None
+                found = dispatcher.search_service("", method)
                 if found is None:
                     return f"unknown service {service}", int(TApplicationType.UNKNOWN_SERVICE)
             if found is not None:
