@@ -11,7 +11,7 @@ from kitex_grpc import grpc_meta, metainfo
 from kitex_grpc.address import format_address, parse_address
 from kitex_grpc.errors import BizStatusError, KitexError, to_status
 from kitex_grpc.options.server import ServerOptions
-from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, encode_metadata
+from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, encode_metadata, split_method_path
 from kitex_grpc.rpcinfo import Metadata
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
 from kitex_grpc.transport.grpcio.call_meta import GrpcioCallMeta
@@ -113,9 +113,7 @@ class _Dispatch(grpc.GenericRpcHandler):
         return handler
 
     def _build(self, path: str) -> grpc.RpcMethodHandler[Any, Any] | None:
-        service_path, _, method_name = path.rpartition("/")
-        # Kitex looks services up by name and ignores the package (nphttp2/server_handler.go).
-        service_name = service_path.lstrip("/").rpartition(".")[2]
+        service_name, method_name = split_method_path(path)
         entry = self._transport.dispatcher.lookup(service_name, method_name)
         if entry is None:
             return None  # grpcio answers UNIMPLEMENTED
