@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "kitex_grpc"
 # Layer of each top-level unit of the package (a subpackage or a module), lowest first.
 _UNITS_BY_LAYER: tuple[tuple[str, ...], ...] = (
     # 0: the vocabulary everything else speaks
-    ("_version", "compiled", "status", "errors", "address", "endpoint", "rpcinfo", "metainfo",
-     "serviceinfo", "transport_protocol", "streaming", "suspension"),
+    ("_version", "compiled", "status", "header_keys", "errors", "address", "endpoint", "rpcinfo",
+     "metainfo", "serviceinfo", "transport_protocol", "streaming", "suspension"),
     # 1: sans-IO protocol cores and payload codecs (grpc_meta: gRPC metadata rules over the h2 headers)
     ("protocol", "codec", "grpc_meta"),
     # 2: asyncio shells

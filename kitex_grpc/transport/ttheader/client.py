@@ -45,6 +45,13 @@ from kitex_grpc.errors import (
     RPCTimeoutError,
     TApplicationType,
 )
+from kitex_grpc.header_keys import (
+    BIZ_EXTRA_KEY,
+    BIZ_MESSAGE_KEY,
+    BIZ_STATUS_KEY,
+    CONN_RESET_KEY,
+    IDL_SERVICE_KEY,
+)
 from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
@@ -70,9 +77,6 @@ _FRAMINGS = {
 }
 _REPLY, _EXCEPTION = int(MessageType.REPLY), int(MessageType.EXCEPTION)
 _CALL, _ONEWAY = int(MessageType.CALL), int(MessageType.ONEWAY)
-_ISN = "isn"  # HeaderIDLServiceName (pkg/transmeta/ttheader.go)
-_CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
-_BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
 # The EXCEPTION a server sends when the handler's deadline (int key 12) passed: a Go handler returns
 # ctx.Err(), wrapped as ErrBiz (server/server.go invokeHandleEndpoint), type 6 InternalError; ours
 # sends the same (transport.ttheader.errors.exception_fields).
@@ -292,7 +296,7 @@ class TTHeaderClientTransport:
         except BaseException:
             self._drop(conn)  # cancelled or failed mid-call: the stream state is unknown
             raise
-        if _CONN_RESET in reply.str_info or (
+        if CONN_RESET_KEY in reply.str_info or (
             reply.msg_type == _EXCEPTION and _server_closes(reply, envelope)
         ):
             self._drop(conn)
@@ -375,7 +379,7 @@ class TTHeaderClientTransport:
         }
         if timeout is not None:
             int_info[IntKey.RPC_TIMEOUT] = _timeout_ms(timeout)
-        str_info[_ISN] = ri.service.service_name
+        str_info[IDL_SERVICE_KEY] = ri.service.service_name
         for key, value in ri.metadata:
             if isinstance(value, str):
                 str_info.setdefault(key, value)
@@ -393,9 +397,9 @@ class TTHeaderClientTransport:
             receiver = metainfo.backward_receiver()
             if receiver is not None:
                 receiver.received.update(info)
-            if _BIZ_STATUS in info:
+            if BIZ_STATUS_KEY in info:
                 biz = BizStatusError.from_fields(
-                    info[_BIZ_STATUS], info.get(_BIZ_MESSAGE, ""), info.get(_BIZ_EXTRA)
+                    info[BIZ_STATUS_KEY], info.get(BIZ_MESSAGE_KEY, ""), info.get(BIZ_EXTRA_KEY)
                 )
         msg_type = reply.msg_type
         if msg_type == _EXCEPTION:

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 
 from kitex_grpc.codec.kitex_protobuf import envelope_for
 from kitex_grpc.errors import TApplicationType
+from kitex_grpc.header_keys import IDL_SERVICE_KEY
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
 from kitex_grpc.transport.ttheader.wire import Message
 
 __all__ = ["ISN_KEY", "RouteError", "route"]
 
-ISN_KEY = "isn"
+ISN_KEY = IDL_SERVICE_KEY  # the name this module has always exported
 
 
 class RouteError(Exception):

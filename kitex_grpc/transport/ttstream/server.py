@@ -43,6 +43,7 @@ from kitex_grpc.errors import (
 )
 from kitex_grpc.protocol.ttheader import IntKey
 from kitex_grpc.protocol.ttstream import (
+    CANCEL_PATH_KEY,
     IDL_SERVICE_KEY,
     FrameType,
     StreamFrame,
@@ -342,7 +343,7 @@ class ServerStream:
             # The client cancelled (Kitex: the handler's ctx ends with code 12010); nothing is written
             # back, as a Kitex server's late Header/Trailer would be ignored by the client anyway.
             self.reset = True
-            path = frame.str_info.get("ttscp", "")
+            path = frame.str_info.get(CANCEL_PATH_KEY, "")
             self._queue.abort(CanceledError(f"stream canceled by upstream (path {path!r})", remote=True))
             if self.task is not None:
                 self.task.cancel()
