@@ -19,7 +19,7 @@ Discovery and warm-up (:mod:`kitex_grpc.transport.base`): ``close_address`` clos
 connections at once and retires the ones in use, which close when their call releases them;
 ``preconnect`` dials connections straight into the idle pool, within its limits. The pool's size per
 address (idle + in use) is reported as the ``kitex.client.connection_pool.size`` gauge
-(:func:`kitex_grpc.observability.metrics.register_pool_size`, attribute ``transport="ttheader"``).
+(:func:`kitex_grpc.transport.pool_gauges.register_pool_size`, attribute ``transport="ttheader"``).
 
 Kitex forces Kitex Protobuf onto TTHeaderFramed (``client/client.go initTransportProtocol``), so a
 protobuf service with ``TTHEADER`` is sent framed too. ``FRAMED`` has no header: no metainfo, no
@@ -52,13 +52,12 @@ from kitex_grpc.header_keys import (
     CONN_RESET_KEY,
     IDL_SERVICE_KEY,
 )
-from kitex_grpc.observability import pool_stats
-from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE, IntKey
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.streaming import StreamIO
+from kitex_grpc.transport import pool_gauges
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.mux import MuxConnection, MuxPool
@@ -123,8 +122,7 @@ def _alive(conn: ClientConnection) -> bool:
 
 def _pool_sizes(conns: set[ClientConnection | MuxConnection]) -> list[tuple[Mapping[str, str], int]]:
     """``({"address": ..., "transport": "ttheader"}, idle + in use)`` per address of live ``conns``."""
-    counts = collections.Counter(conn.address for conn in conns if conn.alive)
-    return [({"address": address, "transport": "ttheader"}, n) for address, n in counts.items()]
+    return pool_gauges.size_rows("ttheader", [conn.address for conn in conns if conn.alive])
 
 
 def _pool_states(
@@ -158,8 +156,8 @@ class TTHeaderClientTransport:
         self._conns: set[ClientConnection | MuxConnection] = set()
         conns = self._conns
         pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
-        unregister_sizes = register_pool_size(lambda: _pool_sizes(conns))
-        unregister_states = pool_stats.register_states(lambda: _pool_states(conns, pool))
+        unregister_sizes = pool_gauges.register_pool_size(lambda: _pool_sizes(conns))
+        unregister_states = pool_gauges.register_states(lambda: _pool_states(conns, pool))
 
         def unregister() -> None:
             unregister_sizes()
@@ -444,7 +442,7 @@ class TTHeaderClientTransport:
         for d in dead:
             self._drop(d)
         if conn is not None:
-            pool_stats.count("ttheader", address, pool_stats.REUSE)
+            pool_gauges.count("ttheader", address, pool_gauges.REUSE)
             return conn
         return await self._dial(address, ri.config.connect_timeout)
 
@@ -467,14 +465,14 @@ class TTHeaderClientTransport:
             async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(lambda: protocol(address, framing, limit), host, port)
         except TimeoutError:
-            pool_stats.count("ttheader", address, pool_stats.DIAL_FAILURE)
+            pool_gauges.count("ttheader", address, pool_gauges.DIAL_FAILURE)
             raise GetConnectionError(
                 f"dial tcp {address}: timed out after {connect_timeout * 1000:.0f}ms"
             ) from None
         except OSError as failure:  # not `exc`: compiled, a name keeps the type of its first binding
-            pool_stats.count("ttheader", address, pool_stats.DIAL_FAILURE)
+            pool_gauges.count("ttheader", address, pool_gauges.DIAL_FAILURE)
             raise GetConnectionError(f"dial tcp {address}: {failure}").with_cause(failure) from failure
-        pool_stats.count("ttheader", address, pool_stats.DIAL)
+        pool_gauges.count("ttheader", address, pool_gauges.DIAL)
         if self._closed:
             conn.close()
             raise InternalError("client transport is closed")
