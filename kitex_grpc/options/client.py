@@ -27,6 +27,8 @@ from kitex_grpc.options._base import (
 )
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
+from kitex_grpc.transport.ttheader.config import DEFAULT_IDLE_CONFIG
+from kitex_grpc.transport.ttheader.config import IdleConfig as IdleConfig  # re-exported: its old home
 from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM, TTStreamConfig
 from kitex_grpc.transport_protocol import TransportProtocol
 
@@ -50,21 +52,6 @@ SUPPORTED_COMPRESSION = ("gzip", "deflate")  # grpc_framing.SUPPORTED_ENCODINGS 
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class IdleConfig:
-    """The TTHeader/Framed long-connection pool (Kitex ``connpool.IdleConfig``, ``pkg/connpool/config.go``).
-
-    Defaults are Kitex's when no ``WithLongConnection`` is given: 10 idle connections per address,
-    100 in all, closed after 60 s idle; ``min_idle_per_address`` (at most 5) are kept past the idle
-    timeout.
-    """
-
-    min_idle_per_address: int = 0
-    max_idle_per_address: int = 10
-    max_idle_global: int = 100
-    max_idle_timeout: float = 60.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class ClientOptions:
     """The effective client configuration. Build it with ``with_*`` options, not directly."""
 
@@ -81,7 +68,7 @@ class ClientOptions:
     tls: TLSConfig | None = None
     compression: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
-    long_connection: IdleConfig = IdleConfig()
+    long_connection: IdleConfig = DEFAULT_IDLE_CONFIG
     mux_connections: int = 0  # 0: the long-connection pool (one call per connection at a time)
     grpcio_interceptors: tuple[Any, ...] = ()
     grpcio_channel_options: tuple[tuple[str, Any], ...] = ()

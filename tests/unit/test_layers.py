@@ -60,7 +60,6 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
             ("transport/h2/config.py", "kitex_grpc.options.server"),
             ("transport/h2/server.py", "kitex_grpc.options.server"),
             ("transport/ttheader/client.py", "kitex_grpc.options.client"),
-            ("transport/ttheader/pool.py", "kitex_grpc.options.client"),
             ("transport/ttheader/server.py", "kitex_grpc.options.server"),
             ("transport/ttstream/client.py", "kitex_grpc.options.client"),
             ("transport/ttstream/server.py", "kitex_grpc.options.server"),

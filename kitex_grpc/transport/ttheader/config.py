@@ -1,0 +1,29 @@
+"""Settings of the TTHeader/Framed client transport: the long-connection pool's limits.
+
+The transport owns its configuration (as :mod:`kitex_grpc.transport.ttstream.config` does); the
+``client.with_long_connection`` option builds it, and :mod:`kitex_grpc.options.client` re-exports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["DEFAULT_IDLE_CONFIG", "IdleConfig"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IdleConfig:
+    """The TTHeader/Framed long-connection pool (Kitex ``connpool.IdleConfig``, ``pkg/connpool/config.go``).
+
+    Defaults are Kitex's when no ``WithLongConnection`` is given: 10 idle connections per address,
+    100 in all, closed after 60 s idle; ``min_idle_per_address`` (at most 5) are kept past the idle
+    timeout.
+    """
+
+    min_idle_per_address: int = 0
+    max_idle_per_address: int = 10
+    max_idle_global: int = 100
+    max_idle_timeout: float = 60.0
+
+
+DEFAULT_IDLE_CONFIG = IdleConfig()
