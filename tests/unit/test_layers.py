@@ -52,19 +52,11 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
         [
             ("transport/__init__.py", "kitex_grpc.options.client"),
             ("transport/__init__.py", "kitex_grpc.options.server"),
-            ("transport/grpcio/client.py", "kitex_grpc.options.client"),
-            ("transport/grpcio/client.py", "kitex_grpc.options.server"),
-            ("transport/grpcio/server.py", "kitex_grpc.options.server"),
             ("transport/h2/client.py", "kitex_grpc.options.client"),
-            ("transport/h2/config.py", "kitex_grpc.options.client"),
-            ("transport/h2/config.py", "kitex_grpc.options.server"),
-            ("transport/h2/server.py", "kitex_grpc.options.server"),
-            ("transport/ttheader/client.py", "kitex_grpc.options.client"),
             ("transport/ttheader/server.py", "kitex_grpc.options.server"),
-            ("transport/ttstream/client.py", "kitex_grpc.options.client"),
-            ("transport/ttstream/server.py", "kitex_grpc.options.server"),
         ],
-        "transports take the option records; a transport-level config built by options replaces them",
+        "transports take the option records; they switch to kitex_grpc.transport.settings (the h2 client "
+        "and the TTHeader server in their splits, transport/__init__ once both take the settings)",
     ),
     **dict.fromkeys(
         [

@@ -15,13 +15,12 @@ import grpc
 
 from kitex_grpc import metainfo
 from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError, RPCTimeoutError
-from kitex_grpc.options.client import ClientOptions
-from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.transport import pool_gauges
 from kitex_grpc.transport.grpcio.status import error_for_undefined_code, error_from_rpc_error
 from kitex_grpc.transport.h2.config import SERVER_MAX_CONCURRENT_STREAMS
 from kitex_grpc.transport.identity import identity_headers
+from kitex_grpc.transport.settings import ClientSettings, GrpcSettings, ServerSettings
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
@@ -29,7 +28,7 @@ _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friend
 _CONNECT_FAILED = "failed to connect to all addresses"
 
 
-def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]]:
+def grpc_h2_args(options: GrpcSettings) -> list[tuple[str, int]]:
     """The ``with_grpc_*`` options that have an exact grpcio channel/server argument (the windows have
     none: they apply to GRPC_H2 only)."""
     args: list[tuple[str, int]] = []
@@ -39,7 +38,7 @@ def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]
         args.append(("grpc.keepalive_timeout_ms", round(options.grpc_keepalive_timeout * 1000)))
     if options.grpc_max_header_list_size is not None:
         args.append(("grpc.max_metadata_size", options.grpc_max_header_list_size))
-    if isinstance(options, ServerOptions):
+    if isinstance(options, ServerSettings):
         # The same finite default as the GRPC_H2 server (README "Limits and defaults"); grpcio's own is
         # unlimited, which lets one client hold any number of abandoned streams.
         streams = options.grpc_max_concurrent_streams
@@ -51,7 +50,7 @@ def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]
 class GrpcioClientTransport:
     """Sends calls through grpc.aio channels created lazily, one per ``host:port``."""
 
-    def __init__(self, options: ClientOptions) -> None:
+    def __init__(self, options: ClientSettings) -> None:
         self._options = options
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._ready: set[str] = set()

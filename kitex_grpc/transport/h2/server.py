@@ -25,8 +25,8 @@ from kitex_grpc.transport.listeners import ServerGroup, bound_address
 if TYPE_CHECKING:
     import ssl
 
-    from kitex_grpc.options.server import ServerOptions
     from kitex_grpc.transport.base import CallDispatcher
+    from kitex_grpc.transport.settings import ServerSettings
 
 logger = logging.getLogger("kitex_grpc.transport.h2")
 
@@ -95,7 +95,7 @@ class H2ServerTransport:
     """
 
     def __init__(
-        self, options: ServerOptions, dispatcher: CallDispatcher, tuning: H2Tuning | None = None
+        self, options: ServerSettings, dispatcher: CallDispatcher, tuning: H2Tuning | None = None
     ) -> None:
         self._options = options
         self.dispatcher = dispatcher

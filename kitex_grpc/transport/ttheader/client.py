@@ -52,12 +52,12 @@ from kitex_grpc.header_keys import (
     CONN_RESET_KEY,
     IDL_SERVICE_KEY,
 )
-from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE, IntKey
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.streaming import StreamIO
 from kitex_grpc.transport import pool_gauges
+from kitex_grpc.transport.settings import ClientSettings
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.mux import MuxConnection, MuxPool
@@ -142,13 +142,16 @@ def _forget_dead(conns: set[ClientConnection | MuxConnection]) -> None:
 
 
 class TTHeaderClientTransport:
-    """Calls over TTHeader, TTHeaderFramed or Framed with a Kitex long-connection pool."""
+    """Calls over TTHeader, TTHeaderFramed or Framed with a Kitex long-connection pool.
+
+    ``protocol`` overrides ``options.transport_protocol`` (the TTHeader Streaming transport sends its
+    unary calls over TTHeader)."""
 
     # Dial failures are GetConnectionError, a dead connection RemoteOrNetworkError: nothing for the
     # client's error_mapping layer to do (see kitex_grpc.transport.base.NETWORK_ERRORS_MAPPED).
     network_errors_mapped = True
 
-    def __init__(self, options: ClientOptions) -> None:
+    def __init__(self, options: ClientSettings, protocol: TransportProtocol | None = None) -> None:
         # First, so that __del__ finds it whatever else fails. The gauge holds the connection set,
         # never the transport: a transport nobody closed is still collected, and its __del__ then
         # unregisters the gauge (mypyc's classes take no weak references). The set is only ever
@@ -165,7 +168,7 @@ class TTHeaderClientTransport:
 
         self._unregister_gauge = unregister
         self._options = options
-        self._framing = _FRAMINGS[options.transport_protocol]
+        self._framing = _FRAMINGS[options.transport_protocol if protocol is None else protocol]
         self._max_frame = frame_limit(options.max_message_size)
         self._pool = pool
         # with_mux_connection: shared connections instead of the pool (see transport.ttheader.mux)

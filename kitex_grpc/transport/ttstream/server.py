@@ -58,10 +58,10 @@ from kitex_grpc.transport.ttstream.conn import StreamConnection
 from kitex_grpc.transport.ttstream.queue import RecvQueue
 
 if TYPE_CHECKING:
-    from kitex_grpc.options.server import ServerOptions
     from kitex_grpc.serviceinfo import MethodInfo
     from kitex_grpc.transport.base import CallDispatcher, MethodEntry
     from kitex_grpc.transport.eventlog import EventLog
+    from kitex_grpc.transport.settings import ServerSettings
     from kitex_grpc.transport.ttstream.config import TTStreamConfig
 
 __all__ = ["TTStreamServer"]
@@ -84,7 +84,7 @@ class TTStreamServer:
     """The ttstream connections of one server, and how they are drained at stop."""
 
     def __init__(
-        self, options: ServerOptions, dispatcher: CallDispatcher, events: EventLog, max_frame: int
+        self, options: ServerSettings, dispatcher: CallDispatcher, events: EventLog, max_frame: int
     ) -> None:
         from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM
 
