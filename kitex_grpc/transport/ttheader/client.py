@@ -53,11 +53,12 @@ from kitex_grpc.header_keys import (
     IDL_SERVICE_KEY,
 )
 from kitex_grpc.protocol.thrift_message import MessageType
-from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE, IntKey
+from kitex_grpc.protocol.ttheader import IntKey
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.streaming import StreamIO
 from kitex_grpc.transport import pool_gauges
 from kitex_grpc.transport.settings import ClientSettings
+from kitex_grpc.transport.ttheader.config import frame_limit as frame_limit  # its old home, still imported
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.mux import MuxConnection, MuxPool
@@ -92,11 +93,6 @@ def next_seq_id() -> int:
     if _seq == 0:
         _seq = 1
     return _seq
-
-
-def frame_limit(max_message_size: int) -> int:
-    """The largest frame accepted: a message of the configured size plus a full header and envelope."""
-    return min(MAX_FRAME_SIZE, max_message_size + MAX_HEADER_SIZE + 0x10000)
 
 
 def _timeout_ms(seconds: float) -> str:

@@ -1,4 +1,5 @@
-"""Settings of the TTHeader/Framed client transport: the long-connection pool's limits.
+"""Settings and limits of the TTHeader/Framed transports: the long-connection pool's limits, and
+the largest frame a client or server accepts.
 
 The transport owns its configuration (as :mod:`kitex_grpc.transport.ttstream.config` does); the
 ``client.with_long_connection`` option builds it, and :mod:`kitex_grpc.options.client` re-exports it.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["DEFAULT_IDLE_CONFIG", "IdleConfig"]
+from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE
+
+__all__ = ["DEFAULT_IDLE_CONFIG", "IdleConfig", "frame_limit"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -27,3 +30,8 @@ class IdleConfig:
 
 
 DEFAULT_IDLE_CONFIG = IdleConfig()
+
+
+def frame_limit(max_message_size: int) -> int:
+    """The largest frame accepted: a message of the configured size plus a full header and envelope."""
+    return min(MAX_FRAME_SIZE, max_message_size + MAX_HEADER_SIZE + 0x10000)
