@@ -85,13 +85,6 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
         ],
         "the OpenTelemetry and Kitex Prometheus suites return client and server options: options layer",
     ),
-    **dict.fromkeys(
-        [
-            ("observability/diagnostics.py", "kitex_grpc.client.client"),
-            ("observability/diagnostics.py", "kitex_grpc.server.server"),
-        ],
-        "type-only: the diagnostics page describes a client and a server",
-    ),
     ("generic/thrift_idl.py", "thriftpy2"): "the generic Thrift IDL parser loads IDL with thriftpy2's parser",
 }
 
