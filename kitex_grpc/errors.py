@@ -39,6 +39,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
+from kitex_grpc import header_keys
 from kitex_grpc.status import StatusCode
 
 __all__ = [
@@ -229,10 +230,10 @@ class StatusError(KitexError):
         return f"{self.grpc_status.name}: {self.detail}"
 
 
-# Trailer / string-info keys for business status (KITEX-WIRE.md §1.4 and §3).
-BIZ_STATUS_KEY = "biz-status"
-BIZ_MESSAGE_KEY = "biz-message"
-BIZ_EXTRA_KEY = "biz-extra"
+# Trailer / string-info keys for business status (KITEX-WIRE.md §1.4 and §3), kept importable from here.
+BIZ_STATUS_KEY = header_keys.BIZ_STATUS_KEY
+BIZ_MESSAGE_KEY = header_keys.BIZ_MESSAGE_KEY
+BIZ_EXTRA_KEY = header_keys.BIZ_EXTRA_KEY
 
 
 class BizStatusError(KitexError):

@@ -11,13 +11,47 @@ with their sources (``client.live`` / ``server.live``, :mod:`kitex_grpc.config.l
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from kitex_grpc.client.client import Client
-    from kitex_grpc.server.server import Server
+    from kitex_grpc.serviceinfo import ServiceInfo
 
-__all__ = ["describe_client", "describe_options", "describe_server"]
+__all__ = ["DescribedClient", "DescribedServer", "describe_client", "describe_options", "describe_server"]
+
+
+class _Options(Protocol):
+    @property
+    def tracers(self) -> tuple[Any, ...]: ...
+
+
+class _ServerOptions(_Options, Protocol):
+    @property
+    def hooks(self) -> tuple[Any, ...]: ...
+
+
+class DescribedClient(Protocol):
+    """What :func:`describe_client` reads of a :class:`kitex_grpc.client.Client` (the layer above)."""
+
+    @property
+    def service_info(self) -> ServiceInfo: ...
+    @property
+    def chain_names(self) -> tuple[str, ...]: ...
+    @property
+    def options(self) -> _Options: ...
+
+
+class DescribedServer(Protocol):
+    """What :func:`describe_server` reads of a :class:`kitex_grpc.server.Server` (the layer above)."""
+
+    @property
+    def services(self) -> tuple[ServiceInfo, ...]: ...
+    @property
+    def serving(self) -> bool: ...
+    @property
+    def chain_names(self) -> tuple[str, ...]: ...
+    @property
+    def options(self) -> _ServerOptions: ...
+
 
 # Fields shown only through their option records: they hold callables or secrets, not settings.
 _OPAQUE = frozenset({"records", "tls"})
@@ -50,7 +84,7 @@ def describe_options(options: Any) -> str:
     return "\n".join(lines)
 
 
-def describe_client(client: Client) -> str:
+def describe_client(client: DescribedClient) -> str:
     """The client's destination, service, chain and effective options."""
     service = client.service_info
     lines = [
@@ -63,7 +97,7 @@ def describe_client(client: Client) -> str:
     return "\n".join(lines)
 
 
-def describe_server(server: Server) -> str:
+def describe_server(server: DescribedServer) -> str:
     """The server's services, state, chain, hooks and effective options."""
     opts = server.options
     state = "serving" if server.serving else "not serving"

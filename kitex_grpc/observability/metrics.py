@@ -12,13 +12,16 @@ here instead:
   no metrics configured it returns at once.
 - **Connection pool sizes**: a transport registers a callback with :func:`register_pool_size`; the
   metrics exporter calls it at collection time (an observable gauge), so the transport pays nothing
-  per call. The returned function unregisters it (call it on close).
+  per call. The returned function unregisters it (call it on close). The registry itself is
+  :mod:`kitex_grpc.transport.pool_gauges` (transports do not import observability).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Protocol
+
+# The pool-size registry lives with the transports that report to it; these names are its public face.
+from kitex_grpc.transport.pool_gauges import PoolSizeCallback, pool_sizes, register_pool_size
 
 if TYPE_CHECKING:
     from kitex_grpc.rpcinfo import RPCInfo
@@ -48,10 +51,6 @@ REJECT_ACL = "acl"
 # The key under which a metrics tracer stores itself in ``RPCInfo.extra``.
 RECORDER_KEY = "kitex_grpc.metrics"
 
-# A pool-size callback yields (attributes, size) pairs, e.g. ({"address": "10.0.0.1:8888",
-# "transport": "ttheader"}, 3).
-PoolSizeCallback = Callable[[], Iterable[tuple[Mapping[str, str], int]]]
-
 
 class MetricsRecorder(Protocol):
     """What :func:`record_rejection` reports to."""
@@ -60,8 +59,6 @@ class MetricsRecorder(Protocol):
 
 
 _default: MetricsRecorder | None = None
-_pool_callbacks: dict[int, PoolSizeCallback] = {}
-_next_id = 0
 
 
 def record_rejection(kind: str, ri: RPCInfo | None = None) -> None:
@@ -82,27 +79,3 @@ def set_default_recorder(recorder: MetricsRecorder | None) -> MetricsRecorder | 
     global _default
     previous, _default = _default, recorder
     return previous
-
-
-def register_pool_size(callback: PoolSizeCallback) -> Callable[[], None]:
-    """Report connection pool sizes through ``callback`` at metric collection time.
-
-    Returns a function that unregisters the callback.
-    """
-    global _next_id
-    _next_id += 1
-    key = _next_id
-    _pool_callbacks[key] = callback
-
-    def unregister() -> None:
-        _pool_callbacks.pop(key, None)
-
-    return unregister
-
-
-def pool_sizes() -> list[tuple[dict[str, str], int]]:
-    """Every registered pool's current sizes (called by the metrics exporter)."""
-    out: list[tuple[dict[str, str], int]] = []
-    for callback in list(_pool_callbacks.values()):
-        out.extend((dict(attrs), int(size)) for attrs, size in callback())
-    return out

@@ -1,7 +1,8 @@
 """Client connection-pool series: connections by state, and counts of dials, reuses and dial failures.
 
-Transports report here (process-wide, like :func:`~kitex_grpc.observability.metrics.register_pool_size`)
-and :class:`~kitex_grpc.observability.kitex_prom.KitexPrometheus` renders them, named in the style of
+Transports report to :mod:`kitex_grpc.transport.pool_gauges` (process-wide, like
+:func:`~kitex_grpc.observability.metrics.register_pool_size`; its names are re-exported here) and
+:class:`~kitex_grpc.observability.kitex_prom.KitexPrometheus` renders them, named in the style of
 the Kitex series (``kitex_client_*``) and of Prometheus (``_total`` on counters):
 
 ==============================================  =======  ===========================================
@@ -33,9 +34,22 @@ The counters live as long as the process and keep one sample per address ever di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from kitex_grpc.observability.prom_text import Gauge, Registry
+
+# The counters and the states registry live with the transports that report to them.
+from kitex_grpc.transport.pool_gauges import (
+    DIAL,
+    DIAL_FAILURE,
+    MAX_ADDRESSES,
+    REUSE,
+    StatesCallback,
+    count,
+    counts,
+    register_states,
+    states,
+)
 
 __all__ = [
     "DIAL",
@@ -49,54 +63,6 @@ __all__ = [
     "states",
 ]
 
-DIAL, REUSE, DIAL_FAILURE = 0, 1, 2
-MAX_ADDRESSES = 1000
-# A states callback yields (transport, address, active, idle).
-StatesCallback = Callable[[], Iterable[tuple[str, str, int, int]]]
-
-_counts: dict[tuple[str, str], list[int]] = {}
-_addresses: dict[str, int] = {}
-_state_callbacks: dict[int, StatesCallback] = {}
-_next_id = 0
-
-
-def count(transport: str, address: str, event: int) -> None:
-    """Count one :data:`DIAL`, :data:`REUSE` or :data:`DIAL_FAILURE` of ``transport`` to ``address``."""
-    key = (transport, address)
-    entry = _counts.get(key)
-    if entry is None:
-        if _addresses.get(transport, 0) >= MAX_ADDRESSES:
-            key = (transport, "other")
-            entry = _counts.get(key)
-        if entry is None:
-            entry = _counts[key] = [0, 0, 0]
-            _addresses[transport] = _addresses.get(transport, 0) + 1
-    entry[event] += 1
-
-
-def register_states(callback: StatesCallback) -> Callable[[], None]:
-    """Report connections by state through ``callback`` at scrape time; returns the unregister function."""
-    global _next_id
-    _next_id += 1
-    key = _next_id
-    _state_callbacks[key] = callback
-
-    def unregister() -> None:
-        _state_callbacks.pop(key, None)
-
-    return unregister
-
-
-def states() -> list[tuple[str, str, int, int]]:
-    """Every registered pool's ``(transport, address, active, idle)``, summed per transport and address."""
-    totals: dict[tuple[str, str], list[int]] = {}
-    for callback in list(_state_callbacks.values()):
-        for transport, address, active, idle in callback():
-            entry = totals.setdefault((transport, address), [0, 0])
-            entry[0] += active
-            entry[1] += idle
-    return [(t, a, active, idle) for (t, a), (active, idle) in totals.items()]
-
 
 def _connection_samples() -> list[tuple[tuple[str, ...], float]]:
     out: list[tuple[tuple[str, ...], float]] = []
@@ -108,7 +74,7 @@ def _connection_samples() -> list[tuple[tuple[str, ...], float]]:
 
 def _event_samples(event: int) -> Callable[[], list[tuple[tuple[str, ...], float]]]:
     def collect() -> list[tuple[tuple[str, ...], float]]:
-        return [(key, float(entry[event])) for key, entry in list(_counts.items()) if entry[event]]
+        return [(key, float(n)) for key, n in counts(event)]
 
     return collect
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import logging
 
 T = TypeVar("T")
 
@@ -98,3 +101,49 @@ def check_positive_int(option: str, value: int) -> None:
 def check_callable(option: str, value: object) -> None:
     if not callable(value):
         raise TypeError(f"{option}: expected a callable, got {value!r}")
+
+
+# -- observers: the same on the client and on the server (side names which) ------------------------------
+
+
+class SuiteValue:
+    """How a suite shows in the option records: the suite and the options it applied."""
+
+    __slots__ = ("options", "suite")
+
+    def __init__(self, suite: object, options: tuple[Option[Any], ...]) -> None:
+        self.suite = suite
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"{self.suite!r}: {', '.join(repr(o) for o in self.options)}"
+
+
+def tracer_option(tracer: object) -> Option[Any]:
+    """``with_tracer``: append ``tracer`` (an object with ``start(ri)`` and ``finish(ri)``) to ``tracers``."""
+    if not callable(getattr(tracer, "start", None)) or not callable(getattr(tracer, "finish", None)):
+        raise TypeError(f"with_tracer: expected an object with start(ri) and finish(ri), got {tracer!r}")
+    return appender("with_tracer", "tracers", (tracer,))
+
+
+def suite_option(suite: object, options: Iterable[object], side: str) -> Option[Any]:
+    """``with_suite``: apply the ``side`` (``"client"`` / ``"server"``) options a suite gave, in order."""
+    checked: list[Option[Any]] = []
+    for option in options:
+        if not isinstance(option, Option):
+            raise TypeError(f"with_suite: {suite!r} gave {option!r}, not a {side} option")
+        checked.append(option)
+    applied = tuple(checked)
+
+    def apply(fields: dict[str, Any]) -> None:
+        for option in applied:
+            option.apply(fields)
+
+    return Option("with_suite", SuiteValue(suite, applied), apply)
+
+
+def access_log_option(logger: logging.Logger | None, side: str) -> Option[Any]:
+    """``with_access_log``: one log line per finished call on ``side``."""
+    from kitex_grpc.observability.logging import AccessLogTracer
+
+    return appender("with_access_log", "tracers", (AccessLogTracer(logger, side=side),))

@@ -15,15 +15,20 @@ from kitex_grpc.endpoint import Middleware
 from kitex_grpc.options._base import (
     Option,
     OptionRecord,
+    access_log_option,
     appender,
     callables_appender,
     check_callable,
     check_duration,
     check_positive_int,
     setter,
+    suite_option,
+    tracer_option,
 )
 from kitex_grpc.options.tls import TLSConfig
 from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
+from kitex_grpc.transport.ttheader.config import DEFAULT_IDLE_CONFIG
+from kitex_grpc.transport.ttheader.config import IdleConfig as IdleConfig  # re-exported: its old home
 from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM, TTStreamConfig
 from kitex_grpc.transport_protocol import TransportProtocol
 
@@ -47,21 +52,6 @@ SUPPORTED_COMPRESSION = ("gzip", "deflate")  # grpc_framing.SUPPORTED_ENCODINGS 
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class IdleConfig:
-    """The TTHeader/Framed long-connection pool (Kitex ``connpool.IdleConfig``, ``pkg/connpool/config.go``).
-
-    Defaults are Kitex's when no ``WithLongConnection`` is given: 10 idle connections per address,
-    100 in all, closed after 60 s idle; ``min_idle_per_address`` (at most 5) are kept past the idle
-    timeout.
-    """
-
-    min_idle_per_address: int = 0
-    max_idle_per_address: int = 10
-    max_idle_global: int = 100
-    max_idle_timeout: float = 60.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class ClientOptions:
     """The effective client configuration. Build it with ``with_*`` options, not directly."""
 
@@ -78,7 +68,7 @@ class ClientOptions:
     tls: TLSConfig | None = None
     compression: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
-    long_connection: IdleConfig = IdleConfig()
+    long_connection: IdleConfig = DEFAULT_IDLE_CONFIG
     mux_connections: int = 0  # 0: the long-connection pool (one call per connection at a time)
     grpcio_interceptors: tuple[Any, ...] = ()
     grpcio_channel_options: tuple[tuple[str, Any], ...] = ()
@@ -349,43 +339,17 @@ def with_grpcio_channel_options(options: Sequence[tuple[str, Any]]) -> ClientOpt
 
 def with_tracer(tracer: Tracer) -> ClientOption:
     """Add a tracer: ``tracer.start(ri)`` before the chain, ``tracer.finish(ri)`` when the call is over."""
-    if not callable(getattr(tracer, "start", None)) or not callable(getattr(tracer, "finish", None)):
-        raise TypeError(f"with_tracer: expected an object with start(ri) and finish(ri), got {tracer!r}")
-    return appender("with_tracer", "tracers", (tracer,))
+    return tracer_option(tracer)
 
 
 def with_suite(suite: ClientSuite) -> ClientOption:
     """Apply the options a suite bundles, in its order (Kitex ``WithSuite``)."""
-    options = tuple(suite.client_options())
-    for option in options:
-        if not isinstance(option, Option):
-            raise TypeError(f"with_suite: {suite!r} gave {option!r}, not a client option")
-
-    def apply(fields: dict[str, Any]) -> None:
-        for option in options:
-            option.apply(fields)
-
-    return Option("with_suite", _SuiteValue(suite, options), apply)
+    return suite_option(suite, suite.client_options(), "client")
 
 
 def with_access_log(logger: logging.Logger | None = None) -> ClientOption:
     """Log one line per finished call (off by default); see :mod:`kitex_grpc.observability.logging`."""
-    from kitex_grpc.observability.logging import AccessLogTracer
-
-    return appender("with_access_log", "tracers", (AccessLogTracer(logger, side="client"),))
-
-
-class _SuiteValue:
-    """How a suite shows in the option records: the suite and the options it applied."""
-
-    __slots__ = ("options", "suite")
-
-    def __init__(self, suite: object, options: tuple[Option[Any], ...]) -> None:
-        self.suite = suite
-        self.options = options
-
-    def __repr__(self) -> str:
-        return f"{self.suite!r}: {', '.join(repr(o) for o in self.options)}"
+    return access_log_option(logger, "client")
 
 
 # -- discovery and governance (issue 6) ----------------------------------------------------------------

@@ -16,16 +16,18 @@ from kitex_grpc.endpoint import Middleware
 from kitex_grpc.options._base import (
     Option,
     OptionRecord,
+    access_log_option,
     appender,
     callables_appender,
     check_duration,
     check_positive_int,
     setter,
+    suite_option,
+    tracer_option,
 )
 from kitex_grpc.options.client import (
     DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
-    _SuiteValue,
     check_setting,
     check_window_size,
     keepalive_option,
@@ -326,30 +328,17 @@ def with_grpcio_server_options(options: Sequence[tuple[str, Any]]) -> ServerOpti
 
 def with_tracer(tracer: Tracer) -> ServerOption:
     """Add a tracer: ``tracer.start(ri)`` before the chain, ``tracer.finish(ri)`` after the handler."""
-    if not callable(getattr(tracer, "start", None)) or not callable(getattr(tracer, "finish", None)):
-        raise TypeError(f"with_tracer: expected an object with start(ri) and finish(ri), got {tracer!r}")
-    return appender("with_tracer", "tracers", (tracer,))
+    return tracer_option(tracer)
 
 
 def with_suite(suite: ServerSuite) -> ServerOption:
     """Apply the options a suite bundles, in its order (Kitex ``WithSuite``)."""
-    options = tuple(suite.server_options())
-    for option in options:
-        if not isinstance(option, Option):
-            raise TypeError(f"with_suite: {suite!r} gave {option!r}, not a server option")
-
-    def apply(fields: dict[str, Any]) -> None:
-        for option in options:
-            option.apply(fields)
-
-    return Option("with_suite", _SuiteValue(suite, options), apply)
+    return suite_option(suite, suite.server_options(), "server")
 
 
 def with_access_log(logger: logging.Logger | None = None) -> ServerOption:
     """Log one line per finished call (off by default); see :mod:`kitex_grpc.observability.logging`."""
-    from kitex_grpc.observability.logging import AccessLogTracer
-
-    return appender("with_access_log", "tracers", (AccessLogTracer(logger, side="server"),))
+    return access_log_option(logger, "server")
 
 
 def with_lifecycle_hook(hook: ServerHook) -> ServerOption:

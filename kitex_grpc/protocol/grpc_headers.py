@@ -44,6 +44,7 @@ __all__ = [
     "is_reserved_header",
     "parse_content_type",
     "parse_grpc_status",
+    "split_method_path",
 ]
 
 Header = tuple[bytes, bytes]
@@ -236,6 +237,19 @@ def decode_metadata(headers: Iterable[Header]) -> tuple[tuple[str, MetadataValue
 def header_list_size(headers: Iterable[Header]) -> int:
     """The HTTP/2 size of a header list (RFC 9113 §6.5.2: name + value + 32 per field)."""
     return sum(len(name) + len(value) + 32 for name, value in headers)
+
+
+# --- :path ----------------------------------------------------------------------------------------
+
+
+def split_method_path(path: str) -> tuple[str, str]:
+    """``(service name, method name)`` of a gRPC ``:path`` ``/package.Service/Method``.
+
+    The package is dropped: Kitex looks services up by name and ignores the package
+    (``pkg/remote/trans/nphttp2/server_handler.go``). A path without a service gives ``""`` for it.
+    """
+    service_path, _, method_name = path.rpartition("/")
+    return service_path.lstrip("/").rpartition(".")[2], method_name
 
 
 # --- content-type ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from kitex_grpc.errors import ProtocolError
+from kitex_grpc.header_keys import CANCEL_PATH_KEY, IDL_SERVICE_KEY
 from kitex_grpc.protocol.frames import BytesLike
 from kitex_grpc.protocol.thrift_message import (
     MessageType,
@@ -55,8 +56,6 @@ __all__ = [
     "next_stream_id",
 ]
 
-IDL_SERVICE_KEY: Final = "isn"  # str key of the client's Header: the IDL service name (gopkg metakey.go)
-CANCEL_PATH_KEY: Final = "ttscp"  # str key of an Rst: the comma-joined cancel path (gopkg metakey.go)
 _FRAME_TYPE: Final = int(IntKey.FRAME_TYPE)  # 27
 _TO_METHOD: Final = int(IntKey.TO_METHOD)  # 9
 _STREAMING: Final = int(HeaderFlags.STREAMING)

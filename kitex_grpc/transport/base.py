@@ -85,6 +85,11 @@ class CallDispatcher(Protocol):
         """Find a method by service name (the package is ignored, as Kitex does) and method name."""
         ...
 
+    def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None:
+        """Kitex ``SearchService`` (``server/service.go``): the service named so, or without a name the
+        first registered service that has ``method_name``; ``None`` when there is none."""
+        ...
+
     def new_rpcinfo(
         self, entry: MethodEntry, peer: str, local: str, metadata: Metadata, deadline: float | None
     ) -> RPCInfo: ...

@@ -8,6 +8,7 @@ from typing import Any
 
 from kitex_grpc import callopt, client, thrift
 from kitex_grpc.observability import metrics as api
+from kitex_grpc.transport import pool_gauges
 from tests.observability.otel_support import OTel
 from tests.support import Req, connect, serve
 from tests.ttheader import support as tt
@@ -58,18 +59,18 @@ async def test_ttheader_pool_gauge_counts_idle_and_in_use_per_address() -> None:
 def test_a_ttheader_client_nobody_closed_unregisters_its_gauge_once_collected() -> None:
     # A pool with idle connections stays referenced by its idle-timeout timer (it still has
     # connections to close); one with none is collected, and unregisters (also compiled: __del__).
-    registered = set(api._pool_callbacks)
+    registered = set(pool_gauges._size_callbacks)
     echo = thrift.new_client(
         tt.echo_thrift.Echo,
         "echo",
         client.with_host_ports("127.0.0.1:9"),
         client.with_transport_protocol("ttheader"),
     )
-    ours = set(api._pool_callbacks) - registered
+    ours = set(pool_gauges._size_callbacks) - registered
     assert len(ours) == 1
     del echo
     gc.collect()
-    assert not ours & set(api._pool_callbacks)
+    assert not ours & set(pool_gauges._size_callbacks)
 
 
 async def test_grpc_pool_gauge_counts_channels_per_address() -> None:

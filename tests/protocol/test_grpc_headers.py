@@ -281,3 +281,18 @@ def test_trailers_only() -> None:
 
 def test_header_list_size() -> None:
     assert gh.header_list_size([(b"ab", b"cde")]) == 37
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/echo.v1.Echo/Unary", ("Echo", "Unary")),  # the package is dropped, as Kitex does
+        ("/Echo/Unary", ("Echo", "Unary")),
+        ("/a.b.c.Svc/M", ("Svc", "M")),
+        ("/Unary", ("", "Unary")),
+        ("Unary", ("", "Unary")),
+        ("/Echo/", ("Echo", "")),
+    ],
+)
+def test_split_method_path(path: str, expected: tuple[str, str]) -> None:
+    assert gh.split_method_path(path) == expected

@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "kitex_grpc"
 # Layer of each top-level unit of the package (a subpackage or a module), lowest first.
 _UNITS_BY_LAYER: tuple[tuple[str, ...], ...] = (
     # 0: the vocabulary everything else speaks
-    ("_version", "compiled", "status", "errors", "address", "endpoint", "rpcinfo", "metainfo",
-     "serviceinfo", "transport_protocol", "streaming", "suspension"),
+    ("_version", "compiled", "status", "header_keys", "errors", "address", "endpoint", "rpcinfo",
+     "metainfo", "serviceinfo", "transport_protocol", "streaming", "suspension"),
     # 1: sans-IO protocol cores and payload codecs (grpc_meta: gRPC metadata rules over the h2 headers)
     ("protocol", "codec", "grpc_meta"),
     # 2: asyncio shells
@@ -52,31 +52,19 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
         [
             ("transport/__init__.py", "kitex_grpc.options.client"),
             ("transport/__init__.py", "kitex_grpc.options.server"),
-            ("transport/grpcio/client.py", "kitex_grpc.options.client"),
-            ("transport/grpcio/client.py", "kitex_grpc.options.server"),
-            ("transport/grpcio/server.py", "kitex_grpc.options.server"),
             ("transport/h2/client.py", "kitex_grpc.options.client"),
-            ("transport/h2/config.py", "kitex_grpc.options.client"),
-            ("transport/h2/config.py", "kitex_grpc.options.server"),
-            ("transport/h2/server.py", "kitex_grpc.options.server"),
-            ("transport/ttheader/client.py", "kitex_grpc.options.client"),
-            ("transport/ttheader/pool.py", "kitex_grpc.options.client"),
             ("transport/ttheader/server.py", "kitex_grpc.options.server"),
-            ("transport/ttstream/client.py", "kitex_grpc.options.client"),
-            ("transport/ttstream/server.py", "kitex_grpc.options.server"),
         ],
-        "transports take the option records; a transport-level config built by options replaces them",
+        "transports take the option records; they switch to kitex_grpc.transport.settings (the h2 client "
+        "and the TTHeader server in their splits, transport/__init__ once both take the settings)",
     ),
     **dict.fromkeys(
         [
-            ("transport/grpcio/client.py", "kitex_grpc.observability.metrics"),
             ("transport/h2/client.py", "kitex_grpc.observability.metrics"),
-            ("transport/ttheader/client.py", "kitex_grpc.observability.metrics"),
-            ("transport/grpcio/client.py", "kitex_grpc.observability"),
             ("transport/h2/client.py", "kitex_grpc.observability"),
-            ("transport/ttheader/client.py", "kitex_grpc.observability"),
         ],
-        "client pools feed the pool gauges and counters; a pool-stats hook passed down replaces the import",
+        "the h2 client feeds the pool gauges through observability: kitex_grpc.transport.pool_gauges is "
+        "their home now (the h2 client's split switches to it)",
     ),
     **dict.fromkeys(
         [
@@ -96,13 +84,6 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
             ("observability/kitex_prom.py", "kitex_grpc.options.server"),
         ],
         "the OpenTelemetry and Kitex Prometheus suites return client and server options: options layer",
-    ),
-    **dict.fromkeys(
-        [
-            ("observability/diagnostics.py", "kitex_grpc.client.client"),
-            ("observability/diagnostics.py", "kitex_grpc.server.server"),
-        ],
-        "type-only: the diagnostics page describes a client and a server",
     ),
     ("generic/thrift_idl.py", "thriftpy2"): "the generic Thrift IDL parser loads IDL with thriftpy2's parser",
 }

@@ -1,29 +1,26 @@
 """Client transport on grpc.aio: one channel per instance address, one multicallable per method.
 
 The channels per address are reported as the ``kitex.client.connection_pool.size`` gauge
-(:func:`kitex_grpc.observability.metrics.register_pool_size`, attribute ``transport="grpc"``).
+(:func:`kitex_grpc.transport.pool_gauges.register_pool_size`, attribute ``transport="grpc"``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
 
 from kitex_grpc import metainfo
 from kitex_grpc.errors import CanceledError, GetConnectionError, InternalError, RPCTimeoutError
-from kitex_grpc.observability import pool_stats
-from kitex_grpc.observability.metrics import register_pool_size
-from kitex_grpc.options.client import ClientOptions
-from kitex_grpc.options.server import ServerOptions
 from kitex_grpc.rpcinfo import RPCInfo
+from kitex_grpc.transport import pool_gauges
 from kitex_grpc.transport.grpcio.status import error_for_undefined_code, error_from_rpc_error
 from kitex_grpc.transport.h2.config import SERVER_MAX_CONCURRENT_STREAMS
 from kitex_grpc.transport.identity import identity_headers
+from kitex_grpc.transport.settings import ClientSettings, GrpcSettings, ServerSettings
 
 _COMPRESSION = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friendly)
@@ -31,7 +28,7 @@ _StreamCall = Any  # grpc.aio.StreamStreamCall (its stubs are not generic-friend
 _CONNECT_FAILED = "failed to connect to all addresses"
 
 
-def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]]:
+def grpc_h2_args(options: GrpcSettings) -> list[tuple[str, int]]:
     """The ``with_grpc_*`` options that have an exact grpcio channel/server argument (the windows have
     none: they apply to GRPC_H2 only)."""
     args: list[tuple[str, int]] = []
@@ -41,7 +38,7 @@ def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]
         args.append(("grpc.keepalive_timeout_ms", round(options.grpc_keepalive_timeout * 1000)))
     if options.grpc_max_header_list_size is not None:
         args.append(("grpc.max_metadata_size", options.grpc_max_header_list_size))
-    if isinstance(options, ServerOptions):
+    if isinstance(options, ServerSettings):
         # The same finite default as the GRPC_H2 server (README "Limits and defaults"); grpcio's own is
         # unlimited, which lets one client hold any number of abandoned streams.
         streams = options.grpc_max_concurrent_streams
@@ -50,16 +47,10 @@ def grpc_h2_args(options: ClientOptions | ServerOptions) -> list[tuple[str, int]
     return args
 
 
-def _pool_sizes(ref: weakref.ReferenceType[GrpcioClientTransport]) -> Iterator[tuple[Mapping[str, str], int]]:
-    transport = ref()
-    if transport is not None:
-        yield from transport.pool_sizes()
-
-
 class GrpcioClientTransport:
     """Sends calls through grpc.aio channels created lazily, one per ``host:port``."""
 
-    def __init__(self, options: ClientOptions) -> None:
+    def __init__(self, options: ClientSettings) -> None:
         self._options = options
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._ready: set[str] = set()
@@ -75,12 +66,11 @@ class GrpcioClientTransport:
             *options.grpcio_channel_options,  # last: the user's raw channel args win
         ]
         # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
-        ref = weakref.ref(self)
-        self._unregister_gauge = weakref.finalize(self, register_pool_size(lambda: _pool_sizes(ref)))
+        self._unregister_gauge = pool_gauges.register_sizes_weakly(self)
 
     def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
         """``({"address": ..., "transport": "grpc"}, 1)`` per address with a channel (the pool gauge)."""
-        return [({"address": address, "transport": "grpc"}, 1) for address in self._channels]
+        return pool_gauges.size_rows("grpc", self._channels)
 
     def _channel(self, address: str, authority: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
@@ -117,10 +107,10 @@ class GrpcioClientTransport:
             async with asyncio.timeout(connect_timeout):
                 await channel.channel_ready()
         except TimeoutError:
-            pool_stats.count("grpc", address, pool_stats.DIAL_FAILURE)
+            pool_gauges.count("grpc", address, pool_gauges.DIAL_FAILURE)
             detail = f"dial {address} timed out after {connect_timeout * 1000:.0f}ms"
             raise GetConnectionError(detail) from None
-        pool_stats.count("grpc", address, pool_stats.DIAL)
+        pool_gauges.count("grpc", address, pool_gauges.DIAL)
         self._ready.add(address)
 
     def _metadata(self, ri: RPCInfo) -> tuple[tuple[str, str | bytes], ...]:
@@ -132,14 +122,14 @@ class GrpcioClientTransport:
         key = (address, ri.method.name)
         multicallable = table.get(key)
         if multicallable is not None and address in self._ready:
-            pool_stats.count("grpc", address, pool_stats.REUSE)
+            pool_gauges.count("grpc", address, pool_gauges.REUSE)
             return multicallable
         self._authority = ri.callee.service_name
         channel = self._channel(address, self._authority)
         if address not in self._ready:
             await self._connect(address, channel, ri.config.connect_timeout)
         else:
-            pool_stats.count("grpc", address, pool_stats.REUSE)
+            pool_gauges.count("grpc", address, pool_gauges.REUSE)
         if multicallable is None:
             method = ri.method
             make = channel.stream_stream if streaming else channel.unary_unary

@@ -10,14 +10,14 @@ import grpc
 from kitex_grpc import grpc_meta, metainfo
 from kitex_grpc.address import format_address, parse_address
 from kitex_grpc.errors import BizStatusError, KitexError, to_status
-from kitex_grpc.options.server import ServerOptions
-from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, encode_metadata
+from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, encode_metadata, split_method_path
 from kitex_grpc.rpcinfo import Metadata
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
 from kitex_grpc.transport.grpcio.call_meta import GrpcioCallMeta
 from kitex_grpc.transport.grpcio.client import grpc_h2_args
 from kitex_grpc.transport.grpcio.status import to_grpc_code
 from kitex_grpc.transport.identity import apply_caller
+from kitex_grpc.transport.settings import ServerSettings
 
 _Context = Any  # grpc.aio.ServicerContext
 
@@ -113,9 +113,7 @@ class _Dispatch(grpc.GenericRpcHandler):
         return handler
 
     def _build(self, path: str) -> grpc.RpcMethodHandler[Any, Any] | None:
-        service_path, _, method_name = path.rpartition("/")
-        # Kitex looks services up by name and ignores the package (nphttp2/server_handler.go).
-        service_name = service_path.lstrip("/").rpartition(".")[2]
+        service_name, method_name = split_method_path(path)
         entry = self._transport.dispatcher.lookup(service_name, method_name)
         if entry is None:
             return None  # grpcio answers UNIMPLEMENTED
@@ -136,7 +134,7 @@ class _Dispatch(grpc.GenericRpcHandler):
 class GrpcioServerTransport:
     """Serves registered services on a grpc.aio server."""
 
-    def __init__(self, options: ServerOptions, dispatcher: CallDispatcher) -> None:
+    def __init__(self, options: ServerSettings, dispatcher: CallDispatcher) -> None:
         self._options = options
         self.dispatcher = dispatcher
         self._server: grpc.aio.Server | None = None

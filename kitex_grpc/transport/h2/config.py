@@ -20,8 +20,7 @@ from kitex_grpc.protocol.h2_call import GrpcConnectionConfig
 from kitex_grpc.protocol.h2_limits import FloodLimits, PingEnforcement
 
 if TYPE_CHECKING:
-    from kitex_grpc.options.client import ClientOptions
-    from kitex_grpc.options.server import ServerOptions
+    from kitex_grpc.transport.settings import GrpcSettings
 
 USER_AGENT = f"kitex-grpc/{__version__}"
 
@@ -84,7 +83,7 @@ class H2Tuning:
     ping: PingEnforcement = _DEFAULT_PING
     flood: FloodLimits = _DEFAULT_FLOOD
 
-    def with_options(self, options: ClientOptions | ServerOptions) -> H2Tuning:
+    def with_options(self, options: GrpcSettings) -> H2Tuning:
         """These knobs with what the ``with_grpc_*`` options set applied on top (Kitex ``WithGRPC*``):
         stream and connection windows, keepalive time and timeout, max header list size and (server)
         max concurrent streams."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from kitex_grpc.address import format_address, parse_address
 from kitex_grpc.protocol.h2_call import GrpcServerConnection
+from kitex_grpc.transport.conn_limit import ConnectionLimiter, admit
 from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2 import config as _config
 from kitex_grpc.transport.h2.config import H2Tuning
@@ -24,21 +25,13 @@ from kitex_grpc.transport.listeners import ServerGroup, bound_address
 if TYPE_CHECKING:
     import ssl
 
-    from kitex_grpc.options.server import ServerOptions
     from kitex_grpc.transport.base import CallDispatcher
+    from kitex_grpc.transport.settings import ServerSettings
 
 logger = logging.getLogger("kitex_grpc.transport.h2")
 
 # After the exit wait time, cancelled handlers get this long to unwind before stop() returns.
 _CANCEL_GRACE = 1.0
-
-
-class ConnectionLimiter(Protocol):
-    """What :meth:`H2ServerTransport.limit_connections` takes (governance's ConnectionLimiter)."""
-
-    def acquire(self, conn: object) -> bool: ...
-
-    def release(self, conn: object) -> None: ...
 
 
 class _LimitedConnection(ServerConnection):
@@ -53,17 +46,12 @@ class _LimitedConnection(ServerConnection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         limiter = self._limiter
-        if limiter is not None and not limiter.acquire(self):
+        if limiter is not None and not admit(
+            limiter, self, self._events, "h2", transport.get_extra_info("peername")
+        ):
             self._limiter = None
             self._refused = True
             self.closed = True
-            peer = transport.get_extra_info("peername")
-            self._events.warning(
-                "conn_over_limit",
-                "h2 server: connection from %s closed: max connections %s reached (ConnOverLimit)",
-                peer,
-                getattr(limiter, "limit", "?"),
-            )  # the limiter itself reports the rejection (stats, reporter, metrics)
             transport.close()  # nothing was read or written: the client sees a plain close
             return
         super().connection_made(transport)
@@ -107,7 +95,7 @@ class H2ServerTransport:
     """
 
     def __init__(
-        self, options: ServerOptions, dispatcher: CallDispatcher, tuning: H2Tuning | None = None
+        self, options: ServerSettings, dispatcher: CallDispatcher, tuning: H2Tuning | None = None
     ) -> None:
         self._options = options
         self.dispatcher = dispatcher

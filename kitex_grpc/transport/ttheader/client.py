@@ -19,7 +19,7 @@ Discovery and warm-up (:mod:`kitex_grpc.transport.base`): ``close_address`` clos
 connections at once and retires the ones in use, which close when their call releases them;
 ``preconnect`` dials connections straight into the idle pool, within its limits. The pool's size per
 address (idle + in use) is reported as the ``kitex.client.connection_pool.size`` gauge
-(:func:`kitex_grpc.observability.metrics.register_pool_size`, attribute ``transport="ttheader"``).
+(:func:`kitex_grpc.transport.pool_gauges.register_pool_size`, attribute ``transport="ttheader"``).
 
 Kitex forces Kitex Protobuf onto TTHeaderFramed (``client/client.go initTransportProtocol``), so a
 protobuf service with ``TTHEADER`` is sent framed too. ``FRAMED`` has no header: no metainfo, no
@@ -46,13 +46,20 @@ from kitex_grpc.errors import (
     RPCTimeoutError,
     TApplicationType,
 )
-from kitex_grpc.observability import pool_stats
-from kitex_grpc.observability.metrics import register_pool_size
-from kitex_grpc.options.client import ClientOptions
+from kitex_grpc.header_keys import (
+    BIZ_EXTRA_KEY,
+    BIZ_MESSAGE_KEY,
+    BIZ_STATUS_KEY,
+    CONN_RESET_KEY,
+    IDL_SERVICE_KEY,
+)
 from kitex_grpc.protocol.thrift_message import MessageType
-from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE, IntKey
+from kitex_grpc.protocol.ttheader import IntKey
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.streaming import StreamIO
+from kitex_grpc.transport import pool_gauges
+from kitex_grpc.transport.settings import ClientSettings
+from kitex_grpc.transport.ttheader.config import frame_limit as frame_limit  # its old home, still imported
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.mux import MuxConnection, MuxPool
@@ -71,9 +78,6 @@ _FRAMINGS = {
 }
 _REPLY, _EXCEPTION = int(MessageType.REPLY), int(MessageType.EXCEPTION)
 _CALL, _ONEWAY = int(MessageType.CALL), int(MessageType.ONEWAY)
-_ISN = "isn"  # HeaderIDLServiceName (pkg/transmeta/ttheader.go)
-_CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
-_BIZ_STATUS, _BIZ_MESSAGE, _BIZ_EXTRA = "biz-status", "biz-message", "biz-extra"
 # The EXCEPTION a server sends when the handler's deadline (int key 12) passed: a Go handler returns
 # ctx.Err(), wrapped as ErrBiz (server/server.go invokeHandleEndpoint), type 6 InternalError; ours
 # sends the same (transport.ttheader.errors.exception_fields).
@@ -90,11 +94,6 @@ def next_seq_id() -> int:
     if _seq == 0:
         _seq = 1
     return _seq
-
-
-def frame_limit(max_message_size: int) -> int:
-    """The largest frame accepted: a message of the configured size plus a full header and envelope."""
-    return min(MAX_FRAME_SIZE, max_message_size + MAX_HEADER_SIZE + 0x10000)
 
 
 def _timeout_ms(seconds: float) -> str:
@@ -120,8 +119,7 @@ def _alive(conn: ClientConnection) -> bool:
 
 def _pool_sizes(conns: set[ClientConnection | MuxConnection]) -> list[tuple[Mapping[str, str], int]]:
     """``({"address": ..., "transport": "ttheader"}, idle + in use)`` per address of live ``conns``."""
-    counts = collections.Counter(conn.address for conn in conns if conn.alive)
-    return [({"address": address, "transport": "ttheader"}, n) for address, n in counts.items()]
+    return pool_gauges.size_rows("ttheader", [conn.address for conn in conns if conn.alive])
 
 
 def _pool_states(
@@ -141,13 +139,16 @@ def _forget_dead(conns: set[ClientConnection | MuxConnection]) -> None:
 
 
 class TTHeaderClientTransport:
-    """Calls over TTHeader, TTHeaderFramed or Framed with a Kitex long-connection pool."""
+    """Calls over TTHeader, TTHeaderFramed or Framed with a Kitex long-connection pool.
+
+    ``protocol`` overrides ``options.transport_protocol`` (the TTHeader Streaming transport sends its
+    unary calls over TTHeader)."""
 
     # Dial failures are GetConnectionError, a dead connection RemoteOrNetworkError: nothing for the
     # client's error_mapping layer to do (see kitex_grpc.transport.base.NETWORK_ERRORS_MAPPED).
     network_errors_mapped = True
 
-    def __init__(self, options: ClientOptions) -> None:
+    def __init__(self, options: ClientSettings, protocol: TransportProtocol | None = None) -> None:
         # First, so that __del__ finds it whatever else fails. The gauge holds the connection set,
         # never the transport: a transport nobody closed is still collected, and its __del__ then
         # unregisters the gauge (mypyc's classes take no weak references). The set is only ever
@@ -155,8 +156,8 @@ class TTHeaderClientTransport:
         self._conns: set[ClientConnection | MuxConnection] = set()
         conns = self._conns
         pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
-        unregister_sizes = register_pool_size(lambda: _pool_sizes(conns))
-        unregister_states = pool_stats.register_states(lambda: _pool_states(conns, pool))
+        unregister_sizes = pool_gauges.register_pool_size(lambda: _pool_sizes(conns))
+        unregister_states = pool_gauges.register_states(lambda: _pool_states(conns, pool))
 
         def unregister() -> None:
             unregister_sizes()
@@ -164,7 +165,7 @@ class TTHeaderClientTransport:
 
         self._unregister_gauge = unregister
         self._options = options
-        self._framing = _FRAMINGS[options.transport_protocol]
+        self._framing = _FRAMINGS[options.transport_protocol if protocol is None else protocol]
         self._max_frame = frame_limit(options.max_message_size)
         self._max_message = options.max_message_size
         self._pool = pool
@@ -300,7 +301,7 @@ class TTHeaderClientTransport:
         except BaseException:
             self._drop(conn)  # cancelled or failed mid-call: the stream state is unknown
             raise
-        if _CONN_RESET in reply.str_info or (
+        if CONN_RESET_KEY in reply.str_info or (
             reply.msg_type == _EXCEPTION and _server_closes(reply, envelope)
         ):
             self._drop(conn)
@@ -383,7 +384,7 @@ class TTHeaderClientTransport:
         }
         if timeout is not None:
             int_info[IntKey.RPC_TIMEOUT] = _timeout_ms(timeout)
-        str_info[_ISN] = ri.service.service_name
+        str_info[IDL_SERVICE_KEY] = ri.service.service_name
         for key, value in ri.metadata:
             if isinstance(value, str):
                 str_info.setdefault(key, value)
@@ -401,9 +402,9 @@ class TTHeaderClientTransport:
             receiver = metainfo.backward_receiver()
             if receiver is not None:
                 receiver.received.update(info)
-            if _BIZ_STATUS in info:
+            if BIZ_STATUS_KEY in info:
                 biz = BizStatusError.from_fields(
-                    info[_BIZ_STATUS], info.get(_BIZ_MESSAGE, ""), info.get(_BIZ_EXTRA)
+                    info[BIZ_STATUS_KEY], info.get(BIZ_MESSAGE_KEY, ""), info.get(BIZ_EXTRA_KEY)
                 )
         msg_type = reply.msg_type
         if msg_type == _EXCEPTION:
@@ -448,7 +449,7 @@ class TTHeaderClientTransport:
         for d in dead:
             self._drop(d)
         if conn is not None:
-            pool_stats.count("ttheader", address, pool_stats.REUSE)
+            pool_gauges.count("ttheader", address, pool_gauges.REUSE)
             return conn
         return await self._dial(address, ri.config.connect_timeout)
 
@@ -471,14 +472,14 @@ class TTHeaderClientTransport:
             async with asyncio.timeout(connect_timeout):
                 _, conn = await loop.create_connection(lambda: protocol(address, framing, limit), host, port)
         except TimeoutError:
-            pool_stats.count("ttheader", address, pool_stats.DIAL_FAILURE)
+            pool_gauges.count("ttheader", address, pool_gauges.DIAL_FAILURE)
             raise GetConnectionError(
                 f"dial tcp {address}: timed out after {connect_timeout * 1000:.0f}ms"
             ) from None
         except OSError as failure:  # not `exc`: compiled, a name keeps the type of its first binding
-            pool_stats.count("ttheader", address, pool_stats.DIAL_FAILURE)
+            pool_gauges.count("ttheader", address, pool_gauges.DIAL_FAILURE)
             raise GetConnectionError(f"dial tcp {address}: {failure}").with_cause(failure) from failure
-        pool_stats.count("ttheader", address, pool_stats.DIAL)
+        pool_gauges.count("ttheader", address, pool_gauges.DIAL)
         if self._closed:
             conn.close()
             raise InternalError("client transport is closed")

@@ -27,14 +27,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from kitex_grpc.errors import RemoteOrNetworkError
+from kitex_grpc.header_keys import CONN_RESET_KEY
 from kitex_grpc.transport.ttheader.connection import ReplyStream
 from kitex_grpc.transport.ttheader.wire import Framing, Message
 
 __all__ = ["MuxConnection", "MuxPool"]
 
 logger = logging.getLogger("kitex_grpc.transport.ttheader")
-
-_CONN_RESET = "crrst"  # rpcinfo.ConnResetTag (pkg/rpcinfo/basicinfo.go)
 
 
 class MuxConnection(ReplyStream):
@@ -54,7 +53,7 @@ class MuxConnection(ReplyStream):
         waiters = self._waiters
         for message in messages:
             waiter = waiters.pop(message.frame_seq, None)
-            if _CONN_RESET in message.str_info:
+            if CONN_RESET_KEY in message.str_info:
                 self.retired = True
             if waiter is None:
                 logger.debug(

@@ -1,6 +1,6 @@
 """Long-connection pool bookkeeping: pure, no I/O (Kitex ``pkg/remote/connpool/long_pool.go``).
 
-Semantics of Kitex's long pool with an :class:`~kitex_grpc.options.client.IdleConfig`:
+Semantics of Kitex's long pool with an :class:`~kitex_grpc.transport.ttheader.config.IdleConfig`:
 
 * a connection is in the pool only while idle; a call takes one out and puts it back when the reply
   has been read (so one request is in flight per connection);
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from kitex_grpc.options.client import IdleConfig
+from kitex_grpc.transport.ttheader.config import IdleConfig
 
 __all__ = ["IdlePool"]
 

@@ -10,17 +10,16 @@ codec must match the service's (Thrift vs Kitex Protobuf).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
 
 from kitex_grpc.codec.kitex_protobuf import envelope_for
 from kitex_grpc.errors import TApplicationType
-from kitex_grpc.serviceinfo import ServiceInfo
+from kitex_grpc.header_keys import IDL_SERVICE_KEY
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
 from kitex_grpc.transport.ttheader.wire import Message
 
 __all__ = ["ISN_KEY", "RouteError", "route"]
 
-ISN_KEY = "isn"
+ISN_KEY = IDL_SERVICE_KEY  # the name this module has always exported
 
 
 class RouteError(Exception):
@@ -32,27 +31,16 @@ class RouteError(Exception):
         self.type_id = type_id
 
 
-class _ServiceSearch(Protocol):
-    def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None: ...
-
-
 def route(dispatcher: CallDispatcher, message: Message, str_info: Mapping[str, str]) -> MethodEntry:
     """The method entry for ``message``, or :class:`RouteError`."""
     isn = str_info.get(ISN_KEY, "")
     method = message.method
-    search = getattr(dispatcher, "search_service", None)
-    if search is not None:
-        service = search(isn, method)
-        if service is None:
-            raise RouteError(f"unknown service {isn}, method {method}", TApplicationType.UNKNOWN_SERVICE)
-        entry = dispatcher.lookup(service.service_name, method)
-        if entry is None:
-            raise RouteError(f"unknown method {method}", TApplicationType.UNKNOWN_METHOD)
-    else:
-        found = dispatcher.lookup(isn, method)
-        if found is None:
-            raise RouteError(f"unknown service {isn}, method {method}", TApplicationType.UNKNOWN_SERVICE)
-        entry = found
+    service = dispatcher.search_service(isn, method)
+    if service is None:
+        raise RouteError(f"unknown service {isn}, method {method}", TApplicationType.UNKNOWN_SERVICE)
+    entry = dispatcher.lookup(service.service_name, method)
+    if entry is None:
+        raise RouteError(f"unknown method {method}", TApplicationType.UNKNOWN_METHOD)
     if envelope_for(entry.service) is not message.envelope:
         raise RouteError(
             f"{message.envelope.name} payload for the {entry.service.payload_codec.value} service "

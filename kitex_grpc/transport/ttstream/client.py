@@ -18,7 +18,6 @@ address: a Kitex client built with ``-streamx`` strips the streaming bits for ev
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 from typing import TYPE_CHECKING, Any
 
@@ -33,16 +32,16 @@ from kitex_grpc.protocol.ttstream import (
     encode_stream_frame,
     next_stream_id,
 )
-from kitex_grpc.transport.ttheader.client import frame_limit
+from kitex_grpc.transport.ttheader.config import frame_limit
 from kitex_grpc.transport.ttstream.client_stream import ClientStream
 from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM, TTStreamConfig
 from kitex_grpc.transport.ttstream.conn import StreamConnection
 from kitex_grpc.transport_protocol import TransportProtocol
 
 if TYPE_CHECKING:
-    from kitex_grpc.options.client import ClientOptions
     from kitex_grpc.rpcinfo import RPCInfo
     from kitex_grpc.transport.base import ClientTransport
+    from kitex_grpc.transport.settings import ClientSettings
 
 __all__ = ["TTStreamClientTransport"]
 
@@ -101,7 +100,7 @@ class ClientConnection(StreamConnection):
 class TTStreamClientTransport:
     """Client streams over TTHeader Streaming (:data:`TransportProtocol.TTHEADER_STREAMING`)."""
 
-    def __init__(self, options: ClientOptions) -> None:
+    def __init__(self, options: ClientSettings) -> None:
         self._options = options
         self.config: TTStreamConfig = getattr(options, "ttstream", DEFAULT_TTSTREAM)
         self._recv_timeout: float | None = getattr(options, "stream_recv_timeout", None)
@@ -178,8 +177,7 @@ class TTStreamClientTransport:
         if inner is None:
             from kitex_grpc.transport.ttheader.client import TTHeaderClientTransport
 
-            opts = dataclasses.replace(self._options, transport_protocol=TransportProtocol.TTHEADER)
-            inner = self._unary_transport = TTHeaderClientTransport(opts)
+            inner = self._unary_transport = TTHeaderClientTransport(self._options, TransportProtocol.TTHEADER)
         return await inner.unary(ri, request)
 
     async def close_address(self, address: str) -> None:

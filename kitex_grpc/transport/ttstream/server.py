@@ -43,6 +43,7 @@ from kitex_grpc.errors import (
 )
 from kitex_grpc.protocol.ttheader import IntKey
 from kitex_grpc.protocol.ttstream import (
+    CANCEL_PATH_KEY,
     IDL_SERVICE_KEY,
     FrameType,
     StreamFrame,
@@ -57,10 +58,10 @@ from kitex_grpc.transport.ttstream.conn import StreamConnection
 from kitex_grpc.transport.ttstream.queue import RecvQueue
 
 if TYPE_CHECKING:
-    from kitex_grpc.options.server import ServerOptions
     from kitex_grpc.serviceinfo import MethodInfo
     from kitex_grpc.transport.base import CallDispatcher, MethodEntry
     from kitex_grpc.transport.eventlog import EventLog
+    from kitex_grpc.transport.settings import ServerSettings
     from kitex_grpc.transport.ttstream.config import TTStreamConfig
 
 __all__ = ["TTStreamServer"]
@@ -83,7 +84,7 @@ class TTStreamServer:
     """The ttstream connections of one server, and how they are drained at stop."""
 
     def __init__(
-        self, options: ServerOptions, dispatcher: CallDispatcher, events: EventLog, max_frame: int
+        self, options: ServerSettings, dispatcher: CallDispatcher, events: EventLog, max_frame: int
     ) -> None:
         from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM
 
@@ -253,10 +254,9 @@ class ServerConnection(StreamConnection):
         dispatcher = self.server.dispatcher
         entry = dispatcher.lookup(service, method) if service else None
         if entry is None:
-            search = getattr(dispatcher, "search_service", None)
-            found = search(service, method) if search is not None else None
+            found = dispatcher.search_service(service, method)
             if found is None and service:
-                found = search("", method) if search is not None else None
+                found = dispatcher.search_service("", method)
                 if found is None:
                     return f"unknown service {service}", int(TApplicationType.UNKNOWN_SERVICE)
             if found is not None:
@@ -343,7 +343,7 @@ class ServerStream:
             # The client cancelled (Kitex: the handler's ctx ends with code 12010); nothing is written
             # back, as a Kitex server's late Header/Trailer would be ignored by the client anyway.
             self.reset = True
-            path = frame.str_info.get("ttscp", "")
+            path = frame.str_info.get(CANCEL_PATH_KEY, "")
             self._queue.abort(CanceledError(f"stream canceled by upstream (path {path!r})", remote=True))
             if self.task is not None:
                 self.task.cancel()
