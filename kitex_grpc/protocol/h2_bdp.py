@@ -171,6 +171,15 @@ class BdpFlowControl:
         self.connection_window = connection_window
         self._clock = clock
 
+    @classmethod
+    def create(
+        cls, config: BdpConfig | None, stream_window: int, connection_window: int
+    ) -> BdpFlowControl | None:
+        """A controller for a connection that advertised these windows; ``None`` when ``config`` is."""
+        if config is None:
+            return None
+        return cls(config, stream_window=stream_window, connection_window=connection_window)
+
     def data_received(self, conn: h2.connection.H2Connection, n: int) -> None:
         """Count ``n`` flow-controlled bytes; queue the BDP PING when a sample starts."""
         payload = self.estimator.on_data(n, self._clock())
