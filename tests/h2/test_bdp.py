@@ -63,6 +63,8 @@ async def test_bdp_grows_the_client_receive_window() -> None:
                 received += len(reply.payload)
             assert received == 256 * CHUNK
             (conn,) = transport_of(cli).connections.values()
+            # A PING after every ACK is within our server's policy: each follows DATA it wrote.
+            assert not conn.closing and not conn.goaway_received.is_set()
             bdp = conn.core._bdp
             assert bdp is not None
             assert 2 * 65_535 <= bdp.stream_window <= BDP_LIMIT
