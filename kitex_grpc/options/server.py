@@ -231,13 +231,15 @@ def with_read_write_timeout(seconds: float) -> ServerOption:
 
 def with_grpc_initial_window_size(size: int) -> ServerOption:
     """The HTTP/2 receive window of each stream, in bytes (Kitex ``WithGRPCInitialWindowSize``;
-    default 1 MiB, see kitex_grpc.transport.h2.config). GRPC_H2 only: grpcio has no exact equivalent."""
+    default 1 MiB, see kitex_grpc.transport.h2.config). Setting it keeps the windows static: no BDP
+    estimation grows them (as in Kitex). GRPC_H2 only: grpcio has no exact equivalent."""
     check_window_size("with_grpc_initial_window_size", size)
     return setter("with_grpc_initial_window_size", "grpc_initial_window_size", size)
 
 
 def with_grpc_initial_conn_window_size(size: int) -> ServerOption:
-    """The HTTP/2 receive window of each connection, in bytes (Kitex ``WithGRPCInitialConnWindowSize``).
+    """The HTTP/2 receive window of each connection, in bytes (Kitex ``WithGRPCInitialConnWindowSize``;
+    default 16 MiB). Setting it keeps the windows static: no BDP estimation grows them (as in Kitex).
     GRPC_H2 only: grpcio has no exact equivalent."""
     check_window_size("with_grpc_initial_conn_window_size", size)
     return setter("with_grpc_initial_conn_window_size", "grpc_initial_conn_window_size", size)

@@ -68,6 +68,7 @@ from kitex_grpc.protocol.grpc_framing import (
     decompress,
     encode_message,
 )
+from kitex_grpc.protocol.h2_bdp import BdpConfig, BdpFlowControl
 from kitex_grpc.protocol.h2_events import (
     CallRejected,
     CallStarted,
@@ -126,6 +127,8 @@ class GrpcConnectionConfig:
     # h2's checks of received header fields (characters, pseudo-header rules). Turning them off is
     # faster and what grpclib does, but lets a peer hand us headers HTTP/2 forbids.
     validate_inbound_headers: bool = True
+    # Adaptive receive windows (h2_bdp); None keeps the initial windows static.
+    bdp: BdpConfig | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_message_size <= 0xFFFFFFFF:
@@ -692,6 +695,10 @@ class _GrpcConnection:
         self._goaway_received = False
         self._last_stream_id = _MAX_STREAM_ID  # highest stream the peer will still process
         self._local_last_stream_id = _MAX_STREAM_ID  # highest stream we said (GOAWAY) we would process
+        # BDP hook (h2_bdp): grows the receive windows; None: static windows.
+        self._bdp = BdpFlowControl.create(
+            config.bdp, config.initial_window_size, config.initial_connection_window_size
+        )
 
     # -- bytes in / bytes out ------------------------------------------------------------------
 
@@ -723,6 +730,8 @@ class _GrpcConnection:
         for ev in h2_events:
             # The common events first: this loop is the hot path.
             if isinstance(ev, h2.events.DataReceived):
+                if self._bdp is not None:  # BDP hook: count the bytes, maybe start a sample
+                    self._bdp.data_received(self._conn, ev.flow_controlled_length)
                 self._on_data(ev, events)
             elif isinstance(ev, h2.events.WindowUpdated):
                 window_changed = True
@@ -734,7 +743,9 @@ class _GrpcConnection:
                 window_changed = True
                 self._on_settings(ev, events)
             elif isinstance(ev, h2.events.PingAckReceived):
-                events.append(PingAcked(data=ev.ping_data))
+                # BDP hook: the BDP PING's ACK may grow the windows; it is not reported.
+                if self._bdp is None or not self._bdp.ping_acked(self._conn, ev.ping_data):
+                    events.append(PingAcked(data=ev.ping_data))
             elif isinstance(ev, h2.events.PingReceived):
                 events.append(PingReceived(data=ev.ping_data))
             elif isinstance(ev, h2.events.ConnectionTerminated):

@@ -1,12 +1,15 @@
 """Backpressure both ways: a receiver that stops reading during a 64 MiB stream stalls the writer,
-and the bytes buffered in our structures (queues + the core's pending output) stay bounded."""
+and the bytes buffered in our structures (queues + the core's pending output) stay bounded.
+
+The receiver's stream window is set by option here, which keeps it static (no BDP growth), so the
+bound is the default window; tests/h2/test_bdp.py checks the bound with BDP on."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
-from kitex_grpc import server
+from kitex_grpc import client, server
 from kitex_grpc.transport.h2.config import DEFAULT_STREAM_WINDOW, SEND_HIGH_WATER
 from tests.h2.helpers import h2_client, h2_server, transport_of
 from tests.support import EchoService, Reply, Req
@@ -49,7 +52,7 @@ async def test_slow_client_reader_stalls_the_server_writer() -> None:
     svc = Firehose()
     big = server.with_max_message_size(8 * 1024 * 1024)
     async with h2_server(big, handler=svc) as (svr, _, srv_transport):
-        cli = h2_client(svr.address)
+        cli = h2_client(svr.address, client.with_grpc_initial_window_size(DEFAULT_STREAM_WINDOW))
         try:
             call = cli.ServerStream(Req())
             first = await call.recv()  # then stop reading
@@ -71,7 +74,8 @@ async def test_slow_client_reader_stalls_the_server_writer() -> None:
 async def test_slow_server_reader_stalls_the_client_writer() -> None:
     svc = Firehose()
     big = server.with_max_message_size(8 * 1024 * 1024)
-    async with h2_server(big, handler=svc) as (svr, _, srv_transport):
+    static = server.with_grpc_initial_window_size(DEFAULT_STREAM_WINDOW)
+    async with h2_server(big, static, handler=svc) as (svr, _, srv_transport):
         cli = h2_client(svr.address)
         try:
             stream = await cli.ClientStream()

@@ -13,6 +13,7 @@ from kitex_grpc import client, server
 from kitex_grpc.options._base import fold
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.options.server import ServerOptions
+from kitex_grpc.protocol.h2_bdp import BdpConfig
 from kitex_grpc.transport.grpcio.client import GrpcioClientTransport, grpc_h2_args
 from kitex_grpc.transport.h2.config import CLIENT_TUNING, SERVER_TUNING, H2Tuning
 from tests.h2.helpers import h2_client, h2_server, transport_of
@@ -88,8 +89,14 @@ def test_options_set_fields_and_are_recorded() -> None:
     # unset: the transports keep their defaults (KITEX-WIRE.md §3)
     assert CLIENT_TUNING.with_options(fold(ClientOptions, (), "client")) is CLIENT_TUNING
     assert SERVER_TUNING.with_options(fold(ServerOptions, (), "server")) is SERVER_TUNING
-    # our fixed window stands in for the 16 MiB Kitex reaches by BDP estimation (see h2/config.py)
+    # windows start higher than Kitex's 64 KiB and grow by BDP estimation to 16 MiB (see h2/config.py)
     assert (SERVER_TUNING.stream_window, SERVER_TUNING.connection_window) == (1 << 20, 16 << 20)
+    assert SERVER_TUNING.bdp == CLIENT_TUNING.bdp == BdpConfig(window_limit=16 << 20, ping_interval=1.0)
+    # either window option keeps the windows static, as in Kitex
+    only_conn = fold(ServerOptions, (server.with_grpc_initial_conn_window_size(1 << 20),), "server")
+    assert SERVER_TUNING.with_options(only_conn).bdp is None
+    only_stream = fold(ClientOptions, (client.with_grpc_initial_window_size(1 << 20),), "client")
+    assert CLIENT_TUNING.with_options(only_stream).bdp is None
     assert (SERVER_TUNING.keepalive_time, SERVER_TUNING.keepalive_timeout) == (7200.0, 20.0)
 
 
@@ -148,6 +155,7 @@ async def test_smallest_windows_still_move_a_1_mib_message_both_ways() -> None:
         try:
             tuning = transport_of(cli)._tuning
             assert (tuning.stream_window, tuning.connection_window) == windows
+            assert tuning.bdp is None and srv_transport._tuning.bdp is None
             payload = bytes(range(256)) * 4096  # 1 MiB: sixteen times either window
             reply = await asyncio.wait_for(cli.Unary(Req(message="big", payload=payload)), 30)
             assert reply.payload == payload

@@ -1,12 +1,15 @@
 """Defaults of the h2 transport, and the core configuration built from the framework's options.
 
-Limits follow Kitex / grpc-go (KITEX-WIRE.md §3 "Other HTTP/2 defaults"). The receive windows do not:
-Kitex advertises 64 KiB but, unless ``WithGRPCInitialWindowSize`` is set, grows both windows by BDP
-estimation up to 16 MiB once data flows (grpc-go's ``bdpEstimator``, which Kitex's nphttp2 keeps). We
-do not estimate; we start where a busy stream ends up: 1 MiB per stream, 16 MiB per connection. With
-a 64 KiB stream window a pipelined stream of small messages stalls on every WINDOW_UPDATE round trip
-(measured: 4 KiB messages, 64 in flight, ran at 0.71x grpclib's rate, 1.5x with 1 MiB). Memory stays
-bounded by the windows: a reader that stops holds at most one stream window per stream.
+Limits follow Kitex / grpc-go (KITEX-WIRE.md §3 "Other HTTP/2 defaults"). The receive windows start
+elsewhere: Kitex advertises 64 KiB and, unless ``WithGRPCInitialWindowSize`` or
+``WithGRPCInitialConnWindowSize`` is set, grows both windows by BDP estimation up to 16 MiB once data
+flows (grpc-go's ``bdpEstimator``, which Kitex's nphttp2 keeps, with one sample per second at most).
+We estimate the same way (:mod:`kitex_grpc.protocol.h2_bdp`, the same limit and interval, turned off
+by the same two options) but start higher: 1 MiB per stream, 16 MiB per connection. With a 64 KiB
+stream window a pipelined stream of small messages stalls on every WINDOW_UPDATE round trip
+(measured: 4 KiB messages, 64 in flight, ran at 0.71x grpclib's rate, 1.5x with 1 MiB), and at one
+sample per second BDP takes seconds to get there. Memory stays bounded by the windows: a reader that
+stops holds at most one stream window per stream (16 MiB at most once BDP grew it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kitex_grpc._version import __version__
+from kitex_grpc.protocol.h2_bdp import BdpConfig
 from kitex_grpc.protocol.h2_call import GrpcConnectionConfig
 from kitex_grpc.protocol.h2_limits import FloodLimits, PingEnforcement
 
@@ -51,6 +55,7 @@ SERVER_HANDSHAKE_TIMEOUT = 5.0
 SERVER_IDLE_TIMEOUT = 600.0
 _DEFAULT_PING = PingEnforcement()  # grpc-go's enforcement policy: 5 min, none without a stream
 _DEFAULT_FLOOD = FloodLimits()
+_DEFAULT_BDP = BdpConfig()  # Kitex / grpc-go: windows grow up to 16 MiB; Kitex: one sample per second
 CLIENT_MAX_HEADER_LIST_SIZE = 16 * 1024 * 1024  # responses: grpc-go's client default
 # Until the server's first SETTINGS arrives, a client does not know MAX_CONCURRENT_STREAMS; the
 # dial waits for that frame (as grpc-go does), within the connect timeout.
@@ -68,7 +73,9 @@ class H2Tuning:
     accepted. Server only: ``handshake_timeout`` (the client preface and SETTINGS must arrive within
     it), ``idle_timeout`` (a connection without a stream for that long is closed), ``ping`` (the
     PING policy) and ``flood`` (SETTINGS and RST_STREAM rates, control replies to a client that does
-    not read); ``None`` turns a timeout off.
+    not read); ``None`` turns a timeout off. ``bdp``: adaptive receive windows (BDP estimation, see
+    :mod:`kitex_grpc.protocol.h2_bdp`); ``None`` keeps ``stream_window`` and ``connection_window``
+    static, which setting either window option does (as in Kitex).
     """
 
     stream_window: int = DEFAULT_STREAM_WINDOW
@@ -82,6 +89,7 @@ class H2Tuning:
     idle_timeout: float | None = None
     ping: PingEnforcement = _DEFAULT_PING
     flood: FloodLimits = _DEFAULT_FLOOD
+    bdp: BdpConfig | None = _DEFAULT_BDP
 
     def with_options(self, options: GrpcSettings) -> H2Tuning:
         """These knobs with what the ``with_grpc_*`` options set applied on top (Kitex ``WithGRPC*``):
@@ -90,8 +98,10 @@ class H2Tuning:
         changes: dict[str, Any] = {}
         if options.grpc_initial_window_size is not None:
             changes["stream_window"] = options.grpc_initial_window_size
+            changes["bdp"] = None  # a static window turns BDP off (Kitex http2_client/server.go)
         if options.grpc_initial_conn_window_size is not None:
             changes["connection_window"] = options.grpc_initial_conn_window_size
+            changes["bdp"] = None
         if options.grpc_keepalive_time is not None:
             changes["keepalive_time"] = options.grpc_keepalive_time
         if options.grpc_keepalive_timeout is not None:
@@ -117,6 +127,7 @@ class H2Tuning:
             max_concurrent_streams=self.max_concurrent_streams,
             scheme=scheme,
             user_agent=USER_AGENT,
+            bdp=self.bdp,
             # h2's strict checks of received fields would turn a grpc-message with a trailing space
             # (grpc.aio sends "...: " unencoded) into a connection error (RFC 9113 §8.2.1 calls it
             # malformed, but gRPC peers send it). The core validates what gRPC needs itself.
