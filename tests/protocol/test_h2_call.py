@@ -24,7 +24,6 @@ from kitex_grpc.protocol.h2_call import (
     H2ConnectionError,
     StreamClosedError,
     TooManyStreamsError,
-    _GrpcH2Connection,
 )
 from kitex_grpc.protocol.h2_events import (
     CallRejected,
@@ -41,6 +40,7 @@ from kitex_grpc.protocol.h2_events import (
     TrailersReceived,
     WindowUpdated,
 )
+from kitex_grpc.protocol.h2_patched import PatchedH2Connection
 from kitex_grpc.status import StatusCode
 
 E = TypeVar("E", bound=Event)
@@ -530,7 +530,7 @@ def test_graceful_goaway_lets_calls_finish_and_refuses_new_ones() -> None:
 
 def test_server_refuses_streams_above_its_graceful_goaway() -> None:
     # A plain h2 client would die on the GOAWAY it reads first; use the draining-aware subclass.
-    client = _GrpcH2Connection(h2.config.H2Configuration(client_side=True))
+    client = PatchedH2Connection(h2.config.H2Configuration(client_side=True))
     client.initiate_connection()
     server = GrpcServerConnection()
     pump(client, server)
@@ -1047,7 +1047,7 @@ def test_lean_send_path_writes_the_frames_h2_writes() -> None:
     plain = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
     )
-    lean = _GrpcH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+    lean = PatchedH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
     assert _drive(lean) == _drive(plain)
     for sid in (1, 3, 5, 7):
         assert lean.streams[sid].state_machine.state == plain.streams[sid].state_machine.state
@@ -1056,7 +1056,7 @@ def test_lean_send_path_writes_the_frames_h2_writes() -> None:
     # An h2 peer accepts the lot.
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     server.initiate_connection()
-    lean2 = _GrpcH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+    lean2 = PatchedH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
     events = server.receive_data(_drive(lean2))
     assert len(only_h2(events, h2.events.RequestReceived)) == 4
     assert len(only_h2(events, h2.events.StreamEnded)) == 4
@@ -1140,8 +1140,8 @@ def test_pipelined_bidi_4k_messages_with_split_reads_completes_and_windows_agree
     # or DATA frame lost or mis-parsed anywhere (lean send path, frame split, partial-message
     # accounting) shows up as a difference here.
     if not lean:  # h2's own HEADERS/DATA send path, as before the lean one
-        monkeypatch.setattr(_GrpcH2Connection, "send_data", h2.connection.H2Connection.send_data)
-        monkeypatch.setattr(_GrpcH2Connection, "send_headers", h2.connection.H2Connection.send_headers)
+        monkeypatch.setattr(PatchedH2Connection, "send_data", h2.connection.H2Connection.send_data)
+        monkeypatch.setattr(PatchedH2Connection, "send_headers", h2.connection.H2Connection.send_headers)
     total, inflight, high_water, body = 600, 64, 65_536, b"q" * 4_108  # 4113 bytes on the wire
     client, server = connected()
     sid = client.start_call("/a.B/C", "svc")
@@ -1233,9 +1233,9 @@ def _summary(events: list[h2.events.Event]) -> list[tuple[object, ...]]:
     return out
 
 
-def _servers() -> tuple[h2.connection.H2Connection, _GrpcH2Connection]:
+def _servers() -> tuple[h2.connection.H2Connection, PatchedH2Connection]:
     plain = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-    lean = _GrpcH2Connection(h2.config.H2Configuration(client_side=False))
+    lean = PatchedH2Connection(h2.config.H2Configuration(client_side=False))
     for conn in (plain, lean):
         conn.initiate_connection()
         conn.data_to_send()
