@@ -20,10 +20,10 @@ the writer. Bytes of a message still being received are charged the same way whi
 behind, and handed back at once while it is caught up (nothing unacknowledged on the stream): a
 message larger than the window cannot deadlock, and a stream never buffers more than one
 ``max_message_size`` message plus one window. DATA padding is handed back at once. Reset and rejected
-calls release what they held. Acknowledgements of a live call reach h2 in batches (h2 sends a
-WINDOW_UPDATE only once half a window was consumed anyway): at most a quarter of the stream window
-(32 KiB at most) per stream and a quarter of the connection window in all are kept back, and only
-while the peer can still send a whole batch; a call's remainder is handed over when the call ends.
+calls release what they held. Every acknowledgement goes to h2 at once: h2 batches the
+WINDOW_UPDATEs itself (one once half a window was consumed). The whole path, DATA received to window
+handed back, is the section "inbound flow control" of :class:`GrpcConnectionCore`
+(``_on_data`` and ``acknowledge_received``).
 
 The receive side of each call follows a transition table (``CLIENT_RECV_TRANSITIONS``,
 ``SERVER_RECV_TRANSITIONS`` in :mod:`~kitex_grpc.protocol.h2_call_state`); a pair not in the table is a
@@ -79,8 +79,6 @@ from kitex_grpc.status import StatusCode
 
 __all__ = ["GrpcConnectionCore"]
 
-_ACK_BATCH_MAX = 32 * 1024  # acknowledged bytes of one stream handed to h2 at once, at most
-
 
 class GrpcConnectionCore:
     """What client and server cores share: h2 set-up, data, flow control, ping, GOAWAY."""
@@ -120,11 +118,6 @@ class GrpcConnectionCore:
             conn.increment_flow_control_window(config.initial_connection_window_size - 65_535)
         self._calls: dict[int, StreamCall] = {}
         self._blocked: dict[int, StreamCall] = {}  # calls with pending outbound data, in arrival order
-        # Acknowledged bytes not yet handed to h2, by stream (see the module docstring).
-        self._deferred_acks: dict[int, int] = {}
-        self._deferred_total = 0
-        self._ack_batch = min(_ACK_BATCH_MAX, config.initial_window_size // 4)
-        self._ack_total_limit = config.initial_connection_window_size // 4
         self._out = bytearray()  # frames written around h2 (graceful GOAWAY), ahead of h2's buffer
         self._goaway_sent = False
         self._goaway_received = False
@@ -186,6 +179,79 @@ class GrpcConnectionCore:
             self._conn.refused_streams.clear()
         return events
 
+    # -- inbound flow control: DATA received -> message events -> acknowledgement -> WINDOW_UPDATE --
+
+    def _on_data(self, ev: h2.events.DataReceived, events: list[Event]) -> None:
+        sid = ev.stream_id
+        data = ev.data
+        fcl = ev.flow_controlled_length
+        call = self._calls.get(sid)
+        if call is None or call.state is CallState.CLOSED:
+            if fcl:  # data for a call we ended: give the window back
+                self._conn.acknowledge_received_data(fcl, sid)
+            return
+        try:
+            self._step(call, CallInput.DATA)
+            decoder = call.decoder
+            before = decoder.buffered
+            raw = decoder.receive_data(data)
+            size = len(data)
+            release = fcl - size  # padding
+            if raw:
+                tail = decoder.buffered  # bytes of this frame in the next, incomplete message
+                # The first message is charged its earlier bytes that are still held, plus its part of
+                # this frame; the others their whole wire size.
+                share = call.partial_held - before
+                call.held += call.partial_held + size - tail
+                call.partial_held = 0
+                max_size = decoder.max_message_size
+                encoding = call.recv_encoding
+                for msg in raw:
+                    body = msg.data
+                    share += PREFIX_SIZE + len(body)
+                    if msg.compressed:
+                        body = decompress(encoding, body, max_size)
+                    events.append(
+                        MessageReceived(
+                            stream_id=sid, data=body, flow_controlled_length=share, compressed=msg.compressed
+                        )
+                    )
+                    share = 0
+            else:
+                tail = size
+            if tail:
+                if call.held:
+                    call.partial_held += tail  # the reader is behind: charge it
+                else:
+                    release += tail
+            if release:
+                self._conn.acknowledge_received_data(release, sid)
+        except GrpcFramingError as exc:
+            self._reject(call, events, exc.grpc_status, exc.detail)
+        except CallError as exc:
+            self._reject(call, events, exc.status, exc.message, exc.http_status)
+
+    def acknowledge_received(self, stream_id: int, n: int) -> bool:
+        """The shell consumed ``n`` flow-controlled bytes (``MessageReceived.flow_controlled_length``).
+
+        Returns whether a WINDOW_UPDATE may be waiting in ``data_to_send`` (h2 sends one only once
+        half a window was consumed, RFC 9113 §6.9 leaves the timing to the receiver).
+        """
+        if n <= 0:
+            return False
+        call = self._calls.get(stream_id)
+        if call is not None:
+            call.held -= min(n, call.held)
+            if not call.held and call.partial_held:
+                # The reader caught up: release the message in progress so it can complete.
+                n += call.partial_held
+                call.partial_held = 0
+        # h2 credits the connection window even for a closed stream, and caps both at their maximum.
+        try:
+            return self._conn.acknowledge(n, stream_id)
+        except h2.exceptions.NoSuchStreamError:
+            return False
+
     # -- commands shared by both roles -------------------------------------------------------------
 
     def send_message(self, stream_id: int, body: bytes, *, compressed: bool = False) -> None:
@@ -207,65 +273,8 @@ class GrpcConnectionCore:
         self._drop(call)
         self._safe_reset(stream_id, error_code)
 
-    def acknowledge_received(self, stream_id: int, n: int) -> bool:
-        """The shell consumed ``n`` flow-controlled bytes (``MessageReceived.flow_controlled_length``).
-
-        Returns whether h2 was told, so that a WINDOW_UPDATE may be waiting in ``data_to_send``.
-        """
-        if n <= 0:
-            return False
-        call = self._calls.get(stream_id)
-        if call is not None:
-            call.held -= min(n, call.held)
-            if not call.held and call.partial_held:
-                # The reader caught up: release the message in progress so it can complete.
-                n += call.partial_held
-                call.partial_held = 0
-            deferred = self._deferred_acks
-            previous = deferred.get(stream_id, 0)
-            if previous + n < self._ack_batch:
-                if (
-                    self._deferred_total + n < self._ack_total_limit
-                    and self._peer_window(stream_id) >= self._ack_batch
-                ):
-                    deferred[stream_id] = previous + n
-                    self._deferred_total += n
-                    return False
-                # The peer is running out of window (or we hold too much): hand everything back, so
-                # h2 can send its WINDOW_UPDATEs (it does at once for an exhausted window).
-                self._hand_back_deferred()
-                previous = 0
-            elif previous:
-                del deferred[stream_id]
-                self._deferred_total -= previous
-            n += previous
-        self._hand_back(stream_id, n)
-        return True
-
-    def _peer_window(self, stream_id: int) -> int:
-        """What the peer may still send on ``stream_id`` (stream and connection window)."""
-        try:
-            return int(self._conn.remote_flow_control_window(stream_id))
-        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
-            return 0
-
-    def _hand_back_deferred(self) -> None:
-        for sid, owed in self._deferred_acks.items():
-            self._hand_back(sid, owed)
-        self._deferred_acks.clear()
-        self._deferred_total = 0
-
-    def _hand_back(self, stream_id: int, n: int) -> None:
-        # h2 credits the connection window even for a closed stream, and caps both at their maximum.
-        with contextlib.suppress(h2.exceptions.NoSuchStreamError):
-            self._conn.acknowledge_received_data(n, stream_id)
-
     def _forget(self, stream_id: int) -> StreamCall | None:
-        """Remove a call from the table, handing its deferred acknowledgements to h2."""
-        owed = self._deferred_acks.pop(stream_id, 0)
-        if owed:
-            self._deferred_total -= owed
-            self._hand_back(stream_id, owed)
+        """Remove a call from the table."""
         return self._calls.pop(stream_id, None)
 
     def pending_bytes(self, stream_id: int) -> int:
@@ -447,56 +456,6 @@ class GrpcConnectionCore:
                 StatusCode.INTERNAL, f"unexpected {event.value} in call state {call.state.value}"
             ) from None
 
-    def _on_data(self, ev: h2.events.DataReceived, events: list[Event]) -> None:
-        sid = ev.stream_id
-        data = ev.data
-        fcl = ev.flow_controlled_length
-        call = self._calls.get(sid)
-        if call is None or call.state is CallState.CLOSED:
-            if fcl:  # data for a call we ended: give the window back
-                self._conn.acknowledge_received_data(fcl, sid)
-            return
-        try:
-            self._step(call, CallInput.DATA)
-            decoder = call.decoder
-            before = decoder.buffered
-            raw = decoder.receive_data(data)
-            size = len(data)
-            release = fcl - size  # padding
-            if raw:
-                tail = decoder.buffered  # bytes of this frame in the next, incomplete message
-                # The first message is charged its earlier bytes that are still held, plus its part of
-                # this frame; the others their whole wire size.
-                share = call.partial_held - before
-                call.held += call.partial_held + size - tail
-                call.partial_held = 0
-                max_size = decoder.max_message_size
-                encoding = call.recv_encoding
-                for msg in raw:
-                    body = msg.data
-                    share += PREFIX_SIZE + len(body)
-                    if msg.compressed:
-                        body = decompress(encoding, body, max_size)
-                    events.append(
-                        MessageReceived(
-                            stream_id=sid, data=body, flow_controlled_length=share, compressed=msg.compressed
-                        )
-                    )
-                    share = 0
-            else:
-                tail = size
-            if tail:
-                if call.held:
-                    call.partial_held += tail  # the reader is behind: charge it
-                else:
-                    release += tail
-            if release:
-                self._conn.acknowledge_received_data(release, sid)
-        except GrpcFramingError as exc:
-            self._reject(call, events, exc.grpc_status, exc.detail)
-        except CallError as exc:
-            self._reject(call, events, exc.status, exc.message, exc.http_status)
-
     def _on_stream_reset(self, ev: h2.events.StreamReset, events: list[Event]) -> None:
         call = self._forget(ev.stream_id)
         if call is None:
@@ -539,7 +498,6 @@ class GrpcConnectionCore:
             for call in self._calls.values():
                 self._drop(call)
             self._calls.clear()
-            self._hand_back_deferred()
         events.append(
             ConnectionTerminated(
                 error_code=code,

@@ -94,6 +94,12 @@ class GrpcH2Connection(h2.connection.H2Connection):
                 return []
         return events
 
+    def acknowledge(self, n: int, stream_id: int) -> bool:
+        """``acknowledge_received_data``; returns whether frames (a WINDOW_UPDATE) may have been
+        queued: h2's public API cannot tell, so always here."""
+        self.acknowledge_received_data(n, stream_id)
+        return True
+
     def set_header_list_limit(self, limit: int) -> None:
         """Refuse header lists over ``limit``: here h2's decoder fails the connection over it."""
         self.header_list_limit = limit
@@ -211,6 +217,14 @@ class PatchedH2Connection(GrpcH2Connection):
         self._sweep_at = 64
         self.incoming_buffer = _FrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
+
+    def acknowledge(self, n: int, stream_id: int) -> bool:
+        # h2 queues a WINDOW_UPDATE only once half a window was consumed: say whether it did, so the
+        # shell does not schedule a write for nothing.
+        out = self._data_to_send
+        before = len(out)
+        self.acknowledge_received_data(n, stream_id)
+        return len(out) != before
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[h2.events.Event]]:
         machine = self.state_machine

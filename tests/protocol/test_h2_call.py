@@ -637,9 +637,9 @@ def _stream_acked(client: GrpcClientConnection, server: GrpcServerConnection, si
     return got
 
 
-def test_batched_acknowledgements_keep_a_long_stream_flowing() -> None:
-    # 5,000 x 100 B = 500 KB through 64 KiB windows: acknowledgements handed to h2 in batches must
-    # still reopen both windows in time, whatever the batch boundaries.
+def test_acknowledgements_keep_a_long_stream_flowing() -> None:
+    # 5,000 x 100 B = 500 KB through 64 KiB windows: acknowledgements handed to h2 (which batches its
+    # WINDOW_UPDATEs) must reopen both windows in time.
     client, server = connected()
     sid = client.start_call("/a.B/C", "svc")
     pump(client, server)
@@ -647,9 +647,32 @@ def test_batched_acknowledgements_keep_a_long_stream_flowing() -> None:
     assert server.pending_bytes(sid) == 0
 
 
-def test_a_call_that_ends_hands_back_its_deferred_acknowledgements() -> None:
-    # Each call leaves fewer bytes than one batch deferred when it ends. Were they kept, 40 calls of
-    # 2 KB would hold more than the 64 KiB connection window and the last calls would stall.
+def test_acknowledge_says_whether_a_window_update_is_waiting() -> None:
+    # h2 sends WINDOW_UPDATE once half a window was consumed: below that nothing is queued and the
+    # shell need not schedule a write; the acknowledgement that crosses it queues both updates.
+    client, server = connected()
+    sid = client.start_call("/a.B/C", "svc")
+    pump(client, server)
+    for _ in range(40):
+        server.send_message(sid, b"s" * 995)  # 1,000 B on the wire each
+    c_ev, _ = pump(client, server)
+    received = only(c_ev, MessageReceived)
+    assert len(received) == 40
+    told = [client.acknowledge_received(sid, m.flow_controlled_length) for m in received]
+    assert told == [False] * 32 + [True] + [False] * 7  # 33,000 B > 65,535 / 2
+    data = client.data_to_send()
+    frames = []  # (type, stream id) of each frame queued
+    while data:
+        length = int.from_bytes(data[:3], "big")
+        frames.append((data[3], int.from_bytes(data[5:9], "big")))
+        data = data[9 + length :]
+    assert sorted(frames) == [(0x8, 0), (0x8, sid)]  # WINDOW_UPDATE for the connection and the stream
+    assert not client.acknowledge_received(sid, 0)
+
+
+def test_many_short_calls_never_stall_the_connection_window() -> None:
+    # Each call takes 2 KB, below half of any window: were the acknowledgements of a call that ended
+    # lost, 40 calls would hold more than the 64 KiB connection window and the last calls would stall.
     client, server = connected()
     for _ in range(40):
         sid = client.start_call("/a.B/C", "svc")
@@ -659,13 +682,12 @@ def test_a_call_that_ends_hands_back_its_deferred_acknowledgements() -> None:
         server.send_trailers(sid, StatusCode.OK)
         c_ev, _ = pump(client, server)
         assert one(c_ev, TrailersReceived).status is StatusCode.OK
-        assert client.open_calls == 0 and not client._deferred_acks  # nothing is kept for a call that ended
+        assert client.open_calls == 0
 
 
-def test_deferred_acknowledgements_of_many_open_calls_never_starve_the_connection() -> None:
-    # 200 calls stay open, each taking (acknowledging) 4 x 100 B: every call keeps a remainder below
-    # its batch, so only the connection-wide cap (a quarter of the 64 KiB connection window) makes
-    # the core hand them back. 80 KB in all must flow through the 64 KiB connection window.
+def test_acknowledgements_of_many_open_calls_never_starve_the_connection() -> None:
+    # 200 calls stay open, each taking (acknowledging) 4 x 100 B, below half of its stream window:
+    # 80 KB in all must flow through the 64 KiB connection window.
     client, server = connected()
     sids = []
     for _ in range(200):
@@ -674,7 +696,6 @@ def test_deferred_acknowledgements_of_many_open_calls_never_starve_the_connectio
     pump(client, server)
     for sid in sids:
         assert _stream_acked(client, server, sid, 4) == 4
-    assert client._deferred_total < client._ack_total_limit
     assert all(server.pending_bytes(sid) == 0 for sid in sids)
 
 
