@@ -484,7 +484,8 @@ class GrpcConnectionCore:
     def _on_goaway(self, ev: h2.events.ConnectionTerminated, events: list[Event]) -> None:
         code = int(ev.error_code) if ev.error_code is not None else 0
         last = int(ev.last_stream_id) if ev.last_stream_id is not None else 0
-        graceful = code == 0
+        # A drain (NO_ERROR) keeps the calls below last_stream_id, where the h2 connection survives it.
+        graceful = code == 0 and self._conn.drains_on_goaway
         self._goaway_received = True
         self._last_stream_id = min(self._last_stream_id, last)
         if graceful:

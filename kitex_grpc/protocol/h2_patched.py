@@ -62,6 +62,10 @@ class GrpcH2Connection(h2.connection.H2Connection):
     :class:`PatchedH2Connection`.
     """
 
+    # Whether a GOAWAY(NO_ERROR) received leaves the connection open for the calls below its last
+    # stream id. h2 closes its state machine on any GOAWAY: here the cores end every call instead.
+    drains_on_goaway = False
+
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config)
         max_list = self.decoder.max_header_list_size
@@ -209,6 +213,7 @@ class PatchedH2Connection(GrpcH2Connection):
 
     # The guard runs in the frame handlers below, not over the events of a read.
     receive_data = h2.connection.H2Connection.receive_data
+    drains_on_goaway = True  # _receive_goaway_frame below
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 import h2
+import h2.events
 import pytest
 
 from kitex_grpc.protocol import h2_patched
@@ -101,3 +102,20 @@ async def test_the_fallback_keeps_the_ping_flood_guard() -> None:
         end = goaway(raw.events)
         assert end is not None and end.error_code == CALM and end.additional_data == b"too_many_pings"
         raw.close()
+
+
+@pytest.mark.usefixtures("fallback")
+async def test_the_fallback_ends_a_connection_its_peer_sent_goaway_on() -> None:
+    # Plain h2 closes its state machine on any GOAWAY: the fallback cannot drain, so the connection
+    # ends. Were it kept as draining, the server's own drain would PING a closed h2 and stop() raise.
+    async with h2_server() as (svr, _, srv_transport):
+        raw = await RawH2.open(svr.address)
+        await raw.until(lambda events: any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events))
+        (conn,) = srv_transport.connections
+        raw.conn.close_connection()  # GOAWAY(NO_ERROR)
+        await raw.flush()
+        await raw.until(lambda _events: False, seconds=5)  # returns when the server closes the socket
+        assert raw.closed
+        raw.close()
+        await asyncio.wait_for(conn.done, 5)
+        assert srv_transport.connections == set()
