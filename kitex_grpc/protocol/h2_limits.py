@@ -164,7 +164,7 @@ class PingEnforcement:
 
 class FloodGuard:
     """The flood checks of one server connection, consulted by the core frame by frame
-    (:meth:`kitex_grpc.protocol.h2_call.GrpcServerConnection.set_flood_guard`): each returns ``None``
+    (:meth:`kitex_grpc.protocol.h2_server.GrpcServerConnection.set_flood_guard`): each returns ``None``
     or the GOAWAY debug data that ends the connection. Checking as each frame is parsed stops a
     flood within the read that carries it, before h2 answered thousands of PINGs.
 

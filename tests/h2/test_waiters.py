@@ -11,7 +11,8 @@ import pytest
 from kitex_grpc.protocol.h2_call import GrpcClientConnection, GrpcServerConnection
 from kitex_grpc.transport.h2.client_conn import ClientCall, ClientConnection
 from kitex_grpc.transport.h2.config import H2Tuning
-from kitex_grpc.transport.h2.server_conn import ServerCall, ServerConnection
+from kitex_grpc.transport.h2.server_call import ServerCall
+from kitex_grpc.transport.h2.server_conn import ServerConnection
 
 
 async def _cancel_then_wait_again(wait: Callable[[], Awaitable[None]], wake: Callable[[], None]) -> None:

@@ -24,7 +24,6 @@ from kitex_grpc.protocol.h2_call import (
     H2ConnectionError,
     StreamClosedError,
     TooManyStreamsError,
-    _GrpcH2Connection,
 )
 from kitex_grpc.protocol.h2_events import (
     CallRejected,
@@ -41,6 +40,7 @@ from kitex_grpc.protocol.h2_events import (
     TrailersReceived,
     WindowUpdated,
 )
+from kitex_grpc.protocol.h2_patched import PatchedH2Connection
 from kitex_grpc.status import StatusCode
 
 E = TypeVar("E", bound=Event)
@@ -530,7 +530,7 @@ def test_graceful_goaway_lets_calls_finish_and_refuses_new_ones() -> None:
 
 def test_server_refuses_streams_above_its_graceful_goaway() -> None:
     # A plain h2 client would die on the GOAWAY it reads first; use the draining-aware subclass.
-    client = _GrpcH2Connection(h2.config.H2Configuration(client_side=True))
+    client = PatchedH2Connection(h2.config.H2Configuration(client_side=True))
     client.initiate_connection()
     server = GrpcServerConnection()
     pump(client, server)
@@ -637,9 +637,9 @@ def _stream_acked(client: GrpcClientConnection, server: GrpcServerConnection, si
     return got
 
 
-def test_batched_acknowledgements_keep_a_long_stream_flowing() -> None:
-    # 5,000 x 100 B = 500 KB through 64 KiB windows: acknowledgements handed to h2 in batches must
-    # still reopen both windows in time, whatever the batch boundaries.
+def test_acknowledgements_keep_a_long_stream_flowing() -> None:
+    # 5,000 x 100 B = 500 KB through 64 KiB windows: acknowledgements handed to h2 (which batches its
+    # WINDOW_UPDATEs) must reopen both windows in time.
     client, server = connected()
     sid = client.start_call("/a.B/C", "svc")
     pump(client, server)
@@ -647,9 +647,32 @@ def test_batched_acknowledgements_keep_a_long_stream_flowing() -> None:
     assert server.pending_bytes(sid) == 0
 
 
-def test_a_call_that_ends_hands_back_its_deferred_acknowledgements() -> None:
-    # Each call leaves fewer bytes than one batch deferred when it ends. Were they kept, 40 calls of
-    # 2 KB would hold more than the 64 KiB connection window and the last calls would stall.
+def test_acknowledge_says_whether_a_window_update_is_waiting() -> None:
+    # h2 sends WINDOW_UPDATE once half a window was consumed: below that nothing is queued and the
+    # shell need not schedule a write; the acknowledgement that crosses it queues both updates.
+    client, server = connected()
+    sid = client.start_call("/a.B/C", "svc")
+    pump(client, server)
+    for _ in range(40):
+        server.send_message(sid, b"s" * 995)  # 1,000 B on the wire each
+    c_ev, _ = pump(client, server)
+    received = only(c_ev, MessageReceived)
+    assert len(received) == 40
+    told = [client.acknowledge_received(sid, m.flow_controlled_length) for m in received]
+    assert told == [False] * 32 + [True] + [False] * 7  # 33,000 B > 65,535 / 2
+    data = client.data_to_send()
+    frames = []  # (type, stream id) of each frame queued
+    while data:
+        length = int.from_bytes(data[:3], "big")
+        frames.append((data[3], int.from_bytes(data[5:9], "big")))
+        data = data[9 + length :]
+    assert sorted(frames) == [(0x8, 0), (0x8, sid)]  # WINDOW_UPDATE for the connection and the stream
+    assert not client.acknowledge_received(sid, 0)
+
+
+def test_many_short_calls_never_stall_the_connection_window() -> None:
+    # Each call takes 2 KB, below half of any window: were the acknowledgements of a call that ended
+    # lost, 40 calls would hold more than the 64 KiB connection window and the last calls would stall.
     client, server = connected()
     for _ in range(40):
         sid = client.start_call("/a.B/C", "svc")
@@ -659,13 +682,12 @@ def test_a_call_that_ends_hands_back_its_deferred_acknowledgements() -> None:
         server.send_trailers(sid, StatusCode.OK)
         c_ev, _ = pump(client, server)
         assert one(c_ev, TrailersReceived).status is StatusCode.OK
-        assert client.open_calls == 0 and not client._deferred_acks  # nothing is kept for a call that ended
+        assert client.open_calls == 0
 
 
-def test_deferred_acknowledgements_of_many_open_calls_never_starve_the_connection() -> None:
-    # 200 calls stay open, each taking (acknowledging) 4 x 100 B: every call keeps a remainder below
-    # its batch, so only the connection-wide cap (a quarter of the 64 KiB connection window) makes
-    # the core hand them back. 80 KB in all must flow through the 64 KiB connection window.
+def test_acknowledgements_of_many_open_calls_never_starve_the_connection() -> None:
+    # 200 calls stay open, each taking (acknowledging) 4 x 100 B, below half of its stream window:
+    # 80 KB in all must flow through the 64 KiB connection window.
     client, server = connected()
     sids = []
     for _ in range(200):
@@ -674,7 +696,6 @@ def test_deferred_acknowledgements_of_many_open_calls_never_starve_the_connectio
     pump(client, server)
     for sid in sids:
         assert _stream_acked(client, server, sid, 4) == 4
-    assert client._deferred_total < client._ack_total_limit
     assert all(server.pending_bytes(sid) == 0 for sid in sids)
 
 
@@ -1047,7 +1068,7 @@ def test_lean_send_path_writes_the_frames_h2_writes() -> None:
     plain = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
     )
-    lean = _GrpcH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+    lean = PatchedH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
     assert _drive(lean) == _drive(plain)
     for sid in (1, 3, 5, 7):
         assert lean.streams[sid].state_machine.state == plain.streams[sid].state_machine.state
@@ -1056,7 +1077,7 @@ def test_lean_send_path_writes_the_frames_h2_writes() -> None:
     # An h2 peer accepts the lot.
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     server.initiate_connection()
-    lean2 = _GrpcH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
+    lean2 = PatchedH2Connection(h2.config.H2Configuration(client_side=True, validate_outbound_headers=False))
     events = server.receive_data(_drive(lean2))
     assert len(only_h2(events, h2.events.RequestReceived)) == 4
     assert len(only_h2(events, h2.events.StreamEnded)) == 4
@@ -1140,8 +1161,8 @@ def test_pipelined_bidi_4k_messages_with_split_reads_completes_and_windows_agree
     # or DATA frame lost or mis-parsed anywhere (lean send path, frame split, partial-message
     # accounting) shows up as a difference here.
     if not lean:  # h2's own HEADERS/DATA send path, as before the lean one
-        monkeypatch.setattr(_GrpcH2Connection, "send_data", h2.connection.H2Connection.send_data)
-        monkeypatch.setattr(_GrpcH2Connection, "send_headers", h2.connection.H2Connection.send_headers)
+        monkeypatch.setattr(PatchedH2Connection, "send_data", h2.connection.H2Connection.send_data)
+        monkeypatch.setattr(PatchedH2Connection, "send_headers", h2.connection.H2Connection.send_headers)
     total, inflight, high_water, body = 600, 64, 65_536, b"q" * 4_108  # 4113 bytes on the wire
     client, server = connected()
     sid = client.start_call("/a.B/C", "svc")
@@ -1233,9 +1254,9 @@ def _summary(events: list[h2.events.Event]) -> list[tuple[object, ...]]:
     return out
 
 
-def _servers() -> tuple[h2.connection.H2Connection, _GrpcH2Connection]:
+def _servers() -> tuple[h2.connection.H2Connection, PatchedH2Connection]:
     plain = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
-    lean = _GrpcH2Connection(h2.config.H2Configuration(client_side=False))
+    lean = PatchedH2Connection(h2.config.H2Configuration(client_side=False))
     for conn in (plain, lean):
         conn.initiate_connection()
         conn.data_to_send()

@@ -191,3 +191,56 @@ def test_the_reader_sees_each_import_form(source: str, expected: set[str]) -> No
     visitor = _Imports("kitex_grpc.transport.h2")
     visitor.visit(ast.parse(source))
     assert visitor.found == expected
+
+
+# h2 is fenced: every use of its private API (and every subclass of its classes) lives in this module.
+H2_FENCE = "protocol/h2_patched.py"
+
+
+def _h2_private_names() -> set[str]:
+    """The private names of h2's connection, stream, frame buffer, state machines and window manager."""
+    import h2.config
+    import h2.connection
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.send_headers(1, [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")])
+    stream = conn.streams[1]
+    objects = (
+        conn,
+        stream,
+        conn.incoming_buffer,
+        conn.state_machine,
+        stream.state_machine,
+        conn.local_settings,
+    )
+    objects += (stream._inbound_window_manager,)
+    return {
+        name
+        for obj in objects
+        for name in [*vars(obj), *dir(type(obj))]
+        if name.startswith("_") and not name.startswith("__")
+    }
+
+
+def test_h2_private_api_only_in_its_fence() -> None:
+    private = _h2_private_names()
+    assert {"_data_to_send", "_receive_frame", "_inbound_window_manager"} <= private
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel == H2_FENCE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            # A module's own private state is reached through self/cls; any other reach of an h2
+            # private name (conn._data_to_send, stream._inbound_window_manager) is h2's.
+            if isinstance(node, ast.Attribute) and node.attr in private:
+                if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                    found.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+            elif isinstance(node, ast.ClassDef):
+                found += [
+                    f"{rel}:{node.lineno}: class {node.name} subclasses {ast.unparse(base)}"
+                    for base in node.bases
+                    if ast.unparse(base).startswith(("h2.", "hyperframe."))
+                ]
+    assert found == [], f"h2 internals outside kitex_grpc/{H2_FENCE}:\n" + "\n".join(found)

@@ -1,5 +1,5 @@
 """The pure-Python gRPC transport (``TransportProtocol.GRPC_H2``): asyncio shells over the sans-IO
-core in :mod:`kitex_grpc.protocol.h2_call`.
+cores in :mod:`kitex_grpc.protocol.h2_call`.
 
 Modules, one job each:
 
@@ -9,6 +9,7 @@ Modules, one job each:
   batches writes and runs the keepalive PING.
 - :mod:`.client_conn` / :mod:`.client`: one multiplexed connection per address, and the
   :class:`~kitex_grpc.transport.base.ClientTransport` on top.
+- :mod:`.server_call`: one server call (its state and wake-ups) and the StreamIO the chain sees.
 - :mod:`.server_conn` / :mod:`.server`: one protocol per accepted (or adopted) connection, and the
   :class:`~kitex_grpc.transport.base.ServerTransport` with graceful drain.
 
