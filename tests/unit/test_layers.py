@@ -52,19 +52,10 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
         [
             ("transport/__init__.py", "kitex_grpc.options.client"),
             ("transport/__init__.py", "kitex_grpc.options.server"),
-            ("transport/h2/client.py", "kitex_grpc.options.client"),
             ("transport/ttheader/server.py", "kitex_grpc.options.server"),
         ],
         "transports take the option records; they switch to kitex_grpc.transport.settings (the h2 client "
         "and the TTHeader server in their splits, transport/__init__ once both take the settings)",
-    ),
-    **dict.fromkeys(
-        [
-            ("transport/h2/client.py", "kitex_grpc.observability.metrics"),
-            ("transport/h2/client.py", "kitex_grpc.observability"),
-        ],
-        "the h2 client feeds the pool gauges through observability: kitex_grpc.transport.pool_gauges is "
-        "their home now (the h2 client's split switches to it)",
     ),
     **dict.fromkeys(
         [

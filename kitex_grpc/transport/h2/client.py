@@ -43,10 +43,9 @@ from kitex_grpc.errors import (
     ProtocolError,
     RPCTimeoutError,
 )
-from kitex_grpc.observability import pool_stats
-from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.protocol.h2_call import GrpcClientConnection, StreamClosedError
 from kitex_grpc.serviceinfo import PayloadCodec
+from kitex_grpc.transport import pool_gauges
 from kitex_grpc.transport.h2 import config as _config
 from kitex_grpc.transport.h2.client_conn import ClientCall, ClientConnection, ConnectionUnusableError
 from kitex_grpc.transport.h2.config import H2Tuning
@@ -56,17 +55,11 @@ from kitex_grpc.transport.identity import identity_headers
 if TYPE_CHECKING:
     import ssl
 
-    from kitex_grpc.options.client import ClientOptions
     from kitex_grpc.rpcinfo import Metadata, RPCInfo
     from kitex_grpc.serviceinfo import MethodInfo
+    from kitex_grpc.transport.settings import ClientSettings
 
 _START_ATTEMPTS = 3  # a call whose connection went away (GOAWAY) before its stream opened retries
-
-
-def _pool_sizes(ref: weakref.ReferenceType[H2ClientTransport]) -> Iterator[tuple[Mapping[str, str], int]]:
-    transport = ref()
-    if transport is not None:
-        yield from transport.pool_sizes()
 
 
 def _pool_states(ref: weakref.ReferenceType[H2ClientTransport]) -> Iterator[tuple[str, str, int, int]]:
@@ -85,7 +78,7 @@ class H2ClientTransport:
     ``client.with_grpc_*`` options (windows, keepalive, max header list size) are applied on top.
     """
 
-    def __init__(self, options: ClientOptions, tuning: H2Tuning | None = None) -> None:
+    def __init__(self, options: ClientSettings, tuning: H2Tuning | None = None) -> None:
         self._options = options
         base = tuning if tuning is not None else _config.CLIENT_TUNING
         self._tuning = tuning = base.with_options(options)  # the with_grpc_* options win
@@ -105,19 +98,16 @@ class H2ClientTransport:
         self._closed = False
         # The gauge holds the transport weakly; one nobody closed unregisters when it is collected.
         ref = weakref.ref(self)
-        self._unregister_gauge = weakref.finalize(self, register_pool_size(lambda: _pool_sizes(ref)))
+        self._unregister_gauge = pool_gauges.register_sizes_weakly(self)
         self._unregister_states = weakref.finalize(
-            self, pool_stats.register_states(lambda: _pool_states(ref))
+            self, pool_gauges.register_states(lambda: _pool_states(ref))
         )
 
     def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
         """``({"address": ..., "transport": "grpc_h2"}, n)``: the open connections per address (the
         one in use, plus retired ones still finishing their calls)."""
-        counts: dict[str, int] = {}
-        for conn in (*self.connections.values(), *self.retiring):
-            if not conn.closed:
-                counts[conn.address] = counts.get(conn.address, 0) + 1
-        return [({"address": address, "transport": "grpc_h2"}, n) for address, n in counts.items()]
+        open_conns = (*self.connections.values(), *self.retiring)
+        return pool_gauges.size_rows("grpc_h2", [c.address for c in open_conns if not c.closed])
 
     # -- connections --------------------------------------------------------------------------------
 
@@ -125,7 +115,7 @@ class H2ClientTransport:
         address = ri.callee.address
         conn = self.connections.get(address)
         if conn is not None and conn.usable:
-            pool_stats.count("grpc_h2", address, pool_stats.REUSE)
+            pool_gauges.count("grpc_h2", address, pool_gauges.REUSE)
             return conn
         return await self._shared_dial(address, ri.config.connect_timeout)
 
@@ -146,8 +136,8 @@ class H2ClientTransport:
                 del self._dialing[address]
                 if not task.cancelled():
                     failed = task.exception() is not None
-                    pool_stats.count(
-                        "grpc_h2", address, pool_stats.DIAL_FAILURE if failed else pool_stats.DIAL
+                    pool_gauges.count(
+                        "grpc_h2", address, pool_gauges.DIAL_FAILURE if failed else pool_gauges.DIAL
                     )
         if not task.cancelled():
             task.exception()  # retrieved here: the callers that awaited it saw it already

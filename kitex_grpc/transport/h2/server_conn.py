@@ -48,7 +48,7 @@ from kitex_grpc.errors import (
     StatusError,
     to_status,
 )
-from kitex_grpc.protocol.grpc_headers import GrpcHeaderError
+from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, split_method_path
 from kitex_grpc.protocol.h2_call import GrpcServerConnection, H2ConnectionError, StreamClosedError
 from kitex_grpc.protocol.h2_events import (
     CallRejected,
@@ -278,9 +278,7 @@ class ServerConnection(H2Protocol):
     def _start_call(self, ev: CallStarted) -> None:
         sid = ev.stream_id
         path = ev.path
-        service_path, _, method_name = path.rpartition("/")
-        # Kitex looks services up by name and ignores the package (nphttp2/server_handler.go).
-        service_name = service_path.lstrip("/").rpartition(".")[2]
+        service_name, method_name = split_method_path(path)
         entry = self._dispatcher.lookup(service_name, method_name) if service_name else None
         if entry is None:
             with contextlib.suppress(StreamClosedError):
