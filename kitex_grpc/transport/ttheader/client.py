@@ -49,14 +49,21 @@ from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.metrics import register_pool_size
 from kitex_grpc.options.client import ClientOptions
 from kitex_grpc.protocol.thrift_message import MessageType
-from kitex_grpc.protocol.ttheader import MAX_FRAME_SIZE, MAX_HEADER_SIZE, IntKey
+from kitex_grpc.protocol.ttheader import IntKey
 from kitex_grpc.rpcinfo import RPCInfo
 from kitex_grpc.streaming import StreamIO
 from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.mux import MuxConnection, MuxPool
 from kitex_grpc.transport.ttheader.pool import IdlePool
-from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageEncoder, encode, header_info
+from kitex_grpc.transport.ttheader.wire import (
+    Framing,
+    Message,
+    MessageEncoder,
+    encode,
+    frame_limit,
+    header_info,
+)
 from kitex_grpc.transport_protocol import TransportProtocol
 
 __all__ = ["TTHeaderClientTransport", "next_seq_id"]
@@ -89,11 +96,6 @@ def next_seq_id() -> int:
     if _seq == 0:
         _seq = 1
     return _seq
-
-
-def frame_limit(max_message_size: int) -> int:
-    """The largest frame accepted: a message of the configured size plus a full header and envelope."""
-    return min(MAX_FRAME_SIZE, max_message_size + MAX_HEADER_SIZE + 0x10000)
 
 
 def _timeout_ms(seconds: float) -> str:

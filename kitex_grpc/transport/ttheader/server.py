@@ -62,7 +62,6 @@ from kitex_grpc.transport.epoll_io import (
 from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.listeners import ServerGroup, adopt
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol, thread_buffer
-from kitex_grpc.transport.ttheader.client import frame_limit
 from kitex_grpc.transport.ttheader.errors import exception_fields
 from kitex_grpc.transport.ttheader.routing import RouteError, route
 from kitex_grpc.transport.ttheader.wire import (
@@ -71,6 +70,7 @@ from kitex_grpc.transport.ttheader.wire import (
     MessageDecoder,
     MessageEncoder,
     encode,
+    frame_limit,
     header_info,
 )
 

@@ -30,6 +30,7 @@ from kitex_grpc.protocol.frames import FramesBeforeError, i32_at
 from kitex_grpc.protocol.ttheader import (
     MAGIC,
     MAX_FRAME_SIZE,
+    MAX_HEADER_SIZE,
     PREFIX_SIZE,
     TTHEADER_MAGIC,
     BytesLike,
@@ -46,6 +47,7 @@ __all__ = [
     "MessageEncoder",
     "encode",
     "encode_with_info",
+    "frame_limit",
     "header_info",
 ]
 
@@ -55,6 +57,11 @@ _MAGIC_NO_FLAGS: Final = TTHEADER_MAGIC.to_bytes(4, "big")  # MAGIC, then FLAGS 
 _MASK: Final = 0xFFFF0000
 _THRIFT_V1: Final = 0x80010000
 _PROTOBUF_V1: Final = 0x90010000
+
+
+def frame_limit(max_message_size: int) -> int:
+    """The largest frame accepted: a message of the configured size plus a full header and envelope."""
+    return min(MAX_FRAME_SIZE, max_message_size + MAX_HEADER_SIZE + 0x10000)
 
 
 class Framing(enum.Enum):

@@ -33,7 +33,7 @@ from kitex_grpc.protocol.ttstream import (
     encode_stream_frame,
     next_stream_id,
 )
-from kitex_grpc.transport.ttheader.client import frame_limit
+from kitex_grpc.transport.ttheader.wire import frame_limit
 from kitex_grpc.transport.ttstream.client_stream import ClientStream
 from kitex_grpc.transport.ttstream.config import DEFAULT_TTSTREAM, TTStreamConfig
 from kitex_grpc.transport.ttstream.conn import StreamConnection
