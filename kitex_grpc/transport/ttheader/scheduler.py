@@ -27,13 +27,16 @@ import asyncio
 import collections
 import contextvars
 import logging
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from kitex_grpc.suspension import FINISHED, NOT_STARTED, EagerStepper, Resumption
-from kitex_grpc.transport.ttheader.serving import Replies, RequestServing
+from kitex_grpc.transport.ttheader.serving import RequestServing
 from kitex_grpc.transport.ttheader.wire import Message
 
-__all__ = ["IDLE_WORKERS", "Host", "RequestScheduler"]
+if TYPE_CHECKING:  # named by class, not a protocol type: see serving's docstring
+    from kitex_grpc.transport.ttheader.server_conn import ServerConnection
+
+__all__ = ["IDLE_WORKERS", "RequestScheduler"]
 
 logger = logging.getLogger("kitex_grpc.transport.ttheader")
 
@@ -46,13 +49,6 @@ _current_tasks: Final[Any] = getattr(asyncio.tasks, "_current_tasks", None)
 _current_task: Final[Any] = asyncio.current_task if _current_tasks is None else _current_tasks.get
 
 IDLE_WORKERS: Final = 4  # finished workers a connection keeps for its next suspended requests
-
-
-class Host(Replies, Protocol):
-    """The connection whose requests a :class:`RequestScheduler` runs."""
-
-    def became_idle(self) -> None:
-        """The last request in progress has ended (on a worker)."""
 
 
 class _Worker:
@@ -76,7 +72,7 @@ class _Worker:
 class RequestScheduler:
     """Runs the decoded requests of one connection (see the module docstring)."""
 
-    def __init__(self, serving: RequestServing, host: Host) -> None:
+    def __init__(self, serving: RequestServing, host: ServerConnection) -> None:
         self._serving = serving
         self._host = host
         self.queue: collections.deque[Message] = collections.deque()

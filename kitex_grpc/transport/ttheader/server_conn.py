@@ -217,7 +217,7 @@ class ServerConnection(ReceiveBufferProtocol):
             self._transport.close()
 
     def became_idle(self) -> None:
-        """The last request in progress has ended (the scheduler's :class:`Host`)."""
+        """The last request in progress has ended (called by the scheduler)."""
         self.last_active = time.monotonic()
         if self._bad_input is not None:
             if not self._closing:
