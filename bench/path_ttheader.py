@@ -38,7 +38,8 @@ from bench.impl_ttheader import IDL, _Handler
 from kitex_grpc import client, server, thrift
 from kitex_grpc.codec.envelope import THRIFT
 from kitex_grpc.transport.ttheader.connection import ClientConnection
-from kitex_grpc.transport.ttheader.server import TTHeaderServerTransport, _ServerConnection
+from kitex_grpc.transport.ttheader.server import TTHeaderServerTransport
+from kitex_grpc.transport.ttheader.server_conn import ServerConnection
 from kitex_grpc.transport.ttheader.wire import Framing, encode
 
 _module: Any = thrift.load(IDL, "bench_echo_thrift")
@@ -86,7 +87,7 @@ async def _measure(framing: Framing, payload: int, calls: int, repeat: int, prof
         frames = [_request(framing, payload, seq) for seq in range(1, 65)]
         best = float("inf")
         for round_ in range(repeat + 1):  # the first round warms up (caches, shapes)
-            conn = _ServerConnection(transport)
+            conn = ServerConnection(transport)
             sink = _CountingTransport()
             conn.connection_made(sink)
             loop = asyncio.get_running_loop()
@@ -96,7 +97,7 @@ async def _measure(framing: Framing, payload: int, calls: int, repeat: int, prof
 
             def feed(
                 left: int,
-                conn: _ServerConnection = conn,
+                conn: ServerConnection = conn,
                 done: asyncio.Future[None] = done,
                 loop: asyncio.AbstractEventLoop = loop,
             ) -> None:

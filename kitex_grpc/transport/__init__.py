@@ -12,15 +12,14 @@ from kitex_grpc.serviceinfo import PayloadCodec
 from kitex_grpc.transport_protocol import TransportProtocol
 
 if TYPE_CHECKING:
-    from kitex_grpc.options.client import ClientOptions
-    from kitex_grpc.options.server import ServerOptions
     from kitex_grpc.transport.base import CallDispatcher, ClientTransport, ServerTransport
+    from kitex_grpc.transport.settings import ClientSettings, ServerSettings
 
 _TTHEADER_FAMILY = (TransportProtocol.TTHEADER, TransportProtocol.TTHEADER_FRAMED, TransportProtocol.FRAMED)
 
 
 def new_client_transport(
-    options: ClientOptions, payload_codec: PayloadCodec = PayloadCodec.PROTOBUF
+    options: ClientSettings, payload_codec: PayloadCodec = PayloadCodec.PROTOBUF
 ) -> ClientTransport:
     """The client transport of ``options.transport_protocol`` for a service of ``payload_codec``.
 
@@ -62,7 +61,7 @@ def new_client_transport(
     )
 
 
-def new_server_transport(options: ServerOptions, dispatcher: CallDispatcher) -> ServerTransport:
+def new_server_transport(options: ServerSettings, dispatcher: CallDispatcher) -> ServerTransport:
     protocol = options.transport_protocol
     if protocol is TransportProtocol.GRPC:
         from kitex_grpc.transport.grpcio.server import GrpcioServerTransport

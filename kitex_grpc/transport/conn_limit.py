@@ -14,7 +14,7 @@ from typing import Protocol
 
 from kitex_grpc.transport.eventlog import EventLog
 
-__all__ = ["ConnectionLimiter", "CountedProtocol", "admit"]
+__all__ = ["Adoptable", "ConnectionLimiter", "CountedProtocol", "admit"]
 
 
 class ConnectionLimiter(Protocol):
@@ -44,12 +44,29 @@ def admit(limiter: ConnectionLimiter, conn: object, events: EventLog, server: st
     return False
 
 
+class Adoptable(Protocol):
+    """A protocol that takes a connection over: an :class:`asyncio.Protocol`, or a buffered one (h2's)
+    that also takes ``data_received``."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None: ...
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> bool | None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+
 class CountedProtocol(asyncio.Protocol):
     """Wraps a protocol a connection was handed to, so its limiter key is released when it closes."""
 
     __slots__ = ("_inner", "_key", "_limiter")
 
-    def __init__(self, inner: asyncio.Protocol, limiter: ConnectionLimiter, key: object) -> None:
+    def __init__(self, inner: Adoptable, limiter: ConnectionLimiter, key: object) -> None:
         self._inner = inner
         self._limiter: ConnectionLimiter | None = limiter
         self._key = key

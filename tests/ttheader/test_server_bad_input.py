@@ -14,7 +14,6 @@ import kitex_grpc
 from kitex_grpc.codec.envelope import THRIFT
 from kitex_grpc.errors import TApplicationType
 from kitex_grpc.protocol.ttheader import TTHeader, encode_frame
-from kitex_grpc.transport.ttheader import server as server_module
 from kitex_grpc.transport.ttheader.wire import Framing, MessageDecoder, encode
 from tests.ttheader.support import ECHO_INFO, Req, connect, open_raw, read_frame, read_to_eof, serve
 
@@ -183,16 +182,6 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         ]
         assert seqs == [1, 2, 3]
         writer.close()
-
-
-async def test_http2_without_the_h2_transport_is_closed_with_a_log_line(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(server_module, "H2_SERVER_MODULE", "kitex_grpc.transport.no_such_h2")
-    caplog.set_level(logging.WARNING, LOGGER)
-    async with served() as svr:
-        assert await send_and_read_all(svr.address, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") == b""
-    assert "HTTP/2 (gRPC) connection" in caplog.text
 
 
 async def test_a_stalled_client_does_not_block_others() -> None:

@@ -50,15 +50,6 @@ ADAPTERS = {
 KNOWN_DEBT: dict[tuple[str, str], str] = {
     **dict.fromkeys(
         [
-            ("transport/__init__.py", "kitex_grpc.options.client"),
-            ("transport/__init__.py", "kitex_grpc.options.server"),
-            ("transport/ttheader/server.py", "kitex_grpc.options.server"),
-        ],
-        "transports take the option records; they switch to kitex_grpc.transport.settings (the h2 client "
-        "and the TTHeader server in their splits, transport/__init__ once both take the settings)",
-    ),
-    **dict.fromkeys(
-        [
             ("discovery/etcd.py", "kitex_grpc"),
             ("discovery/etcd.py", "kitex_grpc.client"),
             ("discovery/etcd.py", "kitex_grpc.protobuf"),

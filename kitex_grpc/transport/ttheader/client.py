@@ -64,7 +64,13 @@ from kitex_grpc.transport.ttheader.connection import ClientConnection
 from kitex_grpc.transport.ttheader.errors import ApplicationError
 from kitex_grpc.transport.ttheader.mux import MuxConnection, MuxPool
 from kitex_grpc.transport.ttheader.pool import IdlePool
-from kitex_grpc.transport.ttheader.wire import Framing, Message, MessageEncoder, encode, header_info
+from kitex_grpc.transport.ttheader.wire import (
+    Framing,
+    Message,
+    MessageEncoder,
+    encode,
+    header_info,
+)
 from kitex_grpc.transport_protocol import TransportProtocol
 
 __all__ = ["TTHeaderClientTransport", "next_seq_id"]

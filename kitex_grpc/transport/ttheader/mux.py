@@ -30,6 +30,7 @@ from kitex_grpc.errors import RemoteOrNetworkError
 from kitex_grpc.header_keys import CONN_RESET_KEY
 from kitex_grpc.transport.ttheader.connection import ReplyStream
 from kitex_grpc.transport.ttheader.wire import Framing, Message
+from kitex_grpc.transport.turn_writer import TurnWriter
 
 __all__ = ["MuxConnection", "MuxPool"]
 
@@ -44,7 +45,7 @@ class MuxConnection(ReplyStream):
             raise ValueError(f"mux connections need a TTHeader framing, not {framing.value}")
         super().__init__(address, framing, max_frame_size)
         self._waiters: dict[int, asyncio.Future[Message]] = {}
-        self._out: list[bytes] = []
+        self._out = TurnWriter(self._loop, self._send)  # requests of one loop turn in one write
 
     def data_received(self, data: memoryview) -> None:
         messages = self._replies(data)
@@ -76,7 +77,7 @@ class MuxConnection(ReplyStream):
     def send(self, data: bytes) -> None:
         """Queue a request that gets no reply (one-way)."""
         self._check()
-        self._queue(data)
+        self._out.write(data)
 
     def start(self, seq_id: int, data: bytes) -> asyncio.Future[Message]:
         """Queue a request; the future gets the reply with its seq id.
@@ -88,7 +89,7 @@ class MuxConnection(ReplyStream):
             raise RemoteOrNetworkError(f"seq id {seq_id} is already in flight to {self.address}")
         waiter: asyncio.Future[Message] = self._loop.create_future()
         self._waiters[seq_id] = waiter
-        self._queue(data)
+        self._out.write(data)
         return waiter
 
     def forget(self, seq_id: int, waiter: asyncio.Future[Message]) -> None:
@@ -106,7 +107,7 @@ class MuxConnection(ReplyStream):
 
     def close(self) -> None:
         """Close after writing what is queued (calls still in flight fail when it closes)."""
-        self._flush()
+        self._out.flush()
         self._closed = True
         if self._transport is not None:
             self._transport.close()
@@ -119,18 +120,7 @@ class MuxConnection(ReplyStream):
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _queue(self, data: bytes) -> None:
-        out = self._out
-        out.append(data)
-        if len(out) == 1:
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
+    def _send(self, data: bytes) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(data)

@@ -19,6 +19,7 @@ from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.frames import FramesBeforeError
 from kitex_grpc.protocol.ttstream import StreamFrame, StreamFrameDecoder
 from kitex_grpc.transport.ttstream.queue import RecvQueue
+from kitex_grpc.transport.turn_writer import TurnWriter
 
 __all__ = ["FLUSH_FRAMES", "StreamConnection"]
 
@@ -40,8 +41,8 @@ class StreamConnection(asyncio.Protocol):
         self.write_paused = False  # the socket's write buffer is over its high-water mark
         self._reading_paused = False
         self._writable: asyncio.Future[None] | None = None
-        self._out: list[bytes] = []  # frames written in this loop turn, sent together (_flush)
         self._loop = asyncio.get_running_loop()
+        self._out = TurnWriter(self._loop, self._send, FLUSH_FRAMES)  # frames of one loop turn in one write
         self.peer = ""
 
     # -- to implement ---------------------------------------------------------------------------------
@@ -106,19 +107,9 @@ class StreamConnection(asyncio.Protocol):
         """Queue one frame; the frames of one loop turn go out in one ``transport.write``."""
         if self.transport is None or self.closed:
             return
-        out = self._out
-        out.append(data)
-        if len(out) == 1:
-            self._loop.call_soon(self._flush)
-        elif len(out) >= FLUSH_FRAMES:
-            self._flush()  # the call_soon above then finds nothing, or this turn's later frames
+        self._out.write(data)
 
-    def _flush(self) -> None:
-        out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
+    def _send(self, data: bytes) -> None:
         transport = self.transport
         if transport is not None and not self.closed:
             transport.write(data)
@@ -138,7 +129,7 @@ class StreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
-            self._flush()
+            self._out.flush()
             self.transport.close()
 
     def abort(self) -> None:
