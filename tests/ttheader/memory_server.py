@@ -2,7 +2,8 @@
 
 ``python -m tests.ttheader.memory_server thrift|protobuf <max_message_size>`` serves the Thrift Echo
 (``idl/echo.thrift``) or the Protobuf Echo (Kitex Protobuf) over the TTHeader transport on a free
-127.0.0.1 port and prints ``LISTENING <address>``. Then, one command per line on stdin:
+127.0.0.1 port and prints ``LISTENING <address> compiled|plain`` (the build of its TTHeader server).
+Then, one command per line on stdin:
 
 - ``reset``: forget the peaks so far; answers ``OK``;
 - ``peak``: answers ``PEAK <rss> <traced>``: how far the resident set rose above its size at the last
@@ -16,6 +17,7 @@ The commands are answered from a thread: the measurement never waits for the eve
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
 import sys
 import threading
@@ -59,6 +61,7 @@ def commands(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
 async def main(kind: str, max_message_size: int) -> None:
     import kitex_grpc
     from kitex_grpc import server
+    from kitex_grpc.compiled import runs_compiled
 
     opts = (
         server.with_service_addr("127.0.0.1:0"),
@@ -78,7 +81,10 @@ async def main(kind: str, max_message_size: int) -> None:
     await svr.start()
     stop = asyncio.Event()
     threading.Thread(target=commands, args=(asyncio.get_running_loop(), stop), daemon=True).start()
-    print(f"LISTENING {svr.address}", flush=True)
+    # Whether this process serves with the compiled TTHeader server: a child process does not go
+    # through tests/conftest.py, so it loads the compiled modules even when the tests run plain.
+    compiled = runs_compiled(importlib.import_module("kitex_grpc.transport.ttheader.serving"))
+    print(f"LISTENING {svr.address} {'compiled' if compiled else 'plain'}", flush=True)
     try:
         await stop.wait()
     finally:
