@@ -17,7 +17,7 @@ import types
 from pathlib import Path
 from typing import Any, Final
 
-import thriftpy2
+from kitex_grpc.codec import thrift as thrift_codec
 
 __all__ = ["IDLError", "ThriftIDL", "load_idl", "optional_fields"]
 
@@ -76,14 +76,14 @@ def load_idl(
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / f"{unique}.thrift"
                 path.write_text(str(idl))
-                module = thriftpy2.load(str(path), f"{unique}_thrift", include_dirs=[*includes, os.getcwd()])
+                module = thrift_codec.load(path, f"{unique}_thrift", include_dirs=[*includes, os.getcwd()])
                 _scan(module, str(idl))
         else:
             path = Path(idl)
             if not path.is_file():
                 raise IDLError(f"{path}: no such IDL file")
             name = re.sub(r"\W", "_", path.stem)
-            module = thriftpy2.load(str(path), f"{name}_{unique}_thrift", include_dirs=includes or None)
+            module = thrift_codec.load(path, f"{name}_{unique}_thrift", include_dirs=includes or None)
             _scan(module, path.read_text())
     except IDLError:
         raise
