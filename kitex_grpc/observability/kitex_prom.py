@@ -51,10 +51,9 @@ from kitex_grpc.observability import pool_stats
 from kitex_grpc.observability.http_endpoint import HTTPEndpoint, Reply
 from kitex_grpc.observability.lifecycle import ServerHook
 from kitex_grpc.observability.prom_text import Counter, Histogram, Registry
+from kitex_grpc.observability.suite import Observers
 
 if TYPE_CHECKING:
-    from kitex_grpc.options.client import ClientOption
-    from kitex_grpc.options.server import ServerOption
     from kitex_grpc.rpcinfo import RPCInfo
 
 __all__ = ["CONTENT_TYPE", "DEFAULT_BUCKETS", "LABELS", "KitexPrometheus", "KitexPrometheusTracer"]
@@ -163,20 +162,17 @@ class KitexPrometheus:
     def reply(self) -> Reply:
         return 200, CONTENT_TYPE, self.render().encode()
 
-    def client_options(self) -> Sequence[ClientOption]:
-        from kitex_grpc.options import client as co
+    def client_observers(self) -> Observers:
+        """What ``client.with_suite(self)`` adds: the client tracer."""
+        return Observers(tracers=(self.client_tracer,))
 
-        return [co.with_tracer(self.client_tracer)]
-
-    def server_options(self) -> Sequence[ServerOption]:
-        from kitex_grpc.options import server as so
-
+    def server_observers(self) -> Observers:
+        """What ``server.with_suite(self)`` adds: a tracer, the hook naming it, the endpoint if any."""
         # One tracer per server (same series), told the server's configured name at start.
         tracer = KitexPrometheusTracer("server", self.server_tracer._throughput, self.server_tracer._latency)
-        options = [so.with_tracer(tracer), so.with_lifecycle_hook(_ServerName(tracer))]
-        if self.endpoint is not None:
-            options.append(so.with_metrics_endpoint(self.endpoint))
-        return options
+        return Observers(
+            tracers=(tracer,), lifecycle_hooks=(_ServerName(tracer),), metrics_endpoint=self.endpoint
+        )
 
     def __repr__(self) -> str:
         where = f", {self.endpoint.requested!r}" if self.endpoint is not None else ""

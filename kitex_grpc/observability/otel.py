@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -48,6 +47,7 @@ from opentelemetry.trace import StatusCode as SpanStatus
 from kitex_grpc import metainfo
 from kitex_grpc._version import __version__
 from kitex_grpc.observability.stats import rpc_system, split_host_port, status_of
+from kitex_grpc.observability.suite import Observers
 from kitex_grpc.observability.tracer import message_event_middlewares
 from kitex_grpc.status import StatusCode
 from kitex_grpc.transport_protocol import TransportProtocol
@@ -56,11 +56,12 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from kitex_grpc.endpoint import Endpoint
+    from kitex_grpc.endpoint import Endpoint, Middleware
     from kitex_grpc.observability.kitex_prom import KitexPrometheus
-    from kitex_grpc.options.client import ClientOption
-    from kitex_grpc.options.server import ServerOption
+    from kitex_grpc.observability.lifecycle import ServerHook
+    from kitex_grpc.observability.tracer import Tracer
     from kitex_grpc.rpcinfo import RPCInfo
+    from kitex_grpc.streaming import RecvMiddleware, SendMiddleware
 
 __all__ = ["INSTRUMENTATION_NAME", "ClientTracer", "OpenTelemetrySuite", "ServerTracer"]
 
@@ -299,6 +300,16 @@ class OpenTelemetrySuite:
         metric_reader: InMemoryMetricReader | None = None,
         kitex_prometheus: KitexPrometheus | None = None,
     ) -> None:
+        if (
+            metrics_endpoint is not None
+            and kitex_prometheus is not None
+            and kitex_prometheus.endpoint is not None
+        ):
+            # one page per server: with_metrics_endpoint takes one endpoint
+            raise ValueError(
+                "OpenTelemetrySuite: metrics_endpoint and kitex_prometheus's own address both serve a "
+                "metrics page; give one (the metrics_endpoint page carries the Kitex series too)"
+            )
         if metrics_endpoint is not None and metric_reader is None:
             if meter_provider is not None:
                 raise ValueError(
@@ -325,43 +336,63 @@ class OpenTelemetrySuite:
             extra = [kitex_prometheus.render] if kitex_prometheus is not None else []
             self.metrics_endpoint = PrometheusEndpoint(metric_reader, metrics_endpoint, extra)
 
-    def client_options(self) -> Sequence[ClientOption]:
-        from kitex_grpc.options import client as co
-
-        options: list[ClientOption] = []
+    def client_observers(self) -> Observers:
+        """What ``client.with_suite(self)`` adds: tracers, the attempt middleware, message events."""
+        tracers: list[Tracer] = []
+        instance: tuple[Middleware, ...] = ()
+        send: tuple[SendMiddleware, ...] = ()
+        recv: tuple[RecvMiddleware, ...] = ()
         if self.tracing:
             tracer = ClientTracer(self.tracer_provider, self.propagator)
-            options += [co.with_tracer(tracer), co.with_instance_middleware(tracer.attempt_middleware)]
+            tracers.append(tracer)
+            instance = (tracer.attempt_middleware,)
             if self.message_events:
-                send, recv = message_event_middlewares(tracer)
-                options += [co.with_stream_send_middleware(send), co.with_stream_recv_middleware(recv)]
+                send_one, recv_one = message_event_middlewares(tracer)
+                send, recv = (send_one,), (recv_one,)
         if self.metrics:
             from kitex_grpc.observability.otel_metrics import OTelMetrics
 
-            options.append(co.with_tracer(OTelMetrics(self.meter_provider, side="client")))
+            tracers.append(OTelMetrics(self.meter_provider, side="client"))
         if self.kitex_prometheus is not None:
-            options.extend(self.kitex_prometheus.client_options())
-        return options
+            tracers.extend(self.kitex_prometheus.client_observers().tracers)
+        return Observers(
+            tracers=tuple(tracers),
+            instance_middlewares=instance,
+            stream_send_middlewares=send,
+            stream_recv_middlewares=recv,
+        )
 
-    def server_options(self) -> Sequence[ServerOption]:
-        from kitex_grpc.options import server as so
-
-        options: list[ServerOption] = []
+    def server_observers(self) -> Observers:
+        """What ``server.with_suite(self)`` adds: tracers, message events, the metrics page if any."""
+        tracers: list[Tracer] = []
+        hooks: tuple[ServerHook, ...] = ()
+        send: tuple[SendMiddleware, ...] = ()
+        recv: tuple[RecvMiddleware, ...] = ()
         if self.tracing:
             tracer = ServerTracer(self.tracer_provider, self.propagator)
-            options.append(so.with_tracer(tracer))
+            tracers.append(tracer)
             if self.message_events:
-                send, recv = message_event_middlewares(tracer)
-                options += [so.with_stream_send_middleware(send), so.with_stream_recv_middleware(recv)]
+                send_one, recv_one = message_event_middlewares(tracer)
+                send, recv = (send_one,), (recv_one,)
         if self.metrics:
             from kitex_grpc.observability.otel_metrics import OTelMetrics
 
-            options.append(so.with_tracer(OTelMetrics(self.meter_provider, side="server")))
+            tracers.append(OTelMetrics(self.meter_provider, side="server"))
+        endpoint: ServerHook | None = None
         if self.kitex_prometheus is not None:
-            options.extend(self.kitex_prometheus.server_options())
-        if self.metrics_endpoint is not None:
-            options.append(so.with_metrics_endpoint(self.metrics_endpoint))
-        return options
+            prom = self.kitex_prometheus.server_observers()
+            tracers.extend(prom.tracers)
+            hooks = prom.lifecycle_hooks
+            endpoint = prom.metrics_endpoint
+        if self.metrics_endpoint is not None:  # never both: see __init__
+            endpoint = self.metrics_endpoint
+        return Observers(
+            tracers=tuple(tracers),
+            stream_send_middlewares=send,
+            stream_recv_middlewares=recv,
+            lifecycle_hooks=hooks,
+            metrics_endpoint=endpoint,
+        )
 
     def __repr__(self) -> str:
         parts = [name for name in ("tracing", "metrics", "message_events") if getattr(self, name)]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kitex_grpc.address import parse_address
 from kitex_grpc.endpoint import Middleware
+from kitex_grpc.observability.suite import ObservabilitySuite, Observers
 from kitex_grpc.options._base import (
     Option,
     OptionRecord,
@@ -102,7 +103,11 @@ ClientOption = Option[ClientOptions]
 
 
 class ClientSuite(Protocol):
-    """A bundle of client options (Kitex ``client.Suite``), e.g. an OpenTelemetry suite."""
+    """A bundle of client options (Kitex ``client.Suite``).
+
+    The suites of :mod:`kitex_grpc.observability` describe their parts instead
+    (:class:`~kitex_grpc.observability.suite.ObservabilitySuite`); ``with_suite`` takes both.
+    """
 
     def client_options(self) -> Sequence[ClientOption]: ...
 
@@ -344,9 +349,26 @@ def with_tracer(tracer: Tracer) -> ClientOption:
     return tracer_option(tracer)
 
 
-def with_suite(suite: ClientSuite) -> ClientOption:
+def with_suite(suite: ClientSuite | ObservabilitySuite) -> ClientOption:
     """Apply the options a suite bundles, in its order (Kitex ``WithSuite``)."""
+    if isinstance(suite, ObservabilitySuite):
+        return suite_option(suite, _observer_options(suite, suite.client_observers()), "client")
     return suite_option(suite, suite.client_options(), "client")
+
+
+def _observer_options(suite: object, observers: Observers) -> list[ClientOption]:
+    if observers.lifecycle_hooks or observers.metrics_endpoint is not None:
+        raise TypeError(
+            f"with_suite: {suite!r} gives a client lifecycle hooks or a metrics endpoint (server only)"
+        )
+    options = [with_tracer(tracer) for tracer in observers.tracers]
+    if observers.instance_middlewares:
+        options.append(with_instance_middleware(*observers.instance_middlewares))
+    if observers.stream_send_middlewares:
+        options.append(with_stream_send_middleware(*observers.stream_send_middlewares))
+    if observers.stream_recv_middlewares:
+        options.append(with_stream_recv_middleware(*observers.stream_recv_middlewares))
+    return options
 
 
 def with_access_log(logger: logging.Logger | None = None) -> ClientOption:

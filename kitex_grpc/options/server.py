@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kitex_grpc.address import parse_address
 from kitex_grpc.endpoint import Middleware
+from kitex_grpc.observability.suite import ObservabilitySuite, Observers
 from kitex_grpc.options._base import (
     Option,
     OptionRecord,
@@ -110,7 +111,11 @@ class WorkersOption:
 
 
 class ServerSuite(Protocol):
-    """A bundle of server options (Kitex ``server.Suite``), e.g. an OpenTelemetry suite."""
+    """A bundle of server options (Kitex ``server.Suite``).
+
+    The suites of :mod:`kitex_grpc.observability` describe their parts instead
+    (:class:`~kitex_grpc.observability.suite.ObservabilitySuite`); ``with_suite`` takes both.
+    """
 
     def server_options(self) -> Sequence[ServerOption]: ...
 
@@ -333,9 +338,25 @@ def with_tracer(tracer: Tracer) -> ServerOption:
     return tracer_option(tracer)
 
 
-def with_suite(suite: ServerSuite) -> ServerOption:
+def with_suite(suite: ServerSuite | ObservabilitySuite) -> ServerOption:
     """Apply the options a suite bundles, in its order (Kitex ``WithSuite``)."""
+    if isinstance(suite, ObservabilitySuite):
+        return suite_option(suite, _observer_options(suite, suite.server_observers()), "server")
     return suite_option(suite, suite.server_options(), "server")
+
+
+def _observer_options(suite: object, observers: Observers) -> list[ServerOption]:
+    if observers.instance_middlewares:
+        raise TypeError(f"with_suite: {suite!r} gives a server instance middlewares (client only)")
+    options = [with_tracer(tracer) for tracer in observers.tracers]
+    if observers.stream_send_middlewares:
+        options.append(with_stream_send_middleware(*observers.stream_send_middlewares))
+    if observers.stream_recv_middlewares:
+        options.append(with_stream_recv_middleware(*observers.stream_recv_middlewares))
+    options += [with_lifecycle_hook(hook) for hook in observers.lifecycle_hooks]
+    if observers.metrics_endpoint is not None:
+        options.append(with_metrics_endpoint(observers.metrics_endpoint))
+    return options
 
 
 def with_access_log(logger: logging.Logger | None = None) -> ServerOption:

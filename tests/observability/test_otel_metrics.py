@@ -179,6 +179,18 @@ async def test_endpoint_binds_any_address_and_shows_the_kitex_series_beside() ->
     assert render(None) == ""
 
 
+def test_one_metrics_page_per_suite() -> None:
+    from kitex_grpc.observability.kitex_prom import KitexPrometheus
+    from kitex_grpc.observability.otel import OpenTelemetrySuite
+
+    with pytest.raises(ValueError, match="metrics_endpoint and kitex_prometheus's own address"):
+        OpenTelemetrySuite(metrics_endpoint="127.0.0.1:0", kitex_prometheus=KitexPrometheus("127.0.0.1:0"))
+    # each alone gives the server its page
+    own = KitexPrometheus("127.0.0.1:0")
+    parts = OpenTelemetrySuite(tracing=False, kitex_prometheus=own).server_observers()
+    assert parts.metrics_endpoint is own.endpoint
+
+
 async def test_governance_rejections_are_counted() -> None:
     """The real ACL, concurrency limiter and circuit breaker report their rejections."""
     from kitex_grpc.governance import CBConfig, CBSuite

@@ -12,6 +12,7 @@ from gen.echo.v1 import echo_pb2
 from kitex_grpc import client, server
 from kitex_grpc.errors import KitexError, RPCTimeoutError
 from kitex_grpc.observability import CompositeTracer, compose
+from kitex_grpc.observability.suite import Observers
 from kitex_grpc.observability.tracer import NOOP_TRACER, run_traced
 from kitex_grpc.rpcinfo import RPCInfo
 from tests.observability.helpers import fake_rpcinfo
@@ -161,6 +162,49 @@ def test_once_only_and_suite_records() -> None:
     assert cli.options.rpc_timeout == 1.0 and cli.options.tags == (("k", "v"),)
     assert [r.name for r in cli.options.records] == ["with_suite"]
     assert "with_rpc_timeout(1.0)" in cli.options.records[0].value
+
+
+class _PartsSuite:
+    """A suite in the observability layer's shape: parts, not options."""
+
+    def __init__(self, parts: Observers) -> None:
+        self.parts = parts
+
+    def client_observers(self) -> Observers:
+        return self.parts
+
+    def server_observers(self) -> Observers:
+        return self.parts
+
+    def __repr__(self) -> str:
+        return "PartsSuite()"
+
+
+def test_suite_parts_become_the_options_of_their_side() -> None:
+    first, second = Recorder("a", []), Recorder("b", [])
+
+    def send(next_send: object) -> object:
+        return next_send
+
+    def instance(next_endpoint: object) -> object:
+        return next_endpoint
+
+    suite = _PartsSuite(
+        Observers(tracers=(first, second), instance_middlewares=(instance,), stream_send_middlewares=(send,))
+    )
+    echo_info = __import__("gen.echo.v1.echo_kitex", fromlist=["x"]).ECHO_SERVICE_INFO
+    cli = client.new_client(echo_info, "echo", client.with_suite(suite))  # type: ignore[arg-type]
+    assert cli.options.tracers == (first, second)  # in the record's order
+    assert cli.options.instance_middlewares == (instance,)
+    assert cli.options.stream_send_middlewares == (send,)
+    assert [r.name for r in cli.options.records] == ["with_suite"]
+    applied = cli.options.records[0].value
+    assert "with_tracer(" in applied and "with_instance_middleware(" in applied
+    # a part of the other side is refused with the suite named, not dropped
+    with pytest.raises(TypeError, match=r"PartsSuite\(\) gives a server instance middlewares"):
+        server.with_suite(suite)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"PartsSuite\(\) gives a client lifecycle hooks"):
+        client.with_suite(_PartsSuite(Observers(metrics_endpoint=object())))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -56,18 +56,6 @@ KNOWN_DEBT: dict[tuple[str, str], str] = {
         ],
         "the etcd registry talks to etcd with a kitex_grpc client; a small client on a transport replaces it",
     ),
-    **dict.fromkeys(
-        [
-            ("observability/otel.py", "kitex_grpc.options"),
-            ("observability/otel.py", "kitex_grpc.options.client"),
-            ("observability/otel.py", "kitex_grpc.options.server"),
-            ("observability/kitex_prom.py", "kitex_grpc.options"),
-            ("observability/kitex_prom.py", "kitex_grpc.options.client"),
-            ("observability/kitex_prom.py", "kitex_grpc.options.server"),
-        ],
-        "the OpenTelemetry and Kitex Prometheus suites return client and server options: options layer",
-    ),
-    ("generic/thrift_idl.py", "thriftpy2"): "the generic Thrift IDL parser loads IDL with thriftpy2's parser",
 }
 
 
