@@ -174,3 +174,12 @@ class RawH2:
 def grpc_frame(body: bytes, flag: int = 0, length: int | None = None) -> bytes:
     size = len(body) if length is None else length
     return bytes([flag]) + size.to_bytes(4, "big") + body
+
+
+async def until_gone(transport: H2ServerTransport, limit: float = 5.0) -> None:
+    """Wait until the server has closed every connection it holds now: a connection ended for a
+    protocol error lingers, dropping our input, until our EOF or for at most LINGER_SECONDS
+    (transport/h2/protocol.py). Each connection's ``done`` is set after it left ``connections``."""
+    async with asyncio.timeout(limit):
+        await asyncio.gather(*(conn.done for conn in list(transport.connections)))
+    assert not transport.connections

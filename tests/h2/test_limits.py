@@ -22,9 +22,8 @@ from gen.echo.v1 import echo_kitex
 from kitex_grpc import TransportProtocol, server
 from kitex_grpc.protocol.h2_limits import FloodLimits
 from kitex_grpc.transport.h2.config import SERVER_TUNING
-from kitex_grpc.transport.h2.server import H2ServerTransport
 from kitex_grpc.transport.h2.server_conn import ServerConnection
-from tests.h2.helpers import RawH2, grpc_frame, h2_client, h2_server
+from tests.h2.helpers import RawH2, grpc_frame, h2_client, h2_server, until_gone
 from tests.support import EchoService, Req, serve
 
 GOOD = grpc_frame(Req(message="fine").SerializeToString())
@@ -81,16 +80,6 @@ async def read_until_eof(reader: asyncio.StreamReader, seconds: float) -> bytes:
         except ConnectionResetError:
             pass
     return bytes(data)
-
-
-async def until_gone(transport: H2ServerTransport) -> None:
-    """Wait until the server has closed every connection: a connection ended for a protocol error
-    lingers, dropping our input, until our EOF or for at most LINGER_SECONDS (h2/protocol.py)."""
-    for _ in range(500):  # bounded: 5 s
-        if not transport.connections:
-            return
-        await asyncio.sleep(0.01)
-    assert not transport.connections
 
 
 def calmed(caplog: pytest.LogCaptureFixture, reason: str) -> bool:

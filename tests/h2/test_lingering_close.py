@@ -19,7 +19,7 @@ import pytest
 
 from kitex_grpc import TransportProtocol, server
 from kitex_grpc.transport.h2.protocol import LINGER_SECONDS
-from tests.h2.helpers import h2_client, h2_server
+from tests.h2.helpers import h2_client, h2_server, until_gone
 from tests.support import Req, serve
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -93,12 +93,8 @@ async def test_a_silent_peer_is_closed_after_the_linger_time() -> None:
             data = await read_to_eof(reader)  # our FIN follows the GOAWAY at once
             assert goaway_code(data) == h2.errors.ErrorCodes.PROTOCOL_ERROR
             assert len(transport.connections) == 1  # lingering: still reading what the peer sends
-            for _ in range(400):  # bounded: 4 s
-                if not transport.connections:
-                    break
-                await asyncio.sleep(0.01)
+            await until_gone(transport, LINGER_SECONDS + 3)
             waited = loop.time() - start
         finally:
             writer.close()
-        assert not transport.connections
         assert LINGER_SECONDS * 0.9 <= waited < LINGER_SECONDS + 3

@@ -161,41 +161,43 @@ async def test_ttheader_carries_the_caller_into_the_server_series() -> None:
     }
 
 
+def pool_counts(before: str, after: str, address: str, transport: str) -> tuple[int, int]:
+    """Dials and reuses of ``address`` between two renders.
+
+    The counters are process-wide by address (a port an earlier test used may come back: CI saw
+    dials 10 for 1), so a test compares each with its value before its calls; the gauges come from
+    the live pools and are compared exactly.
+    """
+    labels = f'address="{address}",transport="{transport}"'
+    dials = f"kitex_client_conn_pool_dials_total{{{labels}}}"
+    reuses = f"kitex_client_conn_pool_reuses_total{{{labels}}}"
+    return count(after, dials) - count(before, dials), count(after, reuses) - count(before, reuses)
+
+
 async def test_ttheader_and_grpcio_pool_series() -> None:
     from tests.ttheader import support as tt
 
-    # The counters are process-wide by address (a port an earlier test used may come back: CI saw
-    # dials 10 for 1), so each is compared with its value before this test's calls; the gauges come
-    # from the live pools and are exact.
     kp = KitexPrometheus()
     async with tt.serve() as (svr, _):
         address = svr.address
-        labels = f'address="{address}",transport="ttheader"'
-        dials = f"kitex_client_conn_pool_dials_total{{{labels}}}"
-        reuses = f"kitex_client_conn_pool_reuses_total{{{labels}}}"
         before = kp.render()
         async with tt.connect(address, "ttheader") as cli:
             await cli.echo(tt.Req(message="a"))
             await cli.echo(tt.Req(message="b"))
             text = kp.render()
-    assert count(text, dials) - count(before, dials) == 1
-    assert count(text, reuses) - count(before, reuses) == 1
+    assert pool_counts(before, text, address, "ttheader") == (1, 1)
     prefix = f'kitex_client_conn_pool_connections{{address="{address}",state='
     assert samples(text, prefix) == {
         f'{prefix}"active",transport="ttheader"}}': "0",
         f'{prefix}"idle",transport="ttheader"}}': "1",
     }
     async with serve() as (svr, _):  # grpcio
-        labels = f'address="{svr.address}",transport="grpc"'
-        dials = f"kitex_client_conn_pool_dials_total{{{labels}}}"
-        reuses = f"kitex_client_conn_pool_reuses_total{{{labels}}}"
         before = kp.render()
         async with connect(svr) as grpc_cli:
             for _ in range(3):
                 await grpc_cli.Unary(Req(message="x"))
             text = kp.render()
-        assert count(text, dials) - count(before, dials) == 1
-        assert count(text, reuses) - count(before, reuses) == 2
+        assert pool_counts(before, text, svr.address, "grpc") == (1, 2)
 
 
 async def test_unknown_caller_and_the_retry_index() -> None:
@@ -234,21 +236,15 @@ async def test_the_endpoint_binds_beyond_loopback_and_refuses_a_bad_address() ->
 
 
 async def test_pool_series_count_dials_reuses_failures_and_states() -> None:
-    # The counters are process-wide and keyed by address: a port an earlier test used may come back,
-    # so each count is compared with its value before this test's calls.
     kp = KitexPrometheus()
     async with serve(server.with_transport_protocol(TransportProtocol.GRPC_H2)) as (svr, handler):
         address = svr.address
-        labels = f'address="{address}",transport="grpc_h2"'
-        dials = f"kitex_client_conn_pool_dials_total{{{labels}}}"
-        reuses = f"kitex_client_conn_pool_reuses_total{{{labels}}}"
         before = kp.render()
         async with connect(svr, client.with_transport_protocol(TransportProtocol.GRPC_H2)) as cli:
             for i in range(3):
                 await cli.Unary(Req(message=str(i)))
             text = kp.render()
-            assert count(text, dials) - count(before, dials) == 1
-            assert count(text, reuses) - count(before, reuses) == 2
+            assert pool_counts(before, text, address, "grpc_h2") == (1, 2)
             # label names sorted as client_golang writes them
             prefix = f'kitex_client_conn_pool_connections{{address="{address}",state='
             assert samples(text, prefix) == {
