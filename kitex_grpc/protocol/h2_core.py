@@ -198,6 +198,7 @@ class GrpcConnectionCore:
         if call is None or call.state is CallState.CLOSED:
             if fcl:  # data for a call we ended: give the window back
                 self._conn.acknowledge_received_data(fcl, sid)
+            self._on_data_after_end(sid)
             return
         try:
             self._step(call, CallInput.DATA)
@@ -449,6 +450,9 @@ class GrpcConnectionCore:
         if held:
             call.held = call.partial_held = 0
             self._conn.acknowledge_received_data(held, call.stream_id)
+
+    def _on_data_after_end(self, stream_id: int) -> None:
+        """DATA (already checked by h2) arrived on a stream whose call we ended; the server resets it."""
 
     def _safe_reset(self, stream_id: int, error_code: int) -> None:
         # A stream (or connection) that is already closed needs no reset.

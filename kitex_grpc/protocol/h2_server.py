@@ -28,6 +28,7 @@ from kitex_grpc.protocol.h2_call_state import (
     CallError,
     CallInput,
     CallState,
+    GrpcConnectionConfig,
     StreamCall,
     StreamClosedError,
     check_header_size,
@@ -56,6 +57,15 @@ class GrpcServerConnection(GrpcConnectionCore):
 
     _client_side = False
     _transitions = SERVER_RECV_TRANSITIONS
+
+    def __init__(self, config: GrpcConnectionConfig | None = None) -> None:
+        super().__init__(config)
+        # Requests refused at their HEADERS while the client may still send DATA: the refusal went out
+        # at once, the RST_STREAM(NO_ERROR) that tells the client to stop waits for its first DATA, so
+        # that h2 checks that DATA against the request's content-length first (RFC 9113 §8.1.1: a
+        # mismatch is malformed, PROTOCOL_ERROR) whichever read brings it. h2 counts these streams as
+        # open (half-closed local), so MAX_CONCURRENT_STREAMS bounds the set.
+        self._refused_at_headers: set[int] = set()
 
     def set_flood_guard(self, guard: FloodGuard) -> None:
         """Check the client's PING, SETTINGS and RST_STREAM frames with ``guard`` as they arrive; when
@@ -204,6 +214,7 @@ class GrpcServerConnection(GrpcConnectionCore):
                     StatusCode.UNIMPLEMENTED,
                     f"grpc: decompressor is not installed for grpc-encoding {call.recv_encoding!r}",
                     extra=[(b"grpc-accept-encoding", ACCEPT_ENCODING.encode("ascii"))],
+                    at_headers=True,
                 )
                 return
             try:
@@ -211,7 +222,7 @@ class GrpcServerConnection(GrpcConnectionCore):
             except gh.GrpcHeaderError as exc:
                 raise CallError(StatusCode.INTERNAL, exc.detail, 400) from exc
         except CallError as exc:
-            self._reject(call, events, exc.status, exc.message, exc.http_status)
+            self._reject(call, events, exc.status, exc.message, exc.http_status, at_headers=True)
             return
         events.append(
             CallStarted(
@@ -231,6 +242,7 @@ class GrpcServerConnection(GrpcConnectionCore):
     def _on_stream_ended(self, stream_id: int, events: list[Event]) -> None:
         call = self._calls.get(stream_id)
         if call is None:
+            self._refused_at_headers.discard(stream_id)
             return
         try:
             self._step(call, CallInput.END)
@@ -241,6 +253,15 @@ class GrpcServerConnection(GrpcConnectionCore):
             return
         events.append(StreamEnded(stream_id=stream_id))
 
+    def _on_data_after_end(self, stream_id: int) -> None:
+        if stream_id in self._refused_at_headers:
+            self._refused_at_headers.discard(stream_id)
+            self._safe_reset(stream_id, ErrorCodes.NO_ERROR)
+
+    def _on_stream_reset(self, ev: h2.events.StreamReset, events: list[Event]) -> None:
+        self._refused_at_headers.discard(ev.stream_id)
+        super()._on_stream_reset(ev, events)
+
     def _reject(
         self,
         call: StreamCall,
@@ -250,6 +271,7 @@ class GrpcServerConnection(GrpcConnectionCore):
         http_status: int = 200,
         *,
         extra: list[gh.Header] | None = None,
+        at_headers: bool = False,
     ) -> None:
         sid = call.stream_id
         recv_open = call.state is CallState.OPEN
@@ -271,6 +293,8 @@ class GrpcServerConnection(GrpcConnectionCore):
         except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
             pass
         else:
-            if recv_open:
+            if recv_open and at_headers:
+                self._refused_at_headers.add(sid)  # reset at its first DATA: see __init__
+            elif recv_open:
                 self._safe_reset(sid, ErrorCodes.NO_ERROR)
         events.append(CallRejected(stream_id=sid, status=status, message=message, http_status=http_status))

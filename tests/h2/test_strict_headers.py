@@ -38,6 +38,40 @@ def raw_resets(raw: RawH2, sid: int) -> list[int]:
     return [e.error_code for e in raw.events if isinstance(e, h2.events.StreamReset) and e.stream_id == sid]
 
 
+def data_frame(sid: int, payload: bytes, *, end_stream: bool) -> bytes:
+    """A DATA frame written past the raw client's own state (RFC 9113 §6.1)."""
+    flags = 0x1 if end_stream else 0x0
+    return len(payload).to_bytes(3, "big") + bytes([0x0, flags]) + sid.to_bytes(4, "big") + payload
+
+
+@pytest.mark.timeout(30)
+async def test_a_request_refused_at_its_headers_still_has_its_body_checked() -> None:
+    # h2spec 8.1.2.6/1: content-length 1, then 4 bytes of DATA, read after the server refused the
+    # request (not gRPC: 415). The DATA still ends in PROTOCOL_ERROR (RFC 9113 §8.1.1), not in the
+    # STREAM_CLOSED of a stream already reset; the reset that tells a client to stop waits for its DATA.
+    async with h2_server() as (svr, svc, _t):
+        raw = await RawH2.open(svr.address)
+        sid = raw.request(path="/", content_type=b"text/plain", content_length=b"4")
+        await raw.flush()
+        await raw.until(lambda _: raw.ended(sid))
+        assert raw.headers(sid)[b":status"] == b"415" and raw_resets(raw, sid) == []
+        # as long as it said, more to come: now the client is told to stop (NO_ERROR)
+        await raw.write_raw(data_frame(sid, b"test", end_stream=False))
+        await raw.until(lambda _: bool(raw_resets(raw, sid)) or raw.closed)
+        assert raw_resets(raw, sid) == [h2.errors.ErrorCodes.NO_ERROR] and not raw.closed
+
+        bad = raw.request(path="/", content_type=b"text/plain", content_length=b"1")
+        await raw.flush()
+        await raw.until(lambda _: raw.ended(bad))
+        assert raw_resets(raw, bad) == []
+        await raw.write_raw(data_frame(bad, b"test", end_stream=True))  # longer than it said: malformed
+        await raw.until(lambda _: has_goaway(raw.events) or bool(raw_resets(raw, bad)) or raw.closed)
+        ended = goaway(raw.events)
+        assert (raw_resets(raw, bad) or [ended.error_code if ended else None]) == [PROTOCOL_ERROR]
+        assert svc.calls == 0
+        raw.close()
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("with_body", [False, True], ids=["headers-only", "with-body"])
 async def test_server_resets_each_malformed_request_and_keeps_the_connection(with_body: bool) -> None:
