@@ -50,14 +50,6 @@ ADAPTERS = {
 KNOWN_DEBT: dict[tuple[str, str], str] = {
     **dict.fromkeys(
         [
-            ("discovery/etcd.py", "kitex_grpc"),
-            ("discovery/etcd.py", "kitex_grpc.client"),
-            ("discovery/etcd.py", "kitex_grpc.protobuf"),
-        ],
-        "the etcd registry talks to etcd with a kitex_grpc client; a small client on a transport replaces it",
-    ),
-    **dict.fromkeys(
-        [
             ("observability/otel.py", "kitex_grpc.options"),
             ("observability/otel.py", "kitex_grpc.options.client"),
             ("observability/otel.py", "kitex_grpc.options.server"),
