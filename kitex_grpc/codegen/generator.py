@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tempfile
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
+from kitex_grpc.codec.protobuf_load import CodegenError, compile_descriptor_set, infer_proto_root
 from kitex_grpc.serviceinfo import StreamingMode
-
-_PACKAGE_RE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)\s*;", re.MULTILINE)
-
-
-class CodegenError(Exception):
-    """protoc failed, or an input cannot be generated."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,60 +25,6 @@ class GeneratedFile:
     proto: str
     pb2_module: Path
     kitex_module: Path
-
-
-def infer_proto_root(proto: Path) -> Path:
-    """The include root of ``proto``: its directory minus the package path, when they match.
-
-    ``protos/echo/v1/echo.proto`` with ``package echo.v1`` gives ``protos``, so the output lands in
-    ``<out>/echo/v1/``; otherwise the file's own directory.
-    """
-    match = _PACKAGE_RE.search(proto.read_text(encoding="utf-8"))
-    parent = proto.resolve().parent
-    if match:
-        parts = match.group(1).split(".")
-        if len(parts) <= len(parent.parts) and list(parent.parts[-len(parts) :]) == parts:
-            return parent.parents[len(parts) - 1]
-    return parent
-
-
-def compile_descriptor_set(
-    protos: Sequence[str | Path],
-    include: Sequence[str | Path] = (),
-    *,
-    extra_args: Sequence[str] = (),
-) -> tuple[descriptor_pb2.FileDescriptorSet, list[str]]:
-    """Run protoc on ``protos`` and return the descriptor set (imports included, in dependency order)
-    and each file's name relative to its include root.
-
-    ``extra_args`` are passed to protoc (e.g. ``--python_out=...``); well-known types resolve from
-    grpcio-tools' bundled protos.
-    """
-    from grpc_tools import protoc
-
-    files = [Path(p) for p in protos]
-    if not files:
-        raise CodegenError("no .proto files given")
-    for f in files:
-        if not f.is_file():
-            raise CodegenError(f"no such file: {f}")
-    roots = [Path(i).resolve() for i in include] or sorted({infer_proto_root(f) for f in files})
-    rel_names = [_relative(f, roots) for f in files]
-    well_known = str(resources.files("grpc_tools") / "_proto")
-    with tempfile.TemporaryDirectory() as tmp:
-        descriptor_path = Path(tmp, "set.pb")
-        args = [
-            "protoc",
-            *(f"-I{r}" for r in roots),
-            f"-I{well_known}",
-            *extra_args,
-            f"--descriptor_set_out={descriptor_path}",
-            "--include_imports",
-            *rel_names,
-        ]
-        if protoc.main(args) != 0:
-            raise CodegenError(f"protoc failed for {', '.join(rel_names)} (see the messages above)")
-        return descriptor_pb2.FileDescriptorSet.FromString(descriptor_path.read_bytes()), rel_names
 
 
 def generate(
@@ -121,16 +60,6 @@ def _mark_protoc_stub(path: Path) -> None:
         text = path.read_text(encoding="utf-8")
         if not text.startswith(_STUB_PRAGMA):
             path.write_text(_STUB_PRAGMA + text, encoding="utf-8")
-
-
-def _relative(proto: Path, roots: Sequence[Path]) -> str:
-    resolved = proto.resolve()
-    for root in roots:
-        try:
-            return resolved.relative_to(root).as_posix()
-        except ValueError:
-            continue
-    raise CodegenError(f"{proto} is not under any include path ({', '.join(map(str, roots))})")
 
 
 def _ensure_packages(out: Path, module_dir: Path) -> None:

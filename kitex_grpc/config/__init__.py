@@ -30,7 +30,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # imported on demand: the etcd source pulls in the etcd client (and through it the client layer)
+    # imported on demand: the etcd source pulls in the etcd client and its gRPC transport
     if name == "EtcdConfigSource":
         from kitex_grpc.config.etcd import EtcdConfigSource
 

@@ -11,8 +11,11 @@ clients find Python servers and Python clients find Go servers.
   weight <= 0 as 10 and, like registry-etcd, fails when nothing is registered (so the cache keeps the
   last good list). It also watches the prefix so changes apply at once, not only at the 5 s refresh.
 
-etcd is spoken to over its v3 gRPC API (KV, Lease, Watch) with this framework's own client; the
-messages come from ``etcd_rpc.proto`` beside this module, loaded with :func:`kitex_grpc.protobuf.load`.
+etcd is spoken to over its v3 gRPC API (KV, Lease, Watch) by a
+:class:`~kitex_grpc.discovery.grpc_caller.GrpcCaller` per service: the grpcio client transport with
+the client's defaults, one channel per endpoint reused by every call. The messages come from
+``etcd_rpc.proto`` beside this module, compiled once at first use by the codec layer's loader
+(:func:`kitex_grpc.codec.protobuf_load.load`, what :func:`kitex_grpc.protobuf.load` is).
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import kitex_grpc
-from kitex_grpc import client
+from kitex_grpc.codec import protobuf_load
+from kitex_grpc.codec.protobuf_load import ProtoModule
+from kitex_grpc.discovery.grpc_caller import GrpcCaller
 from kitex_grpc.discovery.registry import Info
 from kitex_grpc.discovery.resolver import DEFAULT_WEIGHT, Change, Instance, Result, default_diff
 from kitex_grpc.errors import ServiceDiscoveryError
-from kitex_grpc.protobuf import ProtoModule
 
 if TYPE_CHECKING:
     from kitex_grpc.rpcinfo import EndpointInfo
@@ -50,11 +53,9 @@ def _api() -> ProtoModule:
     """etcd's v3 API (``etcd_rpc.proto`` beside this module), compiled once at first use."""
     global _API
     if _API is None:
-        from kitex_grpc import protobuf
-
         with resources.as_file(resources.files("kitex_grpc.discovery") / "etcd_rpc.proto") as proto:
             # The file declares package etcdserverpb but lives flat in the package: its own root.
-            _API = protobuf.load(proto, include=[proto.parent])
+            _API = protobuf_load.load(proto, include=[proto.parent])
     return _API
 
 
@@ -102,7 +103,11 @@ class WatchCompactedError(ServiceDiscoveryError):
 
 
 class EtcdClient:
-    """The few etcd v3 calls discovery needs, made with kitex_grpc clients over gRPC."""
+    """The few etcd v3 calls discovery needs, over gRPC (a :class:`GrpcCaller` per etcd service).
+
+    ``timeout`` bounds each unary call (the streams have no limit of their own), ``connect_timeout``
+    each connection attempt to an endpoint.
+    """
 
     def __init__(
         self, endpoints: Sequence[str], *, timeout: float = 5.0, connect_timeout: float = 1.0
@@ -110,12 +115,14 @@ class EtcdClient:
         if not endpoints:
             raise ValueError("EtcdClient: give at least one 'host:port' endpoint")
         api = self._api = _api()
-        base = (client.with_host_ports(*endpoints), client.with_connect_timeout(connect_timeout))
-        unary = (*base, client.with_rpc_timeout(timeout))
-        self._kv = kitex_grpc.new_client(api.service_info("KV"), "etcd", *unary)
-        self._lease = kitex_grpc.new_client(api.service_info("Lease"), "etcd", *unary)
-        self._lease_streams = kitex_grpc.new_client(api.service_info("Lease"), "etcd", *base)
-        self._watch = kitex_grpc.new_client(api.service_info("Watch"), "etcd", *base)
+
+        def caller(service: str) -> GrpcCaller:
+            info = api.service_info(service)
+            return GrpcCaller(info, "etcd", endpoints, timeout=timeout, connect_timeout=connect_timeout)
+
+        self._kv = caller("KV")
+        self._lease = caller("Lease")  # its unary calls and the LeaseKeepAlive streams
+        self._watch = caller("Watch")
 
     async def get_prefix(self, prefix: str) -> list[tuple[bytes, bytes]]:
         key = prefix.encode()
@@ -153,7 +160,7 @@ class EtcdClient:
 
     async def keep_alive(self, lease: int, interval: float) -> None:
         """Refresh ``lease`` every ``interval`` seconds until cancelled; returns when the lease is gone."""
-        stream = await self._lease_streams.bidi_stream("LeaseKeepAlive")
+        stream = await self._lease.bidi_stream("LeaseKeepAlive")
         try:
             while True:
                 await stream.send(self._api.LeaseKeepAliveRequest(ID=lease))
@@ -204,8 +211,8 @@ class EtcdClient:
             stream.cancel()
 
     async def close(self) -> None:
-        for cli in (self._kv, self._lease, self._lease_streams, self._watch):
-            await cli.close()
+        for caller in (self._kv, self._lease, self._watch):
+            await caller.close()
 
 
 def _lease_ttl() -> int:

@@ -13,8 +13,10 @@ from gen.echo.v1 import echo_kitex
 from kitex_grpc import client, server
 from kitex_grpc.discovery.etcd import EtcdClient, EtcdRegistry, EtcdResolver
 from kitex_grpc.discovery.registry import Info
-from kitex_grpc.errors import ServiceDiscoveryError
-from tests.discovery.helpers import processes
+from kitex_grpc.errors import GetConnectionError, ServiceDiscoveryError
+from tests.config.helpers import until
+from tests.config.proxy import Relay
+from tests.discovery.helpers import free_port, processes
 from tests.support import Req, serve
 
 pytestmark = pytest.mark.etcd
@@ -103,3 +105,49 @@ async def test_lease_expires_after_sigkill_and_clients_stop_routing_there(etcd: 
             for _ in range(30):  # no call goes to the dead instance any more
                 await cli.Unary(Req(message="x"))
     await resolver.close()
+
+
+async def test_etcd_down_is_a_connection_error() -> None:
+    down = EtcdClient([f"127.0.0.1:{free_port()}"], connect_timeout=0.3)
+    registry = EtcdRegistry([f"127.0.0.1:{free_port()}"], ttl=5)
+    try:
+        with pytest.raises(GetConnectionError):
+            await down.get("k")
+        with pytest.raises(GetConnectionError):
+            await down.watch_prefix("p/", lambda: None)
+        with pytest.raises(GetConnectionError):
+            await registry.register(Info("echo", "127.0.0.1:1"))
+    finally:
+        await registry.close()
+        await down.close()
+
+
+async def test_a_lease_lost_while_etcd_was_away_is_granted_again(etcd: str) -> None:
+    admin = EtcdClient([etcd])
+    relay = Relay(etcd)
+    await relay.start()
+    registry = EtcdRegistry([relay.address], ttl=2, retry_delay=0.2)
+    key = "kitex/registry-etcd/echo/127.0.0.1:1"
+    try:
+        await registry.register(Info("echo", "127.0.0.1:1"))
+        assert await admin.get(key) is not None
+        relay.cut()  # the keep-alive stream breaks and cannot reconnect: the 2 s lease expires
+
+        async def gone() -> bool:
+            return await admin.get(key) is None
+
+        await until(gone, seconds=15)
+        relay.restore()  # the keep-alive finds the lease gone (TTL 0): a new lease, the key put again
+
+        async def back() -> bool:
+            return await admin.get(key) is not None
+
+        await until(back, seconds=15)
+        # and the new lease is kept alive: the key outlives several TTLs
+        for _ in range(3):
+            await asyncio.sleep(1)  # the lease's own clock: nothing to wait on instead
+            assert await admin.get(key) is not None
+    finally:
+        await registry.close()
+        await relay.close()
+        await admin.close()
