@@ -122,3 +122,23 @@ def test_a_stop_right_after_a_ttstream_hand_over_closes_that_idle_connection(loo
             writer.close()
 
     run_on(loop_name, main)
+
+
+@pytest.mark.parametrize("head", [HTTP2_PREFACE_AND_SETTINGS, TTSTREAM_HEAD], ids=["http2", "ttstream"])
+async def test_a_connection_detected_after_stop_began_is_closed_not_handed_over(head: bytes) -> None:
+    """stop() fixes the transports it drains when it begins; one made for a later hand-over would
+    keep its connection open, unstopped, after the server stopped."""
+    async with serve() as (svr, _):
+        transport: Any = svr._transport
+        watched = WatchedConnections(transport.connections)
+        transport.connections = watched
+        reader, writer = await open_raw(svr.address)
+        await watched.until(lambda n: n == 1)  # accepted, nothing read yet
+        stopping = asyncio.create_task(transport.stop(WAIT))
+        await asyncio.sleep(0)  # the stop's first step (it runs before this one resumes)
+        assert transport.draining
+        writer.write(head)
+        assert await read_to_eof(reader, WAIT) == b""
+        await asyncio.wait_for(stopping, WAIT)
+        assert transport._h2 is None and transport._ttstream is None
+        writer.close()
