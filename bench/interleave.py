@@ -12,6 +12,8 @@ The implementations must share one blocking client (``BlockingClient``: the thri
 impls ``kitex-server-sync``, ``thriftpy2-threaded`` and ``asyncio-floor``). The first one named is
 divided by each of the others. Naming one impl twice runs two servers of it, the second labelled
 ``<impl>#2``: an A/A check of the method, whose ratio should come out at 1.0x within its interval.
+``IMPL@LOOP`` runs that one server on ``LOOP`` (``asyncio`` or ``uvloop``) whatever ``--loop`` says:
+``kitex-ttheader kitex-ttheader@uvloop --client go`` compares the two loops under one server.
 
 Each of ``--inflight`` threads holds a connection to every server and calls whichever server the
 current slice belongs to. A call counts for a slice when it was made to the slice's server and
@@ -77,6 +79,12 @@ class Comparison:
     ci_low: float = 0.0
     ci_high: float = 0.0
     at_least_one: int = 0
+
+
+def split_instance(name: str, default_loop: str) -> tuple[str, str]:
+    """``IMPL`` or ``IMPL@LOOP`` as (impl, the event loop its server runs on)."""
+    impl, _, loop = name.partition("@")
+    return impl, loop or default_loop
 
 
 def instance_labels(names: list[str]) -> list[str]:
@@ -353,11 +361,12 @@ def summary_lines(impls: list[str], slices: list[Slice], payload: int, *, goals:
 
 
 async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> int:
-    impls = [registry.get(name) for name in args.impls]
+    instances = [split_instance(name, args.loop) for name in args.impls]
+    impls = [registry.get(impl) for impl, _ in instances]
     labels = instance_labels(args.impls)
     server_cpu, client_cpu = cpus(not args.no_pin)
     stub_dir = Path(tempfile.mkdtemp(prefix="bench-stubs-"))
-    env = _child_env(stub_dir, args.loop)
+    envs = [_child_env(stub_dir, loop) for _, loop in instances]
     print(f"kitex_grpc {proc.compiled_summary()}; {args.rounds} rounds of {args.slice}s slices per payload")
     report.update(
         {
@@ -381,7 +390,8 @@ async def main_async(args: argparse.Namespace, report: dict[str, Any]) -> int:
     try:
         async with contextlib.AsyncExitStack() as stack:
             servers = [
-                await stack.enter_async_context(server_process(i, env, server_cpu, None)) for i in impls
+                await stack.enter_async_context(server_process(i, e, server_cpu, None))
+                for i, e in zip(impls, envs, strict=True)
             ]
             # After the servers started (each pinned by its own --cpu); the Go client inherits it.
             proc.pin_cpu(client_cpu)
@@ -435,7 +445,7 @@ async def _blocking_client(impl: Impl, address: str) -> BlockingClient:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.interleave", description=__doc__.split("\n\n")[0])
-    p.add_argument("impls", nargs="+", help="impls sharing one blocking client; the first is compared")
+    p.add_argument("impls", nargs="+", help="IMPL or IMPL@LOOP, sharing one client; the first is compared")
     p.add_argument("--payload", type=int, nargs="+", default=list(registry.PAYLOADS), help="bytes, in turn")
     p.add_argument("--rounds", type=int, default=60, help="rounds per payload: a slice each")
     p.add_argument("--slice", type=float, default=0.5, help="seconds each server gets per round")
@@ -450,14 +460,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--transport", choices=GO_TRANSPORTS, default="framed", help="the Go client's framing")
     p.add_argument("--no-pin", action="store_true", help="do not pin the servers and the client to CPUs")
-    p.add_argument("--loop", choices=proc.LOOPS, default="asyncio", help="the servers' event loop")
+    p.add_argument(
+        "--loop", choices=proc.LOOPS, default="asyncio", help="the servers' event loop, but IMPL@LOOP's"
+    )
     p.add_argument("--json", default=str(RESULTS / "interleave-latest.json"), help="output file")
     args = p.parse_args(argv)
     if len(args.impls) < 2:
         p.error("name two or more impls (the same one twice is an A/A check of the method)")
     for name in args.impls:
-        if name not in registry.BY_NAME:
-            p.error(f"unknown impl {name!r}; choose from {', '.join(registry.BY_NAME)}")
+        impl, loop = split_instance(name, args.loop)
+        if impl not in registry.BY_NAME:
+            p.error(f"unknown impl {impl!r}; choose from {', '.join(registry.BY_NAME)}")
+        if loop not in proc.LOOPS:
+            p.error(f"{name!r}: unknown loop {loop!r}; choose from {', '.join(proc.LOOPS)}")
     if not 0 <= args.settle < args.slice or args.rounds < 1 or args.inflight < 1:
         p.error("need 0 <= --settle < --slice, --rounds >= 1 and --inflight >= 1")
     return args

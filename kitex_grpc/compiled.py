@@ -34,7 +34,6 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.codec.thrift_binary",
     "kitex_grpc.rpcinfo",
     "kitex_grpc.metainfo",
-    "kitex_grpc.transport.epoll_io",
     "kitex_grpc.transport.ttheader.server",
     "kitex_grpc.transport.ttheader.server_conn",
     "kitex_grpc.transport.ttheader.scheduler",

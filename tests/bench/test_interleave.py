@@ -18,7 +18,9 @@ from bench.interleave import (
     bootstrap_interval,
     compare,
     instance_labels,
+    parse_args,
     schedule,
+    split_instance,
 )
 from tests.interop.kitex_peer import build_binaries
 
@@ -32,6 +34,18 @@ def test_schedule_reverses_every_other_round() -> None:
 
 def test_repeated_impls_get_numbered_labels() -> None:
     assert instance_labels(["x", "y", "x", "x"]) == ["x", "y", "x#2", "x#3"]
+
+
+def test_an_impl_may_name_its_servers_loop() -> None:
+    assert split_instance("kitex-ttheader", "asyncio") == ("kitex-ttheader", "asyncio")
+    assert split_instance("kitex-ttheader@uvloop", "asyncio") == ("kitex-ttheader", "uvloop")
+    assert split_instance("kitex-ttheader@asyncio", "uvloop") == ("kitex-ttheader", "asyncio")
+    args = parse_args(["kitex-ttheader", "kitex-ttheader@uvloop", "--client", "go"])
+    assert instance_labels(args.impls) == ["kitex-ttheader", "kitex-ttheader@uvloop"]
+    with pytest.raises(SystemExit):
+        parse_args(["kitex-ttheader", "kitex-ttheader@trio"])
+    with pytest.raises(SystemExit):
+        parse_args(["kitex-ttheader", "nothing@uvloop"])
 
 
 def test_counter_counts_a_call_only_for_its_own_slice_after_the_settle_time() -> None:

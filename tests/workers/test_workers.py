@@ -63,7 +63,7 @@ async def test_two_workers_accept_on_one_address(transport: str) -> None:
         assert wait_gone(pids, 10) == []
 
 
-@pytest.mark.parametrize("loop", ["auto", "asyncio"])  # uvloop, and asyncio's loop (the epoll listener)
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])  # uvloop, and asyncio's own loop
 async def test_shared_ttheader_port_serves_http2_from_every_worker(loop: str) -> None:
     """The TTHeader port also takes HTTP/2 (gRPC) in every worker: one address, both protocols."""
     with serving(2, _env("ttheader"), "--loop", loop) as proc:

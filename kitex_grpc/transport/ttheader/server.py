@@ -29,13 +29,12 @@ from typing import Any, Final, Protocol, cast
 
 from kitex_grpc.address import format_address, parse_address
 from kitex_grpc.transport.base import CallDispatcher
-from kitex_grpc.transport.epoll_io import EpollListener, can_serve_with_epoll, listening_sockets
 from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2.server import H2ServerTransport
-from kitex_grpc.transport.listeners import ServerGroup, adopt
+from kitex_grpc.transport.listeners import ServerGroup
 from kitex_grpc.transport.settings import ServerSettings
 from kitex_grpc.transport.ttheader.config import frame_limit
-from kitex_grpc.transport.ttheader.handover import ConnectionLimiter, HandOver
+from kitex_grpc.transport.ttheader.handover import ConnectionLimiter, hand_over
 from kitex_grpc.transport.ttheader.server_conn import ServerConnection
 from kitex_grpc.transport.ttheader.serving import RequestServing
 from kitex_grpc.transport.ttstream.server import TTStreamServer
@@ -44,13 +43,9 @@ __all__ = ["ConnectionLimiter", "TTHeaderServerTransport"]
 
 logger = logging.getLogger("kitex_grpc.transport.ttheader")
 
-# Serve connections from one epoll set where the loop allows it (kitex_grpc.transport.epoll_io);
-# tests turn it off to run the loop.create_server path on asyncio's loop too.
-SERVE_WITH_EPOLL = True
-
 
 class _Listener(Protocol):
-    """What stop() needs of the listener: an asyncio.Server or an EpollListener."""
+    """What stop() needs of the listener: an asyncio.Server or a ServerGroup."""
 
     def close(self) -> None: ...
 
@@ -60,8 +55,8 @@ DRAIN_QUIET: Final = 1.0  # seconds: while draining, a connection used more rece
 
 
 class TTHeaderServerTransport:
-    """Serves every registered service on one TCP listener: an :class:`EpollListener` on asyncio's
-    own loop on Linux, ``loop.create_server`` on any other loop."""
+    """Serves every registered service on one TCP listener (``loop.create_server``, or the sockets
+    given with ``with_listener``), on whichever asyncio event loop runs it."""
 
     def __init__(self, options: ServerSettings, dispatcher: CallDispatcher) -> None:
         self._options = options
@@ -75,7 +70,6 @@ class TTHeaderServerTransport:
         # over the limit): the first of a kind is logged at once, then one line per second with a count.
         self.events = EventLog(logger)
         self.serving = RequestServing(dispatcher, self.events)
-        self._handover = HandOver()
         self._idle = asyncio.Event()
         self._h2: H2ServerTransport | None = None  # made for the first HTTP/2 connection
         self._ttstream: TTStreamServer | None = None  # made for the first TTHeader Streaming connection
@@ -106,15 +100,9 @@ class TTHeaderServerTransport:
         host, port = parse_address("with_service_addr", self._options.service_addr, allow_port_zero=True)
         loop = asyncio.get_running_loop()
         given = self._options.listeners  # with_listener: serve the sockets given
-        if given and not (SERVE_WITH_EPOLL and can_serve_with_epoll(loop)):
+        if given:
             self._server = await ServerGroup.serve(lambda: ServerConnection(self), given)
             bound = given[0].getsockname()
-        elif SERVE_WITH_EPOLL and can_serve_with_epoll(loop):
-            sockets = adopt(given) if given else await listening_sockets(host, port, _BACKLOG)
-            listener = EpollListener(loop, sockets, lambda: ServerConnection(self))
-            listener.start()
-            self._server = listener
-            bound = sockets[0].getsockname()
         else:
             server = await loop.create_server(
                 lambda: ServerConnection(self), host or None, port, reuse_address=True, backlog=_BACKLOG
@@ -160,7 +148,7 @@ class TTHeaderServerTransport:
         """
         if self._h2 is None:
             self._h2 = H2ServerTransport(self._options, self.dispatcher)
-        self._handover.hand_over(transport, self._h2.connection_protocol(), head, counted)
+        hand_over(transport, self._h2.connection_protocol(), head, counted)
 
     def adopt_ttstream(
         self,
@@ -171,7 +159,7 @@ class TTHeaderServerTransport:
         """Hand a TTHeader Streaming connection to :mod:`kitex_grpc.transport.ttstream.server`."""
         if self._ttstream is None:
             self._ttstream = TTStreamServer(self._options, self.dispatcher, self.events, self.max_frame)
-        self._handover.hand_over(transport, self._ttstream.protocol(self.address), head, counted)
+        hand_over(transport, self._ttstream.protocol(self.address), head, counted)
 
     async def stop(self, grace: float) -> None:
         """Stop listening; answer in-flight requests (with ``crrst``) within ``grace``; then close.
@@ -185,8 +173,9 @@ class TTHeaderServerTransport:
             self._sweeper.cancel()
             self._sweeper = None
         self.serving.draining = True
+        # A hand-over completes inside one read callback: no connection is between two transports
+        # when the drains below begin (each is this server's, the h2 transport's or ttstream's).
         server.close()
-        await self._handover.settle()  # connections still being handed over: drained by their transport too
         drains = [self._drain(grace)]
         if self._h2 is not None:
             drains.append(self._h2.drain_adopted(grace))

@@ -181,6 +181,12 @@ class ServerConnection(ReceiveBufferProtocol):
         if detected is None:
             return None
         if detected is DetectedProtocol.HTTP2 or detected is DetectedProtocol.TTHEADER_STREAMING:
+            if self._serving.draining:
+                # stop() has begun and fixed what it drains: a transport taking this connection over
+                # now would keep it open past the stop. Nothing was asked on it yet: close it.
+                self._head = None
+                self.close_after_write()
+                return None
             transport, self._transport = self._transport, None
             self._head = None
             self._server.forget(self)
