@@ -30,7 +30,6 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.transport.ttheader.pool",
     "kitex_grpc.transport.ttheader.client",
     "kitex_grpc.codec.thrift",
-    "kitex_grpc.codec.thrift_walk",
     "kitex_grpc.codec.thrift_binary",
     "kitex_grpc.rpcinfo",
     "kitex_grpc.metainfo",
