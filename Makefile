@@ -24,8 +24,8 @@ export UV_PYTHON := $(PYTHON)
 export UV_NO_PROGRESS := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: demo test test-lowest test-latest lint typecheck unit unit-pure bench fuzz gen compiled clean-compiled \
-	clean lock dist wheel-test etcd bench-ghz bench-large
+.PHONY: demo test test-lowest test-latest lint typecheck unit unit-pure smoke-pure bench fuzz gen compiled \
+	clean-compiled clean lock dist wheel-pure wheel-test etcd bench-ghz bench-large
 
 $(UV):
 	@echo "==> bootstrap: uv $(UV_VERSION) in $(BOOTSTRAP)"
@@ -33,7 +33,8 @@ $(UV):
 	@$(BOOTSTRAP)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
 # Two steps: the locked build tools (setuptools, mypy) first, then kitex-grpc built in place with them.
-$(SYNC_STAMP): uv.lock pyproject.toml setup.py kitex_grpc/compiled.py $(COMPILED_SOURCES) | $(UV)
+$(SYNC_STAMP): uv.lock pyproject.toml setup.py build_backend/kitex_grpc_build.py kitex_grpc/compiled.py \
+		$(COMPILED_SOURCES) | $(UV)
 	@echo "==> $(VENV): installing the locked dependencies (uv.lock)"
 	@$(UV) sync -q --frozen --all-extras --no-install-project
 	@echo "==> $(VENV): building kitex-grpc in place (mypyc compiles kitex_grpc/compiled.py's modules)"
@@ -61,16 +62,17 @@ gen: $(GEN_STAMP)
 demo: $(SYNC_STAMP) $(GEN_STAMP)
 	@$(PY) examples/echo/demo.py
 
-## test: install from the lock, lint, type-check, run the whole suite (compiled, then plain Python)
-test: $(SYNC_STAMP) $(GEN_STAMP) lint typecheck etcd unit unit-pure wheel-test
+## test: install from the lock, lint, type-check, run the whole suite once on the build installed (compiled
+## where a C compiler is), a short smoke of the plain-Python build, and both wheels in fresh venvs
+test: $(SYNC_STAMP) $(GEN_STAMP) lint typecheck etcd unit smoke-pure wheel-test
 
 lint: $(SYNC_STAMP)
-	$(VENV)/bin/ruff check kitex_grpc tests examples bench
-	$(VENV)/bin/ruff format --check kitex_grpc
+	$(VENV)/bin/ruff check kitex_grpc tests examples bench build_backend
+	$(VENV)/bin/ruff format --check kitex_grpc build_backend
 
 typecheck: $(SYNC_STAMP) $(GEN_STAMP)
 	$(VENV)/bin/mypy --strict kitex_grpc
-	$(VENV)/bin/mypy --strict gen examples
+	$(VENV)/bin/mypy --strict gen examples build_backend
 
 unit: $(SYNC_STAMP) $(GEN_STAMP)
 	$(PY) -m pytest -q -m 'not wheel' $(PYTEST_ARGS)
@@ -79,7 +81,16 @@ unit: $(SYNC_STAMP) $(GEN_STAMP)
 unit-pure: $(SYNC_STAMP) $(GEN_STAMP)
 	KITEX_GRPC_PURE_PYTHON=1 $(PY) -m pytest -q -m 'not wheel' $(PYTEST_ARGS)
 
-## wheel-test: build the wheel, install it into a fresh venv outside the tree, call every transport with it
+# The other build, briefly (`make test`): the plain-Python one takes the interpreted paths where the
+# compiled one has its own (the Thrift body's typed reader and writer against the walk and thriftpy2's
+# reader); these run them, through the codec and through a TTHeader server and client.
+SMOKE_PURE := tests/ttheader/test_codec_and_wire.py tests/ttheader/test_thrift_bounds.py \
+	tests/ttheader/test_required_fields.py tests/ttheader/test_transport.py tests/ttheader/test_server_bad_input.py
+smoke-pure: $(SYNC_STAMP) $(GEN_STAMP)
+	KITEX_GRPC_PURE_PYTHON=1 $(PY) -m pytest -q -m 'not wheel' $(SMOKE_PURE) $(PYTEST_ARGS)
+
+## wheel-test: build both wheels (compiled, pure Python), install each into a fresh venv outside the tree,
+## call every transport with it
 wheel-test: $(SYNC_STAMP)
 	$(PY) -m pytest -q -m wheel $(PYTEST_ARGS)
 
@@ -87,6 +98,10 @@ wheel-test: $(SYNC_STAMP)
 dist: $(SYNC_STAMP)
 	@rm -rf dist
 	$(UV) build -q --no-build-isolation --python $(PY) --out-dir dist
+
+## wheel-pure: the pure-Python wheel (py3-none-any: any platform, no C compiler, no mypy) in dist/
+wheel-pure: $(SYNC_STAMP)
+	KITEX_GRPC_PURE_PYTHON=1 $(UV) build -q --wheel --no-build-isolation --python $(PY) --out-dir dist
 
 ## test-lowest: the suite on the lowest versions pyproject.toml allows for the runtime dependencies
 $(LOWEST_VENV)/.synced: $(LOWEST) | $(UV)

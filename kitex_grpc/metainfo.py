@@ -54,7 +54,7 @@ HTTP_PREFIX_PERSISTENT = "rpc-persist-"
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 
 # Each variable holds an immutable mapping; changes replace it, so a copied context never sees
-# another task's writes. Final: compiled, each use is a static load rather than a globals lookup.
+# another task's writes.
 _transient: Final[contextvars.ContextVar[Mapping[str, str]]] = contextvars.ContextVar(
     "mi_transient", default=_EMPTY
 )

@@ -12,8 +12,10 @@ mypyc; :mod:`kitex_grpc.compiled`). It reads and writes what thriftpy2 0.7's Cyt
   types do not match the spec is skipped and comes back empty (a map's key or value sent as a string
   is taken to be of the spec's type); a field not in the spec, or of another type, is skipped; of a
   field sent twice the last wins;
-* a read applies the walk's refusals too: a size the body cannot back, a negative size, a type the
-  protocol does not know, nesting past :data:`~kitex_grpc.protocol.thrift_message.MAX_DEPTH`;
+* a read hands over whatever the walk would refuse: a size the body cannot back, a negative size, a
+  type the protocol does not know, nesting past :data:`~kitex_grpc.protocol.thrift_message.MAX_DEPTH`;
+  it stops there without naming why, and the walk (:mod:`~kitex_grpc.codec.thrift_bounds`, the one
+  home of those rules and their messages) names it on the interpreted path;
 * a write emits the set (not ``None``) fields of the struct's spec, in spec order;
 * a struct whose ``required`` field is unset (``None``), read or to be written, is handed over, and
   the interpreted path refuses it (:mod:`~kitex_grpc.codec.thrift_required`).

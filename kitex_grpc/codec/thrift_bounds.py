@@ -25,8 +25,10 @@ times as much. The generated source holds only integer constants and generated n
 the IDL's text. The walk still costs Python time per field, and per element of a container of strings,
 structs or containers; a container of numbers is checked without looking at its elements.
 
-In the compiled build (:mod:`kitex_grpc.compiled`) the walk is :mod:`kitex_grpc.codec.thrift_walk`'s
-instead: the same rules from a table per struct type, compiled to C, at a fraction of the cost.
+This walk is the one home of the bounds rules and of their refusals. The compiled build's typed
+reader (:mod:`kitex_grpc.codec.thrift_binary`) reads a well-formed body in one pass without it, and
+hands any body it doubts over to the interpreted path, whose walk here decides the outcome and the
+error; so this walk runs on bad input (and bodies that leave a required field unset) only.
 """
 
 from __future__ import annotations
@@ -36,11 +38,6 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
-from kitex_grpc.codec import thrift_walk
-from kitex_grpc.codec.thrift_walk import refuse_negative as _negative
-from kitex_grpc.codec.thrift_walk import refuse_short as _short
-from kitex_grpc.codec.thrift_walk import refuse_too_deep as _too_deep
-from kitex_grpc.compiled import runs_compiled
 from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.thrift_message import FIXED_SIZE, MAX_DEPTH, TType, skip_value, skip_values
 
@@ -68,9 +65,17 @@ Check: TypeAlias = "int | Walk"
 _STRING = 0
 
 
-# Compiled, the table-driven walk of thrift_walk (same rules, same errors) costs a fraction of a
-# generated walker; interpreted, it costs more than twice as much.
-_TABLE_WALK = runs_compiled(thrift_walk)
+def _short() -> ProtocolError:
+    return ProtocolError("thrift: a declared size runs past the end of the body")
+
+
+def _too_deep() -> ProtocolError:
+    return ProtocolError("thrift: depth limit exceeded")
+
+
+def _negative() -> ProtocolError:
+    return ProtocolError("thrift: negative size")
+
 
 # What the generated walkers see: these helpers, each other (by generated name) and the container walks.
 _generated: dict[str, Any] = {
@@ -91,8 +96,6 @@ def body_check(struct_type: type) -> Callable[[bytes], int]:
     """The check for ``struct_type`` bodies: ``check(data)`` raises :class:`ProtocolError` unless
     ``data`` starts with a ``struct_type`` that thriftpy2's reader can read without running past
     ``data``'s end, and returns the offset just past it. Made once per type (thread-safe)."""
-    if _TABLE_WALK:
-        return thrift_walk.struct_plan(struct_type).check
     return _struct_walk(struct_type)
 
 

@@ -1,9 +1,8 @@
 """What a server's transports call into for each request (``transport.base.CallDispatcher``).
 
 :class:`Dispatcher` finds the method a request names, builds the call's RPCInfo, installs the
-received metainfo and runs the server's chain. Every served call passes through it, so it is one of
-the compiled modules (``kitex_grpc/compiled.py``); the :class:`~kitex_grpc.server.Server` that owns it
-builds the chain and registers the handlers.
+received metainfo and runs the server's chain. Every served call passes through it; the
+:class:`~kitex_grpc.server.Server` that owns it builds the chain and registers the handlers.
 """
 
 from __future__ import annotations

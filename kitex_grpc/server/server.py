@@ -11,7 +11,7 @@ Chain, outermost first (ARCHITECTURE.md; Kitex ``server/server.go buildMiddlewar
     handler
 
 The transport maps what comes out (KitexError, BizStatusError) to its wire status. Transports call
-into the server's :class:`~kitex_grpc.server.dispatch.Dispatcher` (compiled), which holds the
+into the server's :class:`~kitex_grpc.server.dispatch.Dispatcher`, which holds the
 registered methods and runs the chain.
 
 With ``with_registry`` the server registers once it is listening (after the serving hooks) and
@@ -61,7 +61,7 @@ class Server:
     def __init__(self, options: ServerOptions) -> None:
         self._options = options
         self._transport: ServerTransport | None = None
-        # What the transports call into (compiled): the registered methods and the chain.
+        # What the transports call into: the registered methods and the chain.
         self._dispatch = Dispatcher(
             options.service_name,
             RPCConfig(None, 0.0, options.transport_protocol),

@@ -41,8 +41,7 @@ class ReceiveBufferProtocol(asyncio.BufferedProtocol):
     ``data`` is a :class:`memoryview` that must not be kept after the call returns.
     """
 
-    # No __slots__: a subclass compiled by mypyc (the TTHeader server's connection) cannot have a
-    # base with __slots__.
+    __slots__ = ("_receive_view",)
 
     _receive_view: memoryview
 

@@ -58,7 +58,7 @@ async def test_ttheader_pool_gauge_counts_idle_and_in_use_per_address() -> None:
 
 def test_a_ttheader_client_nobody_closed_unregisters_its_gauge_once_collected() -> None:
     # A pool with idle connections stays referenced by its idle-timeout timer (it still has
-    # connections to close); one with none is collected, and unregisters (also compiled: __del__).
+    # connections to close); one with none is collected, and its finalizer unregisters.
     registered = set(pool_gauges._size_callbacks)
     echo = thrift.new_client(
         tt.echo_thrift.Echo,

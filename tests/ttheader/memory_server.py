@@ -81,9 +81,10 @@ async def main(kind: str, max_message_size: int) -> None:
     await svr.start()
     stop = asyncio.Event()
     threading.Thread(target=commands, args=(asyncio.get_running_loop(), stop), daemon=True).start()
-    # Whether this process serves with the compiled TTHeader server: a child process does not go
-    # through tests/conftest.py, so it loads the compiled modules even when the tests run plain.
-    compiled = runs_compiled(importlib.import_module("kitex_grpc.transport.ttheader.serving"))
+    # Whether this process serves with the compiled TTHeader codecs (the message encoder and decoder
+    # of wire.py): a child process does not go through tests/conftest.py, so it loads the compiled
+    # modules even when the tests run plain.
+    compiled = runs_compiled(importlib.import_module("kitex_grpc.transport.ttheader.wire"))
     print(f"LISTENING {svr.address} {'compiled' if compiled else 'plain'}", flush=True)
     try:
         await stop.wait()

@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from kitex_grpc.codec import thrift as codec
-from kitex_grpc.codec import thrift_bounds, thrift_walk
 from kitex_grpc.codec.thrift_bounds import body_check
 from kitex_grpc.errors import ProtocolError
 from tests.ttheader.shape_values import edits, mutated, shape_values, shapes
@@ -90,35 +88,11 @@ AMPLIFIERS = {
 }
 
 
-# The two walks body_check chooses between (thrift_bounds' docstring): the generated one runs in the
-# plain-Python build, the table-driven one in the compiled build. Both run here, in either build.
-WALKS: dict[str, Any] = {
-    "generated": thrift_bounds._struct_walk(shapes.Shapes),
-    "table": thrift_walk.struct_plan(shapes.Shapes).check,
-}
-
-
-def outcome(walk: Any, data: bytes) -> int | str:
-    """The offset a walk returns, or the refusal it raises."""
-    try:
-        end: int = walk(data)
-    except ProtocolError as exc:
-        return str(exc)
-    return end
-
-
-def test_body_check_takes_the_table_walk_exactly_when_it_runs_compiled() -> None:
-    compiled = thrift_walk.__file__.endswith(".so")
-    assert thrift_bounds._TABLE_WALK is compiled
-    assert isinstance(getattr(check_shapes, "__self__", None), thrift_walk.StructPlan) is compiled
-
-
-@pytest.mark.parametrize("walk", list(WALKS))
 @pytest.mark.parametrize("case", list(AMPLIFIERS))
-def test_sizes_the_body_cannot_back_are_refused_before_the_reader_runs(case: str, walk: str) -> None:
+def test_sizes_the_body_cannot_back_are_refused_before_the_reader_runs(case: str) -> None:
     body, says = AMPLIFIERS[case]
     with pytest.raises(ProtocolError, match=says):
-        WALKS[walk](body)
+        check_shapes(body)
     with pytest.raises(ProtocolError, match=f"cannot decode Shapes: .*{says}"):
         deserialize(body)
 
@@ -131,16 +105,14 @@ def nested_tree(levels: int) -> bytes:
     return field(STRUCT, 7) + node + STOP
 
 
-@pytest.mark.parametrize("walk", list(WALKS))
-def test_nesting_counts_down_from_64_and_past_it_is_refused(walk: str) -> None:
+def test_nesting_counts_down_from_64_and_past_it_is_refused() -> None:
     # Shapes is walked at depth 64, and each Node and each list takes one: Node k is walked at
     # 63 - 2 * (k - 1), so Node 32 at 1 and a list under it at 0, which is refused.
     shallow = nested_tree(32)
-    assert WALKS[walk](shallow) == len(shallow)
+    assert check_shapes(shallow) == len(shallow)
     deep = nested_tree(33)
     with pytest.raises(ProtocolError, match="depth limit exceeded"):
-        WALKS[walk](deep)
-    assert outcome(WALKS["generated"], deep) == outcome(WALKS["table"], deep)
+        check_shapes(deep)
 
 
 def test_the_echo_request_with_a_huge_unknown_list_is_refused() -> None:
@@ -179,8 +151,6 @@ def test_a_mutated_body_is_read_or_refused_never_read_past_its_end(
     value: Any, changes: list[tuple[int, int]]
 ) -> None:
     data = mutated(serialize(value), changes)
-    results = {name: outcome(walk, data) for name, walk in WALKS.items()}
-    assert results["generated"] == results["table"]  # the same offset, or the same refusal
     try:
         end = check_shapes(data)
     except ProtocolError:
@@ -191,9 +161,3 @@ def test_a_mutated_body_is_read_or_refused_never_read_past_its_end(
     except ProtocolError as exc:
         # what the walk passed the reader reads within the body: the guard after it never trips
         assert "-byte body" not in str(exc)
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.binary(max_size=48))
-def test_the_two_walks_agree_on_any_bytes(data: bytes) -> None:
-    assert outcome(WALKS["generated"], data) == outcome(WALKS["table"], data)

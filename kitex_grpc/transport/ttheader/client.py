@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -155,10 +156,9 @@ class TTHeaderClientTransport:
     network_errors_mapped = True
 
     def __init__(self, options: ClientSettings, protocol: TransportProtocol | None = None) -> None:
-        # First, so that __del__ finds it whatever else fails. The gauge holds the connection set,
-        # never the transport: a transport nobody closed is still collected, and its __del__ then
-        # unregisters the gauge (mypyc's classes take no weak references). The set is only ever
-        # changed in place.
+        # The gauge holds the connection set, never the transport: a transport nobody closed is still
+        # collected, and its finalizer then unregisters the gauge (close() runs it first, once). The
+        # set is only ever changed in place.
         self._conns: set[ClientConnection | MuxConnection] = set()
         conns = self._conns
         pool: IdlePool[ClientConnection] = IdlePool(options.long_connection)
@@ -169,7 +169,7 @@ class TTHeaderClientTransport:
             unregister_sizes()
             unregister_states()
 
-        self._unregister_gauge = unregister
+        self._unregister_gauge = weakref.finalize(self, unregister)
         self._options = options
         self._framing = _FRAMINGS[options.transport_protocol if protocol is None else protocol]
         self._max_frame = frame_limit(options.max_message_size)
@@ -192,9 +192,6 @@ class TTHeaderClientTransport:
     def pool_sizes(self) -> list[tuple[Mapping[str, str], int]]:
         """``({"address": ..., "transport": "ttheader"}, idle + in use)`` per address (the pool gauge)."""
         return _pool_sizes(self._conns)
-
-    def __del__(self) -> None:
-        self._unregister_gauge()
 
     # -- discovery and warm-up (the optional methods of kitex_grpc.transport.base) ---------------------------
 
@@ -482,9 +479,9 @@ class TTHeaderClientTransport:
             raise GetConnectionError(
                 f"dial tcp {address}: timed out after {connect_timeout * 1000:.0f}ms"
             ) from None
-        except OSError as failure:  # not `exc`: compiled, a name keeps the type of its first binding
+        except OSError as exc:
             pool_gauges.count("ttheader", address, pool_gauges.DIAL_FAILURE)
-            raise GetConnectionError(f"dial tcp {address}: {failure}").with_cause(failure) from failure
+            raise GetConnectionError(f"dial tcp {address}: {exc}").with_cause(exc) from exc
         pool_gauges.count("ttheader", address, pool_gauges.DIAL)
         if self._closed:
             conn.close()

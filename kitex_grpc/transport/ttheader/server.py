@@ -62,8 +62,7 @@ class TTHeaderServerTransport:
         self._options = options
         self.dispatcher = dispatcher
         self.max_frame = frame_limit(options.max_message_size)
-        # A MutableSet, not a set: compiled, a set's methods would be called directly, and a watcher
-        # that replaces this attribute with a set subclass (as the tests do) would miss the changes.
+        # A MutableSet: a watcher may replace this attribute with a set subclass (as the tests do).
         self.connections: MutableSet[ServerConnection] = set()
         self._server: _Listener | None = None
         # Per-connection events a peer can repeat at will (bad frames, truncated messages, connections
@@ -108,7 +107,7 @@ class TTHeaderServerTransport:
                 lambda: ServerConnection(self), host or None, port, reuse_address=True, backlog=_BACKLOG
             )
             self._server = server
-            # a tuple on asyncio's loop, a list on uvloop's (compiled code would check for a tuple)
+            # a tuple on asyncio's loop, a list on uvloop's
             bound = cast("Any", server).sockets[0].getsockname()
         self.serving.address = format_address(host or (bound[0] if given else "0.0.0.0"), bound[1])
         self._sweeper = loop.call_later(self._sweep_interval(), self._sweep)

@@ -63,7 +63,7 @@ class ServerConnection(ReceiveBufferProtocol):
         # the base class's view, taken here: protocols are made on the loop's thread, which reads into it
         self._receive_view = thread_buffer()
 
-    # -- asyncio.BufferedProtocol: the base class's two methods again, compiled (they run on every read) --
+    # -- asyncio.BufferedProtocol: the base class's two methods, without its first-use check (every read) --
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._receive_view
@@ -107,8 +107,8 @@ class ServerConnection(ReceiveBufferProtocol):
         except FramesBeforeError as exc:  # the requests before the bad bytes are answered first
             messages = exc.frames
             self._bad_input = f"undecodable {decoder.framing.value} bytes: {exc.detail}"
-        except ProtocolError as bad:  # not `exc`: compiled, a name keeps the type of its first binding
-            self._abandon(f"undecodable {decoder.framing.value} bytes: {bad.detail}")
+        except ProtocolError as exc:
+            self._abandon(f"undecodable {decoder.framing.value} bytes: {exc.detail}")
             return
         # The read timeout runs from the first byte of an unfinished request until it completes.
         if messages or self.partial_since is None:
