@@ -91,8 +91,8 @@ class RequestScheduler:
             task = asyncio.Task(coro, loop=self.loop, context=context, eager_start=True)
             if task.done():  # ended in its eager first step: _run has already forgotten it
                 return
-        else:
-            task = self.loop.create_task(coro, context=context)
+        else:  # the constructor, not loop.create_task: a Python call fewer (no task factory, as on 3.12)
+            task = asyncio.Task(coro, loop=self.loop, context=context)
         self._tasks[key] = task
 
     async def _run(self, message: Message, key: int) -> None:
