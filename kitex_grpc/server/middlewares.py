@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
-from types import CoroutineType
+from collections.abc import Awaitable
 from typing import Any
 
 from kitex_grpc.endpoint import Endpoint
 from kitex_grpc.errors import BizError, KitexError, RPCTimeoutError
 from kitex_grpc.rpcinfo import RPCInfo
-from kitex_grpc.suspension import Resumption
 
 logger = logging.getLogger("kitex_grpc.server")
 
@@ -20,8 +18,8 @@ logger = logging.getLogger("kitex_grpc.server")
 def server_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
     """Cancel the handler when the deadline from grpc-timeout (or TTHeader RPCTimeout) passes.
 
-    The rest of the chain is stepped by hand first: a call that completes without ever waiting
-    cannot be cancelled, so it needs no timer; the deadline is armed when the call first suspends.
+    A call with a deadline runs the rest of the chain inside ``asyncio.timeout``: a call that ends
+    without ever waiting cannot be cancelled and ends as it would without one.
     """
 
     def server_timeout(ri: RPCInfo, request: Any) -> Awaitable[Any]:
@@ -33,26 +31,16 @@ def server_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
     async def with_deadline(deadline: float, ri: RPCInfo, request: Any) -> Any:
         if deadline <= time.monotonic():
             raise RPCTimeoutError(f"deadline passed before {ri.method.name} started")
-        awaitable = next_endpoint(ri, request)
-        if type(awaitable) is not CoroutineType and not isinstance(awaitable, Coroutine):  # ABC check last
-            return await _within(deadline, ri, awaitable)
         try:
-            yielded = awaitable.send(None)
-        except StopIteration as done:
-            return done.value
-        return await _within(deadline, ri, Resumption(awaitable, yielded))
+            async with asyncio.timeout(deadline - time.monotonic()):
+                return await next_endpoint(ri, request)
+        except TimeoutError as exc:
+            if isinstance(exc, KitexError):
+                raise
+            error = RPCTimeoutError(f"handler of {ri.method.name} exceeded its deadline")
+            raise error.with_cause(exc) from exc
 
     return server_timeout
-
-
-async def _within(deadline: float, ri: RPCInfo, awaitable: Awaitable[Any]) -> Any:
-    try:
-        async with asyncio.timeout(deadline - time.monotonic()):
-            return await awaitable
-    except TimeoutError as exc:
-        if isinstance(exc, KitexError):
-            raise
-        raise RPCTimeoutError(f"handler of {ri.method.name} exceeded its deadline").with_cause(exc) from exc
 
 
 def handler_error_middleware(next_endpoint: Endpoint) -> Endpoint:

@@ -1,7 +1,7 @@
 """The hot-path shortcuts of the TTHeader transports and their fallbacks.
 
-* the server runs each request eagerly inside ``data_received`` and hands one that suspends to the
-  connection's worker task: contexts, order, current_task, timeouts and cancellation must hold;
+* the server runs each request on a task of its own: contexts, order, current_task, timeouts and
+  cancellation must hold;
 * the header-info cache (identical header bytes parse once) and its bypass for large headers;
 * per-shape routing on the server and the precomputed message encoders on both sides, which must
   produce exactly the bytes of the general encoder.

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "kitex_grpc"
 _UNITS_BY_LAYER: tuple[tuple[str, ...], ...] = (
     # 0: the vocabulary everything else speaks
     ("_version", "compiled", "status", "header_keys", "errors", "address", "endpoint", "rpcinfo",
-     "metainfo", "serviceinfo", "transport_protocol", "streaming", "suspension"),
+     "metainfo", "serviceinfo", "transport_protocol", "streaming"),
     # 1: sans-IO protocol cores and payload codecs (grpc_meta: gRPC metadata rules over the h2 headers)
     ("protocol", "codec", "grpc_meta"),
     # 2: asyncio shells

@@ -6,8 +6,8 @@ limit at accept, and the graceful stop. The rest lives by job:
 * :mod:`.server_conn`: one connection's reads, detection, decoding, timeouts and writes;
 * :mod:`.handover`: which protocol a connection speaks; HTTP/2 (gRPC) connections are handed to the
   h2 gRPC transport, TTHeader Streaming ones to the ttstream server;
-* :mod:`.scheduler`: when a connection's requests run (eagerly inside ``data_received``, then on
-  worker tasks), and in which order;
+* :mod:`.scheduler`: when a connection's requests run (each on a task of its own), and in which
+  order;
 * :mod:`.serving`: what a request means: routing, the call, the reply or exception (Kitex's error
   handling).
 

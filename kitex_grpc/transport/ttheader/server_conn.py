@@ -7,7 +7,9 @@ frame's length is read and checked against the server's limit), which a
 a bad TTHeader, an oversize frame: logged, connection closed (Kitex cannot address a reply either);
 requests decoded before bad bytes are answered first.
 
-Replies finished in one eager pass of the scheduler are written together, in one write.
+The replies of the requests started together (two or more decoded from one read) that end in their
+first step are written together, in one write: on Python 3.11 their tasks take that step in the
+loop's next iteration, and the batch is written by a callback queued behind them.
 
 Timeouts (``with_read_write_timeout``, ``with_max_conn_idle_time``; Kitex's 5 s and 10 min): a request
 whose first byte is older than the read timeout and which is still incomplete ends its connection
@@ -29,7 +31,7 @@ from kitex_grpc.protocol.frames import FramesBeforeError
 from kitex_grpc.transport.conn_limit import admit
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol, thread_buffer
 from kitex_grpc.transport.ttheader.handover import FRAMINGS, ConnectionLimiter
-from kitex_grpc.transport.ttheader.scheduler import RequestScheduler
+from kitex_grpc.transport.ttheader.scheduler import EAGER_START, RequestScheduler
 from kitex_grpc.transport.ttheader.wire import MessageDecoder
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ class ServerConnection(ReceiveBufferProtocol):
         self._head: bytearray | None = bytearray()
         self._decoder: MessageDecoder | None = None
         self._scheduler = RequestScheduler(server.serving, self)
-        self._out: list[bytes] | None = None  # replies of the current eager pass, written together
+        self._out: list[bytes] | None = None  # replies of requests started together, written together
         self._closing = False  # no more requests: close once the current one is answered
         self._bad_input: str | None = None  # bad bytes after good requests: close once those are answered
         self._paused = False
@@ -208,16 +210,19 @@ class ServerConnection(ReceiveBufferProtocol):
     # -- serving ----------------------------------------------------------------------------------------
 
     def _serve_pass(self) -> None:
-        """Run the requests that may start now; the replies of two or more are written together."""
+        """Start the requests that may start now; the replies of two or more are written together."""
         scheduler = self._scheduler
-        out: list[bytes] | None = [] if len(scheduler.queue) > 1 else None  # one request: write it directly
-        self._out = out
+        batch = self._out is None and len(scheduler.queue) > 1  # one request: its reply is written directly
+        if batch:
+            self._out = []
         try:
             scheduler.run()
         finally:
-            if out is not None:
-                self._flush()
-                self._out = None
+            if batch:
+                if EAGER_START:  # the requests that end without suspending have ended
+                    self._end_batch()
+                else:  # queued behind the first steps of the requests' tasks (call_soon is FIFO)
+                    scheduler.loop.call_soon(self._end_batch)
         # Idle again: data_received has just set the idle clock, so only a graceful stop is checked.
         if not scheduler.active and self._serving.draining and self._transport is not None:
             self._transport.close()
@@ -235,7 +240,7 @@ class ServerConnection(ReceiveBufferProtocol):
     # -- writing ----------------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Send a reply, or add it to the eager pass's batch."""
+        """Send a reply, or add it to the batch of the requests started together."""
         out = self._out
         if out is not None:
             out.append(data)
@@ -247,8 +252,13 @@ class ServerConnection(ReceiveBufferProtocol):
         if transport is not None and not transport.is_closing():
             transport.write(data)
 
+    def _end_batch(self) -> None:
+        """Write the batched replies; later ones are written as they come."""
+        self._flush()
+        self._out = None
+
     def _flush(self) -> None:
-        """Write the replies batched so far in this eager pass (batching stays on)."""
+        """Write the replies batched so far (batching stays on)."""
         out = self._out
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
