@@ -1,8 +1,8 @@
 """The server's deadline (grpc-timeout / TTHeader RPCTimeout) on every transport.
 
-The server_timeout middleware steps the handler by hand and arms the deadline only when the handler
-first waits; these cases pin down that a handler is cancelled however it first waits (on a future, or
-on a bare ``yield`` as ``asyncio.sleep(0)`` does), and that one that never waits is answered.
+The server_timeout middleware arms one loop timer per call with a deadline that cancels the call's
+task; these cases pin down that a handler is cancelled however it first waits (on a future, or on a
+bare ``yield`` as ``asyncio.sleep(0)`` does), and that one that never waits is answered.
 """
 
 from __future__ import annotations
