@@ -40,6 +40,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "kitex_grpc.transport.ttheader.scheduler",
     "kitex_grpc.transport.ttheader.serving",
     "kitex_grpc.server.middlewares",
+    "kitex_grpc.transport.call_head",
     "kitex_grpc.server.dispatch",
     "kitex_grpc.protocol.ttstream",
     "kitex_grpc.protocol.ttstream_state",
