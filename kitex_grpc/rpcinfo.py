@@ -185,11 +185,14 @@ def served_rpcinfo(
     config: RPCConfig,
     metadata: Metadata,
     deadline: float | None,
+    caller_service: str = "",
+    caller_method: str = "",
 ) -> RPCInfo:
-    """The RPCInfo of a received request: the caller known by its address, the callee by
-    ``callee_service``, the method's name and ``local`` (one call instead of three constructors)."""
+    """The RPCInfo of a received request: the caller known by its address (and by its names when
+    the request carries them), the callee by ``callee_service``, the method's name and ``local``
+    (one call instead of three constructors)."""
     return RPCInfo(
-        EndpointInfo("", "", peer),
+        EndpointInfo(caller_service, caller_method, peer),
         EndpointInfo(callee_service, method.name, local),
         service,
         method,

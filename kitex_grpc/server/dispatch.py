@@ -7,16 +7,16 @@ received metainfo and runs the server's chain. Every served call passes through 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from kitex_grpc import metainfo
 from kitex_grpc.endpoint import Endpoint
-from kitex_grpc.metainfo import BackwardValues
 from kitex_grpc.observability.tracer import Tracer, run_traced
-from kitex_grpc.rpcinfo import Metadata, RPCConfig, RPCInfo, served_rpcinfo, set_current
+from kitex_grpc.rpcinfo import RPCConfig, RPCInfo, served_rpcinfo, set_current
 from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo
 from kitex_grpc.streaming import Stream, StreamIO
+from kitex_grpc.transport.call_head import CallHead
 
 __all__ = ["Dispatcher", "Invoker", "RegisteredMethod", "unary_invoker"]
 
@@ -101,37 +101,45 @@ class Dispatcher:
             return self.unknown(service_name, method_name).service
         return found
 
-    def new_rpcinfo(
-        self, entry: Any, peer: str, local: str, metadata: Metadata, deadline: float | None
-    ) -> RPCInfo:
-        service: ServiceInfo = entry.service
-        return served_rpcinfo(
-            self._callee_service or service.service_name,
-            peer,
-            local,
-            service,
-            entry.method,
-            self._config,
-            metadata,
-            deadline,
-        )
-
-    def begin_call(self, transient: Mapping[str, str], persistent: Mapping[str, str]) -> BackwardValues:
-        return metainfo.begin_server_call(transient, persistent)
-
-    def handle_unary(self, entry: Any, ri: RPCInfo, request: Any) -> Awaitable[Any]:
+    def serve_unary(self, head: CallHead, request: Any) -> Awaitable[Any]:
+        """Run a unary call through the chain; awaiting the result gives the reply."""
         # Plain functions returning the next awaitable (here, in invoke and in the unary invokers):
         # one coroutine frame fewer per layer on every call. Each runs when its caller awaits it.
-        set_current(ri)
+        ri = self._begin(head)
         tracer = self.tracer
         if tracer is None:  # what run_traced does without a tracer, one call fewer
             return self.endpoint(ri, request)
         return run_traced(self.endpoint, ri, request, tracer)
 
-    async def handle_stream(self, entry: Any, ri: RPCInfo, io: StreamIO) -> None:
-        set_current(ri)
+    def serve_stream(self, head: CallHead, io: StreamIO) -> Awaitable[None]:
+        """Run a streaming call through the chain over ``io``; awaiting the result runs the handler."""
+        ri = self._begin(head)
         stream: Stream[Any, Any] = Stream(ri, io, self._stream_send, self._stream_recv)
-        await run_traced(self.endpoint, ri, stream, self.tracer)
+        result: Awaitable[None] = run_traced(self.endpoint, ri, stream, self.tracer)
+        return result
+
+    def _begin(self, head: CallHead) -> RPCInfo:
+        """The preamble of every served call, whatever the transport: the received metainfo
+        installed for the current task, the RPCInfo built and made current, both left on ``head``."""
+        head.backward = metainfo.begin_server_call(head.transient, head.persistent)
+        entry = head.entry
+        service: ServiceInfo = entry.service
+        ri = served_rpcinfo(
+            self._callee_service or service.service_name,
+            head.peer,
+            head.local,
+            service,
+            entry.method,
+            self._config,
+            head.metadata,
+            head.deadline,
+            head.caller_service,
+            head.caller_method,
+        )
+        ri.seq_id = head.seq_id
+        head.ri = ri
+        set_current(ri)
+        return ri
 
     def invoke(self, ri: RPCInfo, request: Any) -> Awaitable[Any]:
         """The chain's last endpoint: the handler of ``ri.method``."""

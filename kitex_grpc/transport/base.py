@@ -2,7 +2,8 @@
 
 A client transport has one method for unary (and one-way) calls and one to open a stream; the
 chain's innermost endpoint calls them. A server transport accepts connections, decodes calls, and
-hands each to the :class:`CallDispatcher` (the server), which runs the chain and the handler.
+hands each to the :class:`CallDispatcher` (the server) in one call per call kind, with a
+:class:`~kitex_grpc.transport.call_head.CallHead`; the dispatcher runs the chain and the handler.
 Transports translate their own failures into :mod:`kitex_grpc.errors` at this boundary.
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Mapping
+    from collections.abc import Awaitable
 
-    from kitex_grpc.metainfo import BackwardValues
-    from kitex_grpc.rpcinfo import Metadata, RPCInfo
+    from kitex_grpc.rpcinfo import RPCInfo
     from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo
     from kitex_grpc.streaming import StreamIO
+    from kitex_grpc.transport.call_head import CallHead
 
 
 class ClientTransport(Protocol):
@@ -90,16 +91,19 @@ class CallDispatcher(Protocol):
         first registered service that has ``method_name``; ``None`` when there is none."""
         ...
 
-    def new_rpcinfo(
-        self, entry: MethodEntry, peer: str, local: str, metadata: Metadata, deadline: float | None
-    ) -> RPCInfo: ...
+    def serve_unary(self, head: CallHead, request: Any) -> Awaitable[Any]:
+        """Serve a decoded unary call: install ``head``'s metainfo, build the call's RPCInfo and run
+        the chain; awaiting the result gives the reply or raises the handler's error.
 
-    def handle_unary(self, entry: MethodEntry, ri: RPCInfo, request: Any) -> Awaitable[Any]: ...
+        Before returning it fills ``head.ri`` and ``head.backward``, which the transport reads to
+        answer (response trailers, backward metainfo). A plain function, not a coroutine: the
+        awaitable it returns is the chain's own, so the call costs no extra frame.
+        """
+        ...
 
-    async def handle_stream(self, entry: MethodEntry, ri: RPCInfo, io: StreamIO) -> None: ...
-
-    def begin_call(self, transient: Mapping[str, str], persistent: Mapping[str, str]) -> BackwardValues:
-        """Install received metainfo for the current task; returns the backward-values holder."""
+    def serve_stream(self, head: CallHead, io: StreamIO) -> Awaitable[None]:
+        """Serve a decoded streaming call over ``io``, as :meth:`serve_unary` does a unary one;
+        awaiting the result runs the handler to its end."""
         ...
 
 

@@ -32,7 +32,7 @@ __all__ = [
     "DESTINATION_SERVICE",
     "SOURCE_METHOD",
     "SOURCE_SERVICE",
-    "apply_caller",
+    "caller_names",
     "identity_headers",
 ]
 
@@ -53,8 +53,9 @@ def identity_headers(ri: RPCInfo) -> list[tuple[str, str | bytes]]:
     ]
 
 
-def apply_caller(ri: RPCInfo, metadata: Metadata) -> None:
-    """Set ``ri.caller``'s service and method from received ``source-*`` headers (first value wins)."""
+def caller_names(metadata: Metadata) -> tuple[str, str]:
+    """The caller's service and method from received ``source-*`` headers (first value wins; ``""``
+    when absent), for ``ri.caller`` (:class:`~kitex_grpc.transport.call_head.CallHead`)."""
     service = method = None
     for key, value in metadata:
         if key == SOURCE_SERVICE:
@@ -62,10 +63,7 @@ def apply_caller(ri: RPCInfo, metadata: Metadata) -> None:
                 service = value
         elif key == SOURCE_METHOD and method is None:
             method = value
-    if service is not None:
-        ri.caller.service_name = _text(service)
-    if method is not None:
-        ri.caller.method = _text(method)
+    return ("" if service is None else _text(service), "" if method is None else _text(method))
 
 
 def _text(value: str | bytes) -> str:

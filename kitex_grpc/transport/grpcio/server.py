@@ -13,10 +13,11 @@ from kitex_grpc.errors import BizStatusError, KitexError, to_status
 from kitex_grpc.protocol.grpc_headers import GrpcHeaderError, encode_metadata, split_method_path
 from kitex_grpc.rpcinfo import Metadata
 from kitex_grpc.transport.base import CallDispatcher, MethodEntry
+from kitex_grpc.transport.call_head import CallHead
 from kitex_grpc.transport.grpcio.call_meta import GrpcioCallMeta
 from kitex_grpc.transport.grpcio.client import grpc_h2_args
 from kitex_grpc.transport.grpcio.status import to_grpc_code
-from kitex_grpc.transport.identity import apply_caller
+from kitex_grpc.transport.identity import caller_names
 from kitex_grpc.transport.settings import ServerSettings
 
 _Context = Any  # grpc.aio.ServicerContext
@@ -39,6 +40,11 @@ async def _abort(context: _Context, exc: BaseException, meta: GrpcioCallMeta, tr
         code, message = to_status(exc)
     await _check_trailers(context, trailers)
     await context.abort(to_grpc_code(code), message, tuple(trailers))
+
+
+def _trailers(head: CallHead) -> Metadata:
+    """The trailers a handler set (``grpc_meta.set_trailer``); none if the chain never ran."""
+    return [] if head.ri is None else head.ri.response_metadata
 
 
 async def _check_trailers(context: _Context, trailers: Metadata) -> None:
@@ -145,7 +151,7 @@ class GrpcioServerTransport:
     def address(self) -> str:
         return self._address
 
-    def _begin(self, entry: MethodEntry, context: _Context) -> Any:
+    def _head(self, entry: MethodEntry, context: _Context) -> CallHead:
         metadata: Metadata = [(m.key, m.value) for m in context.invocation_metadata() or ()]
         # The clock is read before the time remaining, so the deadline is never later than grpcio's:
         # grpcio cancels the handler's task when its own deadline passes, and a cancellation at or
@@ -154,25 +160,33 @@ class GrpcioServerTransport:
         remaining = context.time_remaining()
         deadline = None if remaining is None or remaining > 1e9 else now + remaining
         transient, persistent = metainfo.from_http2_headers(metadata)
-        self.dispatcher.begin_call(transient, persistent)
-        ri = self.dispatcher.new_rpcinfo(
-            entry, peer_address(context.peer()), self._address, metadata, deadline
+        caller_service, caller_method = caller_names(metadata)
+        return CallHead(
+            entry,
+            metadata,
+            transient,
+            persistent,
+            deadline,
+            peer_address(context.peer()),
+            self._address,
+            caller_service,
+            caller_method,
         )
-        apply_caller(ri, metadata)
-        return ri
 
     def unary_behavior(self, entry: MethodEntry) -> Any:
         dispatcher = self.dispatcher
 
         async def behavior(request: Any, context: _Context) -> Any:
-            ri = self._begin(entry, context)
+            head = self._head(entry, context)
             meta = GrpcioCallMeta(context)
             grpc_meta.bind(meta)
             try:
-                reply = await dispatcher.handle_unary(entry, ri, request)
+                reply = await dispatcher.serve_unary(head, request)
             except KitexError as exc:
-                await _abort(context, exc, meta, ri.response_metadata)
+                await _abort(context, exc, meta, _trailers(head))
                 raise  # not reached: abort raises
+            ri = head.ri
+            assert ri is not None  # filled by serve_unary
             if meta.flush_due():
                 await meta.flush()
             if ri.response_metadata:
@@ -186,14 +200,16 @@ class GrpcioServerTransport:
         dispatcher = self.dispatcher
 
         async def behavior(request_iterator: Any, context: _Context) -> None:
-            ri = self._begin(entry, context)
+            head = self._head(entry, context)
             meta = GrpcioCallMeta(context)
             grpc_meta.bind(meta)
             try:
-                await dispatcher.handle_stream(entry, ri, _ServerStreamIO(context, meta))
+                await dispatcher.serve_stream(head, _ServerStreamIO(context, meta))
             except KitexError as exc:
-                await _abort(context, exc, meta, ri.response_metadata)
+                await _abort(context, exc, meta, _trailers(head))
                 raise  # not reached: abort raises
+            ri = head.ri
+            assert ri is not None  # filled by serve_stream
             if meta.flush_due():
                 await meta.flush()
             if ri.response_metadata:

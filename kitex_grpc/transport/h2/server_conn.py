@@ -66,12 +66,13 @@ from kitex_grpc.protocol.h2_events import (
 )
 from kitex_grpc.protocol.h2_limits import FloodGuard
 from kitex_grpc.status import StatusCode
+from kitex_grpc.transport.call_head import CallHead
 from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.h2.config import H2Tuning
 from kitex_grpc.transport.h2.protocol import H2Protocol
 from kitex_grpc.transport.h2.server_call import ServerCall, ServerStreamIO
 from kitex_grpc.transport.h2.status import connection_error
-from kitex_grpc.transport.identity import apply_caller
+from kitex_grpc.transport.identity import caller_names
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -296,22 +297,34 @@ class ServerConnection(H2Protocol):
     async def _serve(self, call: ServerCall, entry: MethodEntry, ev: CallStarted) -> None:
         dispatcher = self._dispatcher
         method = entry.method
-        ri: RPCInfo | None = None
+        head: CallHead | None = None
         grpc_meta.bind(call)
         try:
             metadata: Metadata = list(ev.metadata)
             deadline = None if ev.timeout is None else time.monotonic() + ev.timeout
             transient, persistent = metainfo.from_http2_headers(metadata)
-            dispatcher.begin_call(transient, persistent)
-            ri = dispatcher.new_rpcinfo(entry, self.peer, self.local, metadata, deadline)
-            apply_caller(ri, metadata)
+            caller_service, caller_method = caller_names(metadata)
+            head = CallHead(
+                entry,
+                metadata,
+                transient,
+                persistent,
+                deadline,
+                self.peer,
+                self.local,
+                caller_service,
+                caller_method,
+            )
+            body: bytes | None = None
             if method.mode.is_streaming:
-                await dispatcher.handle_stream(entry, ri, ServerStreamIO(self, call, method))
-                self._reply(call, None, ri)
+                await dispatcher.serve_stream(head, ServerStreamIO(self, call, method))
             else:
+                # The RPCInfo is built once the request is read (serve_unary): a request that never
+                # comes, or does not decode, ends the call without running the chain.
                 request = await self._read_request(call, method, deadline)
-                reply = await dispatcher.handle_unary(entry, ri, request)
-                self._reply(call, method.serialize_response(reply), ri)
+                body = method.serialize_response(await dispatcher.serve_unary(head, request))
+            assert head.ri is not None  # filled by serve_*
+            self._reply(call, body, head.ri)
         except asyncio.CancelledError:
             # Reset by the client, the connection went away, or the drain ran out of time.
             if not call.ended:
@@ -319,7 +332,7 @@ class ServerConnection(H2Protocol):
                 self.core.reset(call.stream_id, ErrorCodes.CANCEL)
                 self.flush()
         except Exception as exc:
-            self._reply_error(call, exc, ri)
+            self._reply_error(call, exc, None if head is None else head.ri)
         finally:
             if self.calls.get(call.stream_id) is call:
                 del self.calls[call.stream_id]

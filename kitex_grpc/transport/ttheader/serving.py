@@ -31,6 +31,7 @@ from kitex_grpc.header_keys import BIZ_EXTRA_KEY, BIZ_MESSAGE_KEY, BIZ_STATUS_KE
 from kitex_grpc.protocol.thrift_message import MessageType
 from kitex_grpc.protocol.ttheader import INFO_CACHE_MAX_BYTES, HeaderInfo, IntKey, rpc_timeout_seconds
 from kitex_grpc.transport.base import CallDispatcher
+from kitex_grpc.transport.call_head import CallHead
 from kitex_grpc.transport.eventlog import EventLog
 from kitex_grpc.transport.ttheader.errors import exception_fields
 from kitex_grpc.transport.ttheader.routing import RouteError, route
@@ -76,7 +77,6 @@ class Shape:
         "entry",
         "from_method",
         "from_service",
-        "has_int_info",
         "metadata",
         "method",
         "persistent",
@@ -96,7 +96,6 @@ class Shape:
             self.transient, self.persistent = {}, {}
         # The RPC timeout key in seconds; None when absent or not a timeout Kitex would apply.
         self.timeout: float | None = rpc_timeout_seconds(int_info.get(_RPC_TIMEOUT))
-        self.has_int_info = bool(int_info)
         self.from_service = int_info.get(_FROM_SERVICE, "")
         self.from_method = int_info.get(_FROM_METHOD, "")
         self.reply = MessageEncoder(message.framing, message.envelope, message.method, _REPLY, _REPLY_INFO)
@@ -157,16 +156,21 @@ class RequestServing:
         oneway = message.msg_type == _ONEWAY or method.oneway
         timeout = shape.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        dispatcher = self.dispatcher
-        backward = dispatcher.begin_call(shape.transient, shape.persistent)  # read, never kept
-        ri = dispatcher.new_rpcinfo(shape.entry, conn.peer, self.address, list(shape.metadata), deadline)
-        ri.seq_id = message.seq_id
-        if shape.has_int_info:
-            ri.caller.service_name = shape.from_service
-            ri.caller.method = shape.from_method
+        head = CallHead(
+            shape.entry,
+            list(shape.metadata),
+            shape.transient,
+            shape.persistent,
+            deadline,
+            conn.peer,
+            self.address,
+            shape.from_service,  # int keys 3 and 20; "" when absent, as for an unnamed caller
+            shape.from_method,
+            message.seq_id,
+        )
         biz: BizStatusError | None = None
         try:
-            result = await dispatcher.handle_unary(shape.entry, ri, request)
+            result = await self.dispatcher.serve_unary(head, request)
         except BizStatusError as status:
             biz = status
             result = method.response_type() if method.response_type is not None else None
@@ -174,10 +178,14 @@ class RequestServing:
             if oneway:
                 return
             text, type_id = exception_fields(failed)
-            self.write_exception(conn, message, text, type_id, backward.sent)
+            failed_backward = head.backward  # None only if the dispatcher failed before the chain
+            sent = failed_backward.sent if failed_backward is not None else {}
+            self.write_exception(conn, message, text, type_id, sent)
             return
         if oneway:
             return
+        backward = head.backward  # the handler's backward values: read, never kept
+        assert backward is not None  # filled by serve_unary before the chain ran
         try:
             body = method.serialize_response(result)
         except Exception as unencodable:

@@ -2,7 +2,7 @@
 
 The TTHeader server detects a connection whose first frame has the streaming flag and gives it to
 :class:`TTStreamServer`. Each Header frame opens a stream served in its own task by the dispatcher
-(``handle_stream``). When the handler
+(``serve_stream``). When the handler
 returns, the Header (if none went out yet) and the Trailer are written (§11.7, §11.8):
 
 * a clean end: an empty Trailer carrying the handler's trailer metadata;
@@ -53,6 +53,7 @@ from kitex_grpc.protocol.ttstream import (
     frame_info,
 )
 from kitex_grpc.protocol.ttstream_state import Event, StreamState
+from kitex_grpc.transport.call_head import CallHead
 from kitex_grpc.transport.ttheader.errors import exception_fields
 from kitex_grpc.transport.ttstream.conn import StreamConnection
 from kitex_grpc.transport.ttstream.queue import RecvQueue
@@ -268,19 +269,24 @@ class ServerConnection(StreamConnection):
     async def _serve(self, stream: ServerStream, entry: MethodEntry, frame: StreamFrame) -> None:
         dispatcher = self.server.dispatcher
         error: BaseException | None = None
-        ri: Any = None
+        head: CallHead | None = None
         try:
             timeout = stream_timeout_seconds(frame.int_info.get(_STREAM_TIMEOUT))
             deadline = None if timeout is None else time.monotonic() + timeout
             transient, persistent = metainfo.from_ttheader_strinfo(frame.str_info)
-            dispatcher.begin_call(transient, persistent)
-            ri = dispatcher.new_rpcinfo(
-                entry, self.peer, self.server.address, list(frame.str_info.items()), deadline
+            head = CallHead(
+                entry,
+                list(frame.str_info.items()),
+                transient,
+                persistent,
+                deadline,
+                self.peer,
+                self.server.address,
             )
             bound = asyncio.timeout(timeout)
             try:
                 async with bound:
-                    await dispatcher.handle_stream(entry, ri, stream)
+                    await dispatcher.serve_stream(head, stream)
             except TimeoutError:
                 # Ours only if this bound expired (the loop's clock may differ from time.monotonic's).
                 if not bound.expired():
@@ -299,6 +305,7 @@ class ServerConnection(StreamConnection):
             # The Trailer goes out before the stream is forgotten: a draining connection closes as
             # its last stream is done.
             if not stream.reset and not self.closed:
+                ri = None if head is None else head.ri
                 stream.finish(error, None if ri is None else ri.response_metadata)
             self.stream_done(stream)
 
