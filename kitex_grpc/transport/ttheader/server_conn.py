@@ -29,6 +29,7 @@ from kitex_grpc.errors import ProtocolError
 from kitex_grpc.protocol.detection import DetectedProtocol, detect
 from kitex_grpc.protocol.frames import FramesBeforeError
 from kitex_grpc.transport.conn_limit import admit
+from kitex_grpc.transport.paced_writes import PacedWrites
 from kitex_grpc.transport.receive_buffer import ReceiveBufferProtocol, thread_buffer
 from kitex_grpc.transport.ttheader.handover import FRAMINGS, ConnectionLimiter
 from kitex_grpc.transport.ttheader.scheduler import EAGER_START, RequestScheduler
@@ -49,6 +50,7 @@ class ServerConnection(ReceiveBufferProtocol):
         self._server = server
         self._serving = server.serving
         self._transport: asyncio.Transport | None = None
+        self._writes: PacedWrites | None = None  # set with _transport: every write and close goes through it
         self._head: bytearray | None = bytearray()
         self._decoder: MessageDecoder | None = None
         self._scheduler = RequestScheduler(server.serving, self)
@@ -88,6 +90,7 @@ class ServerConnection(ReceiveBufferProtocol):
                 return
             self._limiter = limiter
         self._transport = transport
+        self._writes = PacedWrites(transport)
         self._server.connections.add(self)
 
     def data_received(self, data: memoryview) -> None:
@@ -139,6 +142,8 @@ class ServerConnection(ReceiveBufferProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        if self._writes is not None:
+            self._writes.drop()
         self._scheduler.lost()
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
@@ -160,6 +165,8 @@ class ServerConnection(ReceiveBufferProtocol):
 
     def pause_writing(self) -> None:
         # A slow reader: stop reading its requests until its replies drain (others are unaffected).
+        if self._writes is not None:
+            self._writes.pause()
         if self._transport is not None and not self._paused:
             self._paused = True
             self._transport.pause_reading()
@@ -168,6 +175,8 @@ class ServerConnection(ReceiveBufferProtocol):
         if self._transport is not None and self._paused:
             self._paused = False
             self._transport.resume_reading()
+        if self._writes is not None:
+            self._writes.resume()
 
     # -- detection --------------------------------------------------------------------------------------
 
@@ -190,6 +199,7 @@ class ServerConnection(ReceiveBufferProtocol):
                 self.close_after_write()
                 return None
             transport, self._transport = self._transport, None
+            self._writes = None  # nothing was answered on it: nothing queued
             self._head = None
             self._server.forget(self)
             assert transport is not None
@@ -224,8 +234,8 @@ class ServerConnection(ReceiveBufferProtocol):
                 else:  # queued behind the first steps of the requests' tasks (call_soon is FIFO)
                     scheduler.loop.call_soon(self._end_batch)
         # Idle again: data_received has just set the idle clock, so only a graceful stop is checked.
-        if not scheduler.active and self._serving.draining and self._transport is not None:
-            self._transport.close()
+        if not scheduler.active and self._serving.draining:
+            self._close()
 
     def became_idle(self) -> None:
         """The last request in progress has ended (called by the scheduler)."""
@@ -234,8 +244,8 @@ class ServerConnection(ReceiveBufferProtocol):
             if not self._closing:
                 self._abandon(self._bad_input)
             return
-        if self._serving.draining and self._transport is not None:
-            self._transport.close()
+        if self._serving.draining:
+            self._close()
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -250,7 +260,13 @@ class ServerConnection(ReceiveBufferProtocol):
     def _send(self, data: bytes) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            assert self._writes is not None  # set with _transport
+            self._writes.write(data)
+
+    def _close(self) -> None:
+        """Close once every queued reply is written."""
+        if self._writes is not None:
+            self._writes.close()
 
     def _end_batch(self) -> None:
         """Write the batched replies; later ones are written as they come."""
@@ -270,8 +286,7 @@ class ServerConnection(ReceiveBufferProtocol):
         self._flush()
         self._closing = True
         self._scheduler.stop()
-        if self._transport is not None:
-            self._transport.close()
+        self._close()
 
     def _abandon(self, why: str) -> None:
         self._server.events.log(
@@ -288,10 +303,12 @@ class ServerConnection(ReceiveBufferProtocol):
     def drain(self, now: float, quiet: float) -> None:
         """Graceful stop: close now if idle for ``quiet`` seconds, else after the request being served
         (or the next one, answered with ``crrst``) is answered."""
-        if not self._scheduler.active and self._transport is not None and now - self.last_active >= quiet:
-            self._transport.close()
+        if not self._scheduler.active and now - self.last_active >= quiet:
+            self._close()
 
     def abort(self) -> None:
         self._scheduler.abort()
+        if self._writes is not None:
+            self._writes.drop()
         if self._transport is not None:
             self._transport.abort()
