@@ -20,10 +20,8 @@ Messages are whatever the service info's methods serialize (a protobuf ``Service
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +31,13 @@ from kitex_grpc.discovery.bridge import Discovery
 from kitex_grpc.discovery.cache import CacheOptions
 from kitex_grpc.discovery.static import StaticResolver
 from kitex_grpc.endpoint import Endpoint, Middleware, chain
-from kitex_grpc.errors import InternalError, KitexError, RemoteOrNetworkError, RPCTimeoutError
-from kitex_grpc.rpcinfo import EndpointInfo, RPCConfig, RPCInfo, inherited_deadline
+from kitex_grpc.errors import InternalError
+from kitex_grpc.rpcinfo import EndpointInfo, RPCConfig, RPCInfo
 from kitex_grpc.serviceinfo import StreamingMode
 from kitex_grpc.streaming import BidiStreamCall, StreamArgs, StreamIO
 from kitex_grpc.transport import new_client_transport
 from kitex_grpc.transport.base import NETWORK_ERRORS_MAPPED, ClientTransport
+from kitex_grpc.transport.call_middlewares import error_mapping_middleware, rpc_timeout_middleware
 from kitex_grpc.transport.ttheader.config import DEFAULT_IDLE_CONFIG, IdleConfig
 from kitex_grpc.transport_protocol import TransportProtocol
 
@@ -113,9 +112,9 @@ class GrpcCaller:
             StaticResolver(endpoints), WeightedRoundRobinBalancer(), CacheOptions(), self._transport
         )
         mapped = getattr(self._transport, NETWORK_ERRORS_MAPPED, False) is True
-        middlewares: list[Middleware] = [_rpc_timeout, self._discovery.middleware]
+        middlewares: list[Middleware] = [rpc_timeout_middleware, self._discovery.middleware]
         if not mapped:
-            middlewares.append(_network_errors)
+            middlewares.append(error_mapping_middleware)
         self._unary: Endpoint = chain(middlewares, self._transport.unary)
         self._stream: Endpoint = chain(middlewares, self._open_stream)
         self._closed = False
@@ -154,49 +153,3 @@ class GrpcCaller:
             self._closed = True
             await self._discovery.close()
             await self._transport.close()
-
-
-def _rpc_timeout(next_endpoint: Endpoint) -> Endpoint:
-    """``ri.deadline`` from the RPC timeout and an inherited deadline, enforced for unary calls (the
-    transport enforces a stream's through ``grpc-timeout``), as the client's ``rpc_timeout`` slot."""
-
-    async def rpc_timeout(ri: RPCInfo, request: Any) -> Any:
-        timeout = ri.config.rpc_timeout
-        inherited = inherited_deadline()
-        if timeout is None and inherited is None:
-            return await next_endpoint(ri, request)
-        now = time.monotonic()
-        deadline = now + timeout if timeout is not None else inherited
-        if inherited is not None and deadline is not None and inherited < deadline:
-            deadline = inherited
-        assert deadline is not None
-        ri.deadline = deadline
-        if ri.method.mode.is_streaming:
-            return await next_endpoint(ri, request)
-        remaining = deadline - now
-        detail = f"to={ri.callee.service_name}, method={ri.method.name}, addr={ri.callee.address or '?'}"
-        if remaining <= 0:
-            raise RPCTimeoutError(f"deadline already passed, {detail}")
-        try:
-            async with asyncio.timeout(remaining):
-                return await next_endpoint(ri, request)
-        except TimeoutError as exc:
-            if isinstance(exc, KitexError):
-                raise
-            raise RPCTimeoutError(f"timeout={remaining:.3f}s, {detail}") from exc
-
-    return rpc_timeout
-
-
-def _network_errors(next_endpoint: Endpoint) -> Endpoint:
-    """What is not a KitexError already and is a network failure becomes RemoteOrNetworkError."""
-
-    async def network_errors(ri: RPCInfo, request: Any) -> Any:
-        try:
-            return await next_endpoint(ri, request)
-        except KitexError:
-            raise
-        except (OSError, EOFError, ConnectionError) as exc:
-            raise RemoteOrNetworkError(f"{type(exc).__name__}: {exc}").with_cause(exc) from exc
-
-    return network_errors
