@@ -32,6 +32,10 @@ NOT_GRPC: dict[str, str] = {
         "trailers-only, each stream closes at once and the limit is never reached"
     ),
 }
+# Listed cases that may pass by timing: when all of 5.1.2/1's HEADERS frames arrive in one read, h2
+# counts them open together (the answers are made after the whole read is parsed) and refuses the
+# one over the limit, as the case wants. CI saw that once on the TTHeader port.
+MAY_PASS = {"http2/5.1.2/1"}
 
 
 @pytest.fixture(scope="module")
@@ -102,4 +106,4 @@ async def test_h2spec_passes_but_for_plain_http_cases(
     unexpected = {case: why for case, why in failed.items() if case not in NOT_GRPC}
     assert not unexpected, "\n".join(f"{case}: {why}" for case, why in sorted(unexpected.items()))
     # The list stays honest: a case listed as needing plain HTTP still fails for that reason.
-    assert set(failed) == set(NOT_GRPC)
+    assert set(NOT_GRPC) - set(failed) <= MAY_PASS
