@@ -33,3 +33,13 @@ def parse_address(option: str, address: str, *, allow_port_zero: bool = False) -
 
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_host_ports(option: str, addresses: tuple[str, ...] | list[str]) -> None:
+    """Refuse an empty list and any ``host:port`` without a host, naming ``option``."""
+    if not addresses:
+        raise ValueError(f"{option}: give at least one 'host:port'")
+    for address in addresses:
+        host, _ = parse_address(option, address)
+        if not host:
+            raise ValueError(f"{option}: address {address!r} has no host")

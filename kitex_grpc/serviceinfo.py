@@ -6,6 +6,8 @@ import enum
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from kitex_grpc.errors import InternalError
+
 
 class StreamingMode(enum.Enum):
     """How many messages flow each way (Kitex ``serviceinfo.StreamingMode``).
@@ -182,3 +184,13 @@ class ServiceInfo:
 
     def __repr__(self) -> str:
         return f"ServiceInfo({self.full_name!r}, methods={list(self.methods)})"
+
+
+def method_for_call(service: ServiceInfo, name: str, modes: tuple[StreamingMode, ...]) -> MethodInfo:
+    """The method ``name`` of ``service`` for a call of one of ``modes``; InternalError otherwise."""
+    mi = service.methods.get(name)
+    if mi is None:
+        raise InternalError(f"non-existent method {name!r} in service {service.full_name!r}")
+    if mi.mode not in modes:
+        raise InternalError(f"method {name!r} is {mi.mode.name}; use the matching call for that mode")
+    return mi

@@ -49,7 +49,7 @@ from kitex_grpc.governance.retry import CALL_POLICY_KEY, RetryContainer
 from kitex_grpc.observability.tracer import compose, run_traced
 from kitex_grpc.options.client import DEFAULT_CONNECT_TIMEOUT, ClientOptions
 from kitex_grpc.rpcinfo import EndpointInfo, RPCConfig, RPCInfo
-from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode
+from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo, StreamingMode, method_for_call
 from kitex_grpc.streaming import (
     BidiStreamCall,
     ClientStreamCall,
@@ -318,11 +318,7 @@ class Client:
     # -- plumbing -------------------------------------------------------------------------------------
 
     def _method(self, name: str, modes: tuple[StreamingMode, ...]) -> MethodInfo:
-        mi = self._service.methods.get(name)
-        if mi is None:
-            raise InternalError(f"non-existent method {name!r} in service {self._service.full_name!r}")
-        if mi.mode not in modes:
-            raise InternalError(f"method {name!r} is {mi.mode.name}; use the matching call for that mode")
+        mi = method_for_call(self._service, name, modes)
         if self._closed:
             raise InternalError("client is closed")
         return mi

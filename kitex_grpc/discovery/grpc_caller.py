@@ -25,7 +25,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from kitex_grpc.address import parse_address
+from kitex_grpc.address import check_host_ports
 from kitex_grpc.discovery.balancer import WeightedRoundRobinBalancer
 from kitex_grpc.discovery.bridge import Discovery
 from kitex_grpc.discovery.cache import CacheOptions
@@ -33,7 +33,7 @@ from kitex_grpc.discovery.static import StaticResolver
 from kitex_grpc.endpoint import Endpoint, Middleware, chain
 from kitex_grpc.errors import InternalError
 from kitex_grpc.rpcinfo import EndpointInfo, RPCConfig, RPCInfo
-from kitex_grpc.serviceinfo import StreamingMode
+from kitex_grpc.serviceinfo import StreamingMode, method_for_call
 from kitex_grpc.streaming import BidiStreamCall, StreamArgs, StreamIO
 from kitex_grpc.transport import new_client_transport
 from kitex_grpc.transport.base import NETWORK_ERRORS_MAPPED, ClientTransport
@@ -42,7 +42,7 @@ from kitex_grpc.transport.ttheader.config import DEFAULT_IDLE_CONFIG, IdleConfig
 from kitex_grpc.transport_protocol import TransportProtocol
 
 if TYPE_CHECKING:
-    from kitex_grpc.serviceinfo import MethodInfo, ServiceInfo
+    from kitex_grpc.serviceinfo import ServiceInfo
     from kitex_grpc.transport.settings import ClientSettings, TLSSettings
 
 __all__ = ["CallerSettings", "GrpcCaller"]
@@ -91,12 +91,7 @@ class GrpcCaller:
         connect_timeout: float,
         settings: ClientSettings = CallerSettings(),  # frozen: one shared default is safe
     ) -> None:
-        if not endpoints:
-            raise ValueError("GrpcCaller: give at least one 'host:port' endpoint")
-        for address in endpoints:
-            host, _ = parse_address("GrpcCaller", address)
-            if not host:
-                raise ValueError(f"GrpcCaller: address {address!r} has no host")
+        check_host_ports("GrpcCaller", list(endpoints))
         rpc_timeout = None if timeout is None else (_seconds("timeout", timeout) or None)
         connect = _seconds("connect_timeout", connect_timeout)
         if connect == 0:
@@ -120,11 +115,7 @@ class GrpcCaller:
         self._closed = False
 
     def _rpcinfo(self, name: str, modes: tuple[StreamingMode, ...]) -> RPCInfo:
-        mi: MethodInfo | None = self._service.methods.get(name)
-        if mi is None:
-            raise InternalError(f"non-existent method {name!r} in service {self._service.full_name!r}")
-        if mi.mode not in modes:
-            raise InternalError(f"method {name!r} is {mi.mode.name}; use the matching call for that mode")
+        mi = method_for_call(self._service, name, modes)
         if self._closed:
             raise InternalError("client is closed")
         config = self._stream_config if mi.mode.is_streaming else self._unary_config

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kitex_grpc.address import parse_address
+from kitex_grpc.address import check_host_ports
 from kitex_grpc.endpoint import Middleware
 from kitex_grpc.observability.suite import ObservabilitySuite, Observers
 from kitex_grpc.options._base import (
@@ -121,12 +121,7 @@ def with_client_basic_info(service_name: str) -> ClientOption:
 
 def with_host_ports(*addresses: str) -> ClientOption:
     """Call these fixed ``host:port`` instances (weight 10 each), instead of a resolver."""
-    if not addresses:
-        raise ValueError("with_host_ports: give at least one 'host:port'")
-    for address in addresses:
-        host, _ = parse_address("with_host_ports", address)
-        if not host:
-            raise ValueError(f"with_host_ports: address {address!r} has no host")
+    check_host_ports("with_host_ports", addresses)
     return setter("with_host_ports", "host_ports", tuple(addresses))
 
 

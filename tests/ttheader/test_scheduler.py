@@ -14,22 +14,31 @@ from tests.ttheader.support import ECHO_INFO, Reply, Req, ThriftEcho, open_raw, 
 
 
 class RecordingEcho(ThriftEcho):
-    """Records when each request starts and ends, and the task it runs on; ``wait:<ms>`` suspends
-    first thing, before anything else of the handler runs."""
+    """Records when each request starts and ends, and the task it runs on. First thing, before anything
+    else of the handler runs, ``wait:<ms>`` suspends that long and ``hold:<n>`` until ``n`` other
+    requests have ended (it never ends if they cannot start before it does)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.events: list[tuple[str, str]] = []
         self.tasks: list[asyncio.Task[Any] | None] = []
+        self._ended = 0
+        self._an_end = asyncio.Event()
 
     async def echo(self, req: Any) -> Any:
         msg = req.message or ""
         if msg.startswith("wait:"):
             await asyncio.sleep(int(msg[5:]) / 1000)
+        elif msg.startswith("hold:"):
+            while self._ended < int(msg[5:]):
+                self._an_end.clear()
+                await self._an_end.wait()
         self.events.append(("start", msg))
         self.tasks.append(asyncio.current_task())
         await asyncio.sleep(0)  # every request suspends at least once
         self.events.append(("end", msg))
+        self._ended += 1
+        self._an_end.set()
         return Reply(message=msg, seq=req.seq)
 
 
@@ -70,10 +79,10 @@ async def test_framed_requests_behind_a_suspended_first_one_run_one_at_a_time_in
 
 async def test_ttheader_requests_start_at_once_and_a_slow_first_one_is_answered_last() -> None:
     handler = RecordingEcho()
-    names = ["wait:200", "a", "b"]
+    names = ["hold:2", "a", "b"]  # the first ends only after the two behind it: they must run at once
     replies = await _exchange(handler, names, Framing.TTHEADER)
-    assert sorted(replies[:2]) == [(2, "a"), (3, "b")] and replies[2] == (1, "wait:200")
-    assert handler.events[-2:] == [("start", "wait:200"), ("end", "wait:200")]
+    assert sorted(replies[:2]) == [(2, "a"), (3, "b")] and replies[2] == (1, "hold:2")
+    assert handler.events[-2:] == [("start", "hold:2"), ("end", "hold:2")]
 
 
 @pytest.mark.parametrize("framing", [Framing.FRAMED, Framing.TTHEADER], ids=lambda f: f.name)
