@@ -8,7 +8,6 @@ etcd client, :mod:`kitex_grpc.discovery.grpc_caller`) runs the same two as a cli
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from kitex_grpc.endpoint import Endpoint
 from kitex_grpc.errors import KitexError, RemoteOrNetworkError, RPCTimeoutError
 from kitex_grpc.rpcinfo import RPCInfo, inherited_deadline
+from kitex_grpc.transport.deadlines import await_within
 
 __all__ = ["error_mapping_middleware", "rpc_timeout_middleware"]
 
@@ -42,18 +42,19 @@ def rpc_timeout_middleware(next_endpoint: Endpoint) -> Endpoint:
         ri.deadline = deadline
         if ri.method.mode.is_streaming:
             return next_endpoint(ri, request)
-        return _timed(next_endpoint, ri, request, deadline - now)
+        return _timed(next_endpoint, ri, request, deadline, deadline - now)
 
     return rpc_timeout
 
 
-async def _timed(next_endpoint: Endpoint, ri: RPCInfo, request: Any, remaining: float) -> Any:
+async def _timed(
+    next_endpoint: Endpoint, ri: RPCInfo, request: Any, deadline: float, remaining: float
+) -> Any:
     if remaining <= 0:
         raise RPCTimeoutError(_timeout_detail(ri, "deadline already passed"))
     try:
-        async with asyncio.timeout(remaining):
-            return await next_endpoint(ri, request)
-    except TimeoutError as exc:
+        return await await_within(deadline, next_endpoint(ri, request))
+    except TimeoutError as exc:  # the deadline's (DeadlineExceeded) or one from below
         if isinstance(exc, KitexError):
             raise
         raise RPCTimeoutError(_timeout_detail(ri, f"timeout={remaining:.3f}s")) from exc

@@ -1,0 +1,104 @@
+"""transport/deadlines.py: one loop timer enforces the deadlines of every call in flight."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kitex_grpc.transport.deadlines import DeadlineExceededError, await_within
+
+LIMIT = 5.0  # seconds: every test ends well inside it, or fails
+
+
+async def _hold(event: asyncio.Event) -> str:
+    await event.wait()
+    return "held"
+
+
+def _after(seconds: float) -> float:
+    return asyncio.get_running_loop().time() + seconds
+
+
+async def test_a_call_past_its_deadline_is_cancelled_and_says_so() -> None:
+    never = asyncio.Event()
+    async with asyncio.timeout(LIMIT):  # on this task, as the deadline: each takes back only its own
+        with pytest.raises(DeadlineExceededError) as caught:
+            await await_within(_after(0.02), _hold(never))
+    assert isinstance(caught.value.__cause__, asyncio.CancelledError)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # the deadline's cancellation is taken back
+
+
+async def test_a_call_that_ends_in_time_returns_and_is_never_cancelled_later() -> None:
+    ready = asyncio.Event()
+    ready.set()
+    assert await await_within(_after(0.05), _hold(ready)) == "held"
+    # The task goes on past that deadline: the ended call's entry must not cancel it.
+    await asyncio.sleep(0.1)
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+async def test_an_earlier_deadline_arriving_later_moves_the_timer() -> None:
+    never = asyncio.Event()
+    # The timer is armed for 10 s by the first call; the second, due in 20 ms, must not wait for it.
+    slow = asyncio.ensure_future(await_within(_after(10.0), _hold(never)))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(LIMIT):
+        with pytest.raises(DeadlineExceededError):
+            await await_within(_after(0.02), _hold(never))
+    assert not slow.done()  # its own deadline is far away
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+
+
+async def test_each_of_many_calls_expires_at_its_own_deadline_and_the_rest_complete() -> None:
+    never, ready = asyncio.Event(), asyncio.Event()
+    expiring = [
+        asyncio.ensure_future(await_within(_after(0.01 * (1 + i % 5)), _hold(never))) for i in range(50)
+    ]
+    completing = [asyncio.ensure_future(await_within(_after(LIMIT), _hold(ready))) for _ in range(50)]
+    done, pending = await asyncio.wait(expiring, timeout=LIMIT)
+    assert not pending
+    assert all(isinstance(task.exception(), DeadlineExceededError) for task in done)
+    assert not any(task.done() for task in completing)
+    ready.set()
+    async with asyncio.timeout(LIMIT):
+        assert await asyncio.gather(*completing) == ["held"] * 50
+
+
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
+    never = asyncio.Event()
+    call = asyncio.ensure_future(await_within(_after(LIMIT), _hold(never)))
+    await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError) as caught:
+        await call
+    assert not isinstance(caught.value, DeadlineExceededError)
+
+
+async def test_a_call_that_swallows_the_deadline_returns_with_the_cancellation_taken_back() -> None:
+    async def stubborn() -> str:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "swallowed"
+        return "unreachable"
+
+    async with asyncio.timeout(LIMIT):
+        assert await await_within(_after(0.02), stubborn()) == "swallowed"
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+
+
+def test_each_event_loop_enforces_its_own_calls() -> None:
+    async def one_expiry() -> None:
+        async with asyncio.timeout(LIMIT):
+            with pytest.raises(DeadlineExceededError):
+                await await_within(_after(0.02), _hold(asyncio.Event()))
+
+    # Two loops one after the other: the second must not depend on the first's (closed) timer.
+    asyncio.run(one_expiry())
+    asyncio.run(one_expiry())
