@@ -88,15 +88,18 @@ class Dispatcher:
         return entry
 
     def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None:
-        """Kitex ``SearchService``: the service named so, or without a name the first with the method."""
+        """Kitex ``SearchService(name, method, strict=false)`` (``server/service.go``), what both the
+        TTHeader and the TTHeader Streaming server route by: without a name, the first registered
+        service with the method; with one, the service of that name, else the only service with the
+        method (none when two have it); then the unknown-service handler, if any."""
+        services = self.services
         if service_name:
-            found = self.services.get(service_name)
+            found = services.get(service_name)
+            if found is None:
+                having = [service for service in services.values() if method_name in service.methods]
+                found = having[0] if len(having) == 1 else None
         else:
-            found = None
-            for service in self.services.values():
-                if method_name in service.methods:
-                    found = service
-                    break
+            found = next((service for service in services.values() if method_name in service.methods), None)
         if found is None and self.unknown is not None:
             return self.unknown(service_name, method_name).service
         return found

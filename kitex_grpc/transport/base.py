@@ -87,8 +87,9 @@ class CallDispatcher(Protocol):
         ...
 
     def search_service(self, service_name: str, method_name: str) -> ServiceInfo | None:
-        """Kitex ``SearchService`` (``server/service.go``): the service named so, or without a name the
-        first registered service that has ``method_name``; ``None`` when there is none."""
+        """Kitex ``SearchService(name, method, strict=false)`` (``server/service.go``): without a name
+        the first registered service that has ``method_name``; with one the service of that name, else
+        the only service that has the method; ``None`` when there is none."""
         ...
 
     def serve_unary(self, head: CallHead, request: Any) -> Awaitable[Any]:

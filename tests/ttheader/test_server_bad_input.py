@@ -144,14 +144,30 @@ async def test_unknown_method_over_ttheader_is_type_1_then_close() -> None:
     async with served() as svr:
         frame = encode(Framing.TTHEADER, THRIFT, "nope", 1, 5, b"\x00", {"isn": "Echo"}, {})
         reply = await send_and_read_all(svr.address, frame)
-        assert decode_reply(reply) == ("nope", 3, "unknown method nope", 1, {"crrst": "1"})
+        assert decode_reply(reply) == ("nope", 3, "unknown method nope (service Echo)", 1, {"crrst": "1"})
 
 
 async def test_unknown_service_over_ttheader_is_type_20() -> None:
     async with served() as svr:
-        frame = encode(Framing.TTHEADER, THRIFT, "echo", 1, 5, echo_body(), {"isn": "Nope"}, {})
+        frame = encode(Framing.TTHEADER, THRIFT, "nope", 1, 5, echo_body(), {"isn": "Nope"}, {})
         reply = await send_and_read_all(svr.address, frame)
-        assert decode_reply(reply) == ("echo", 3, "unknown service Nope, method echo", 20, {"crrst": "1"})
+        assert decode_reply(reply) == ("nope", 3, "unknown service Nope, method nope", 20, {"crrst": "1"})
+
+
+async def test_an_unknown_service_name_with_a_known_method_is_served_as_kitex_does() -> None:
+    # Kitex SearchService(isn, method, strict=false): the only service with the method serves it.
+    async with served() as svr:
+        frame = encode(Framing.TTHEADER, THRIFT, "echo", 1, 5, echo_body("routed"), {"isn": "Nope"}, {})
+        reader, writer = await open_raw(svr.address)
+        try:
+            writer.write(frame)
+            [msg] = MessageDecoder(Framing.TTHEADER, 1 << 20).receive_data(await read_frame(reader))
+        finally:
+            writer.close()
+        assert (msg.method, msg.msg_type, msg.seq_id) == ("echo", 2, 5)
+        method = ECHO_INFO.methods["echo"]
+        assert method.unpack_response is not None
+        assert method.unpack_response(method.deserialize_response(msg.body)).message == "routed"
 
 
 async def test_unknown_method_over_framed_is_type_20() -> None:

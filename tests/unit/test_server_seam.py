@@ -11,6 +11,7 @@ import kitex_grpc
 from kitex_grpc import metainfo, rpcinfo, server, thrift
 from kitex_grpc.endpoint import Endpoint
 from kitex_grpc.rpcinfo import RPCInfo
+from kitex_grpc.serviceinfo import ServiceInfo
 from kitex_grpc.transport.base import CallDispatcher
 from kitex_grpc.transport.call_head import CallHead
 
@@ -129,8 +130,20 @@ def test_routing_finds_a_service_without_a_name_by_its_method() -> None:
     dispatcher: CallDispatcher = _server(Recorder(), Handler()).dispatcher
     assert dispatcher.search_service("", "echo") is ECHO  # Framed: no isn
     assert dispatcher.search_service("Echo", "echo") is ECHO
-    assert dispatcher.search_service("Other", "echo") is None  # a name is looked up by name only
+    # An unknown name falls back to the only service with the method (Kitex, strict=false)
+    assert dispatcher.search_service("Other", "echo") is ECHO
+    assert dispatcher.search_service("Other", "nope") is None
     assert dispatcher.search_service("", "nope") is None
     entry = dispatcher.lookup("Echo", "echo")
     assert entry is not None and entry.method is ECHO.methods["echo"]
     assert dispatcher.lookup("Echo", "nope") is None
+
+
+def test_an_unknown_name_finds_no_service_when_two_have_the_method() -> None:
+    twin = ServiceInfo("EchoTwin", ECHO.methods.values(), payload_codec=ECHO.payload_codec)
+    svr = _server(Recorder(), Handler())
+    svr.register_service(twin, Handler())
+    dispatcher: CallDispatcher = svr.dispatcher
+    assert dispatcher.search_service("Other", "echo") is None  # ambiguous: Kitex's searchUniqueByMethodName
+    assert dispatcher.search_service("EchoTwin", "echo") is twin
+    assert dispatcher.search_service("", "echo") is ECHO  # without a name: the first registered

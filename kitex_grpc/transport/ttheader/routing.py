@@ -1,10 +1,10 @@
 """Which registered method a request is for (Kitex ``server/service.go SearchService``).
 
-With the TTHeader str key ``isn`` (the IDL service name) the service is looked up by that name
-only; without it (Framed, Buffered, generic clients) the first registered service that has the
-method wins. No service: TApplicationException 20 "unknown service <isn>, method <m>"; a service
-without the method: 1 "unknown method <m>" (``pkg/remote/codec/util.go``). The request's payload
-codec must match the service's (Thrift vs Kitex Protobuf).
+The dispatcher's ``search_service`` finds the service by the TTHeader str key ``isn`` (the IDL
+service name), else by the method (Framed, Buffered and generic clients send no ``isn``). No
+service: TApplicationException 20 "unknown service <isn>, method <m>"; a service without the method:
+1 "unknown method <m> (service <isn>)" (``pkg/remote/codec/util.go``). The request's payload codec
+must match the service's (Thrift vs Kitex Protobuf).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def route(dispatcher: CallDispatcher, message: Message, str_info: Mapping[str, s
         raise RouteError(f"unknown service {isn}, method {method}", TApplicationType.UNKNOWN_SERVICE)
     entry = dispatcher.lookup(service.service_name, method)
     if entry is None:
-        raise RouteError(f"unknown method {method}", TApplicationType.UNKNOWN_METHOD)
+        raise RouteError(f"unknown method {method} (service {isn})", TApplicationType.UNKNOWN_METHOD)
     if envelope_for(entry.service) is not message.envelope:
         raise RouteError(
             f"{message.envelope.name} payload for the {entry.service.payload_codec.value} service "

@@ -251,17 +251,12 @@ class ServerConnection(StreamConnection):
         task.add_done_callback(lambda _task: self.stream_done(stream))
 
     def _lookup(self, service: str, method: str) -> MethodEntry | tuple[str, int]:
-        """Kitex ``SearchService(isn, method, strict=false)``: by name, else any service with the method."""
+        """The method entry, or the refusal's text and type (Kitex ttstream ``server_handler.go``)."""
         dispatcher = self.server.dispatcher
-        entry = dispatcher.lookup(service, method) if service else None
-        if entry is None:
-            found = dispatcher.search_service(service, method)
-            if found is None and service:
-                found = dispatcher.search_service("", method)
-                if found is None:
-                    return f"unknown service {service}", int(TApplicationType.UNKNOWN_SERVICE)
-            if found is not None:
-                entry = dispatcher.lookup(found.service_name, method)
+        found = dispatcher.search_service(service, method)
+        if found is None:
+            return f"unknown service {service}", int(TApplicationType.UNKNOWN_SERVICE)
+        entry = dispatcher.lookup(found.service_name, method)
         if entry is None:
             return f"unknown method {method}", int(TApplicationType.UNKNOWN_METHOD)
         return entry
