@@ -356,12 +356,7 @@ class H2ClientStream:
             conn.core.send_message(sid, body, compressed=compressed)
         except StreamClosedError:
             raise InternalError("send after close_send") from None
-        conn.flush()
-        core = conn.core
-        while core.pending_bytes(sid) > self._high_water and not call.ended:
-            await call.wait_send()
-        if conn._write_paused:
-            await conn.wait_writable()
+        await conn.flush_and_hold(call, self._high_water)
 
     async def recv(self) -> Any:
         call = self._call

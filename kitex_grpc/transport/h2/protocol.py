@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from kitex_grpc.errors import KitexError
 from kitex_grpc.protocol.h2_call import GrpcClientConnection, GrpcServerConnection, H2ConnectionError
@@ -45,6 +45,14 @@ _KEEPALIVE_PING_PREFIX = b"\x00\x00\x00\x00"
 # How long a connection closed for a protocol error keeps reading (and dropping) the peer's input:
 # Go's HTTP/2 server closes a connection 1 s after its GOAWAY (goAwayTimeout, net/http h2_bundle.go).
 LINGER_SECONDS = 1.0
+
+
+class SendingCall(Protocol):
+    """What :meth:`H2Protocol.flush_and_hold` reads of a client or server call."""
+
+    stream_id: int
+    ended: bool
+    send_wakeup: Wakeup
 
 
 class H2Protocol(ReceiveBufferProtocol):
@@ -79,6 +87,18 @@ class H2Protocol(ReceiveBufferProtocol):
             self._parked_writers -= 1
             if not self._parked_writers:
                 self.backpressure.clear()
+
+    async def flush_and_hold(self, call: SendingCall, high_water: int) -> None:
+        """Write what a stream's send queued, then hold its sender (backpressure) while more than
+        ``high_water`` bytes of the stream wait for the peer's window, and while the socket's buffer
+        is over asyncio's high-water mark."""
+        self.flush()
+        core = self._core
+        sid = call.stream_id
+        while core.pending_bytes(sid) > high_water and not call.ended:
+            await self.park_writer(call.send_wakeup)
+        if self._write_paused:
+            await self.wait_writable()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 

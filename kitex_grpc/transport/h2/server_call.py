@@ -154,11 +154,7 @@ class ServerStreamIO:
             core.send_message(sid, body, compressed=call.next_compressed())
         except StreamClosedError:
             raise CanceledError("stream closed by the client") from None
-        conn.flush()
-        while core.pending_bytes(sid) > self._high_water and not call.ended:
-            await conn.wait_send(call)
-        if conn._write_paused:
-            await conn.wait_writable()
+        await conn.flush_and_hold(call, self._high_water)
 
     async def recv(self) -> Any:
         call = self._call
