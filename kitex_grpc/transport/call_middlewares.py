@@ -54,7 +54,7 @@ async def _timed(
         raise RPCTimeoutError(_timeout_detail(ri, "deadline already passed"))
     try:
         return await await_within(deadline, next_endpoint(ri, request))
-    except TimeoutError as exc:  # the deadline's (DeadlineExceeded) or one from below
+    except TimeoutError as exc:  # the deadline's (DeadlineExceededError) or one from below
         if isinstance(exc, KitexError):
             raise
         raise RPCTimeoutError(_timeout_detail(ri, f"timeout={remaining:.3f}s")) from exc

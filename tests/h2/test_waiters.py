@@ -43,6 +43,6 @@ async def test_server_connection_wait_after_a_cancelled_wait(kind: str) -> None:
     conn = ServerConnection(GrpcServerConnection(), H2Tuning(), None, "127.0.0.1:1", set())  # type: ignore[arg-type]
     call = ServerCall(1, None)
     if kind == "send":
-        await _cancel_then_wait_again(lambda: conn.wait_send(call), call.wake_send)
+        await _cancel_then_wait_again(lambda: conn.park_writer(call.send_wakeup), call.wake_send)
     else:
         await _cancel_then_wait_again(lambda: conn.wait_recv(call), call.wake_recv)

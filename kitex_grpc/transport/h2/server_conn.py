@@ -366,9 +366,6 @@ class ServerConnection(H2Protocol):
     async def wait_recv(self, call: ServerCall) -> None:
         await call.recv_wakeup.wait(self._loop)
 
-    async def wait_send(self, call: ServerCall) -> None:
-        await self.park_writer(call.send_wakeup)
-
     def acknowledge(self, call: ServerCall, n: int) -> None:
         if n and self.core.acknowledge_received(call.stream_id, n):
             self.flush_soon()
