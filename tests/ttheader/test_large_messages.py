@@ -267,11 +267,12 @@ async def test_the_servers_memory_stays_within_a_small_multiple_of_a_64_mib_mess
     # are let go once decoded. Kitex Protobuf adds one: protobuf keeps the field in its own arena, and
     # reading it (``req.payload``) makes the Python bytes the reply is built from.
     messages = 3 if kind == "thrift" else 4
-    if compiled:
-        # The mypyc-compiled server holds one more copy on the reply path (measured 4.0x for Thrift;
-        # the request side holds only the decoded field). Not found yet: a gap, not a goal.
-        messages += 1
-    assert traced <= (messages + 0.25) * size, f"traced peak {traced / size:.2f}x the message"
+    # The compiled Thrift writer adds one traced message that is not a copy: it builds the reply
+    # body in librt's BytesWriter, whose buffer grows by doubling, so a body just over 64 MiB
+    # reserves 128 MiB (a 63 MiB body peaks at 2.0x its size while written, a 64 MiB one at 3.0x).
+    # The untouched half is traced but never resident, so the RSS bound does not count it.
+    reserved = 1 if compiled and kind == "thrift" else 0
+    assert traced <= (messages + reserved + 0.25) * size, f"traced peak {traced / size:.2f}x the message"
     if rss >= 0:  # the resident set adds what the allocator keeps of the request read in pieces
         assert rss <= (messages + 1.5) * size, f"RSS rose {rss / size:.2f}x the message"
 
