@@ -19,12 +19,15 @@ The cancellation follows ``asyncio.timeout``'s rule: it becomes :class:`Deadline
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 __all__ = ["DeadlineExceededError", "await_within"]
 
 T = TypeVar("T")
+
+_RESOLUTION: Final = 0.001  # seconds: uvloop's timer resolution (see _LoopDeadlines._fire)
 
 
 class DeadlineExceededError(TimeoutError):
@@ -73,7 +76,11 @@ class _LoopDeadlines:
     def _fire(self) -> None:
         self._timer = None
         self._armed_at = float("inf")
-        now = self.loop.time()
+        # Deadlines are time.monotonic(). uvloop's clock and timers count whole milliseconds, and its
+        # clock is read once per loop turn: a timer can fire up to a millisecond before the deadline
+        # it was armed for, and re-arming it until the deadline passed spun the loop (about 140 turns
+        # per expiry). What falls due within the resolution is due now.
+        now = time.monotonic() + _RESOLUTION
         due = [watched for watched in self._watched if watched.deadline <= now]
         for watched in due:
             self._watched.discard(watched)
@@ -100,9 +107,10 @@ def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _LoopDeadlines:
 async def await_within(deadline: float, awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` on the current task, cancelling the task if ``deadline`` passes first.
 
-    ``deadline`` is on the loop's clock (``loop.time()``, ``time.monotonic()`` for asyncio's loop and
-    uvloop). Raises :class:`DeadlineExceededError` if the deadline's cancellation ended the call; any
-    other cancellation propagates unchanged. Outside a task, awaits with no deadline enforced.
+    ``deadline`` is absolute ``time.monotonic()`` (the clock of asyncio's loop and uvloop; a deadline
+    within a millisecond of passing is treated as passed). Raises :class:`DeadlineExceededError` if
+    the deadline's cancellation ended the call; any other cancellation propagates unchanged. Outside
+    a task, awaits with no deadline enforced.
     """
     task = asyncio.current_task()
     if task is None:  # nothing to cancel (no transport of ours awaits outside a task)

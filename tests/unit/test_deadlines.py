@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+import uvloop
 
+from kitex_grpc.transport import deadlines
 from kitex_grpc.transport.deadlines import DeadlineExceededError, await_within
 
 LIMIT = 5.0  # seconds: every test ends well inside it, or fails
@@ -102,3 +105,25 @@ def test_each_event_loop_enforces_its_own_calls() -> None:
     # Two loops one after the other: the second must not depend on the first's (closed) timer.
     asyncio.run(one_expiry())
     asyncio.run(one_expiry())
+
+
+def test_on_uvloop_each_expiry_fires_the_timer_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvloop's timers count whole milliseconds and can fire just before the deadline they were armed
+    # for; re-arming until the deadline passed spun the loop about 140 times per expiry.
+    fired: list[float] = []
+    fire = deadlines._LoopDeadlines._fire
+
+    def counted(self: deadlines._LoopDeadlines) -> None:
+        fired.append(time.monotonic())
+        fire(self)
+
+    monkeypatch.setattr(deadlines._LoopDeadlines, "_fire", counted)
+
+    async def expiries() -> None:
+        async with asyncio.timeout(LIMIT):
+            for _ in range(10):
+                with pytest.raises(DeadlineExceededError):
+                    await await_within(time.monotonic() + 0.0123, _hold(asyncio.Event()))
+
+    uvloop.run(expiries())
+    assert len(fired) == 10
