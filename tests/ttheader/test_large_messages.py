@@ -273,8 +273,12 @@ async def test_the_servers_memory_stays_within_a_small_multiple_of_a_64_mib_mess
     # The untouched half is traced but never resident, so the RSS bound does not count it.
     reserved = 1 if compiled and kind == "thrift" else 0
     assert traced <= (messages + reserved + 0.25) * size, f"traced peak {traced / size:.2f}x the message"
-    if rss >= 0:  # the resident set adds what the allocator keeps of the request read in pieces
-        assert rss <= (messages + 1.5) * size, f"RSS rose {rss / size:.2f}x the message"
+    # The resident set adds what the allocator keeps of the request read in pieces, and for Kitex
+    # Protobuf what protobuf's own allocator keeps: measured 5.0x with the locked protobuf, 6.0x with
+    # the lowest supported one (4.25.0).
+    slack = 1.5 if kind == "thrift" else 2.5
+    if rss >= 0:
+        assert rss <= (messages + slack) * size, f"RSS rose {rss / size:.2f}x the message"
 
 
 def test_a_frame_read_in_pieces_is_held_at_most_twice_while_it_is_decoded() -> None:
