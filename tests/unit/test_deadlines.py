@@ -14,7 +14,9 @@ from kitex_grpc.transport.deadlines import DeadlineExceededError, await_within
 LIMIT = 5.0  # seconds: every test ends well inside it, or fails
 
 
-async def _hold(event: asyncio.Event) -> str:
+async def _hold(event: asyncio.Event, started: asyncio.Event | None = None) -> str:
+    if started is not None:  # set once await_within has taken the call in
+        started.set()
     await event.wait()
     return "held"
 
@@ -37,17 +39,22 @@ async def test_a_call_that_ends_in_time_returns_and_is_never_cancelled_later() -
     ready = asyncio.Event()
     ready.set()
     assert await await_within(_after(0.05), _hold(ready)) == "held"
-    # The task goes on past that deadline: the ended call's entry must not cancel it.
-    await asyncio.sleep(0.1)
+    # The task goes on past that deadline, into a call of its own that expires later. Were the ended
+    # call's entry still watched, its deadline would cancel the task inside this second call, which
+    # would then end in a plain cancellation instead of its own DeadlineExceededError.
+    async with asyncio.timeout(LIMIT):
+        with pytest.raises(DeadlineExceededError):
+            await await_within(_after(0.1), _hold(asyncio.Event()))
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
 
 
 async def test_an_earlier_deadline_arriving_later_moves_the_timer() -> None:
-    never = asyncio.Event()
+    never, started = asyncio.Event(), asyncio.Event()
     # The timer is armed for 10 s by the first call; the second, due in 20 ms, must not wait for it.
-    slow = asyncio.ensure_future(await_within(_after(10.0), _hold(never)))
-    await asyncio.sleep(0)
+    slow = asyncio.ensure_future(await_within(_after(10.0), _hold(never, started)))
+    async with asyncio.timeout(LIMIT):
+        await started.wait()
     async with asyncio.timeout(LIMIT):
         with pytest.raises(DeadlineExceededError):
             await await_within(_after(0.02), _hold(never))
@@ -73,9 +80,10 @@ async def test_each_of_many_calls_expires_at_its_own_deadline_and_the_rest_compl
 
 
 async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
-    never = asyncio.Event()
-    call = asyncio.ensure_future(await_within(_after(LIMIT), _hold(never)))
-    await asyncio.sleep(0)
+    never, started = asyncio.Event(), asyncio.Event()
+    call = asyncio.ensure_future(await_within(_after(LIMIT), _hold(never, started)))
+    async with asyncio.timeout(LIMIT):
+        await started.wait()
     call.cancel()
     with pytest.raises(asyncio.CancelledError) as caught:
         await call
