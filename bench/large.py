@@ -96,27 +96,29 @@ def peak_rss_mb(pid: int) -> float | None:
 # -- the client process ----------------------------------------------------------------------------------
 
 
+async def read_server_stream(client: Any, size: int, count: int) -> int:
+    """One ServerStream call of ``count`` messages of ``size`` bytes, read to its end and checked."""
+    request = client.request(b"")
+    fields = adapter.stream_request_fields(count, size)
+    request.message, request.seq = fields["message"], fields["seq"]
+    got = 0
+    async for reply in client.server_stream(request):
+        if len(reply.payload) != size:
+            raise ValueError(f"a {len(reply.payload)}-byte message in a stream of {size}")
+        got += 1
+    if got != count:
+        raise ValueError(f"the stream ended after {got} of {count} messages")
+    return got
+
+
 async def server_stream(client: Any, size: int, total: int, server_pid: int | None) -> dict[str, Any]:
     """One ServerStream call of ``total // size`` messages, read to its end, after a short warm-up one."""
     count = max(1, total // size)
 
-    async def read(n: int) -> int:
-        request = client.request(b"")
-        fields = adapter.stream_request_fields(n, size)
-        request.message, request.seq = fields["message"], fields["seq"]
-        got = 0
-        async for reply in client.server_stream(request):
-            if len(reply.payload) != size:
-                raise ValueError(f"a {len(reply.payload)}-byte message in a stream of {size}")
-            got += 1
-        if got != n:
-            raise ValueError(f"the stream ended after {got} of {n} messages")
-        return got
-
-    await read(min(count, 4))
+    await read_server_stream(client, size, min(count, 4))
     server0 = proc.process_cpu_seconds(server_pid) if server_pid else None
     client0, start = time.process_time(), time.perf_counter()
-    got = await read(count)
+    got = await read_server_stream(client, size, count)
     seconds = time.perf_counter() - start
     server1 = proc.process_cpu_seconds(server_pid) if server_pid else None
     mb = got * size / MiB

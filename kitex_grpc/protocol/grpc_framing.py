@@ -28,6 +28,7 @@ __all__ = [
     "DEFLATE",
     "GZIP",
     "IDENTITY",
+    "PIN_SLACK",
     "PREFIX_SIZE",
     "SUPPORTED_ENCODINGS",
     "GrpcFramingError",
@@ -38,9 +39,12 @@ __all__ = [
     "encode_message",
     "gzip_compress",
     "gzip_decompress",
+    "message_prefix",
 ]
 
 PREFIX_SIZE = 5
+# Bytes of other buffers a partial message may keep alive beyond twice its own (MessageDecoder).
+PIN_SLACK = 256 * 1024
 # grpc-go and Kitex default for received messages (defaultServerMaxReceiveMessageSize).
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 _MAX_WIRE_LENGTH = 0xFFFFFFFF
@@ -79,12 +83,16 @@ class RawMessage:
     data: bytes
 
 
-def encode_message(body: bytes, compressed: bool = False) -> bytes:
-    """Frame ``body`` (already compressed when ``compressed``) as one gRPC message."""
-    size = len(body)
+def message_prefix(size: int, compressed: bool = False) -> bytes:
+    """The 5-byte prefix of a gRPC message of ``size`` bytes (already compressed when ``compressed``)."""
     if size > _MAX_WIRE_LENGTH:
         raise GrpcFramingError(f"message of {size} bytes cannot be framed", StatusCode.RESOURCE_EXHAUSTED)
-    return _pack_prefix(1 if compressed else 0, size) + body
+    return _pack_prefix(1 if compressed else 0, size)
+
+
+def encode_message(body: bytes, compressed: bool = False) -> bytes:
+    """Frame ``body`` (already compressed when ``compressed``) as one gRPC message."""
+    return message_prefix(len(body), compressed) + body
 
 
 class MessageDecoder:
@@ -92,74 +100,114 @@ class MessageDecoder:
 
     ``receive_data`` accepts any chunking and returns the messages it completed. After it raised,
     the decoder is poisoned: the call must end with the error's status.
+
+    A message that arrives in pieces is joined once, when it is complete (one copy). Pieces the
+    caller ``owned`` (bytes nothing will change) are kept as views until then; other pieces are
+    copied as they come. Views keep the buffers they view alive: once those hold more than twice the
+    message's bytes so far (plus :data:`PIN_SLACK`), the pieces are joined early, so memory stays
+    within a small multiple of the bytes received.
     """
 
-    __slots__ = ("_broken", "_buffer", "_compressed", "_need", "max_message_size")
+    __slots__ = (
+        "_broken",
+        "_compressed",
+        "_got",
+        "_last_held",
+        "_need",
+        "_parts",
+        "_pinned",
+        "_prefix",
+        "max_message_size",
+    )
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         if max_message_size < 0:
             raise ValueError("max_message_size must not be negative")
         self.max_message_size = max_message_size
-        self._buffer = bytearray()
+        self._prefix = bytearray()  # the first bytes of a prefix split across chunks
         # -1 while reading a prefix; otherwise the body length of the message being read.
         self._need = -1
         self._compressed = False
         self._broken = False
+        self._parts: list[bytes | memoryview] = []  # the body so far
+        self._got = 0  # bytes in _parts
+        self._pinned = 0  # bytes of the buffers _parts keep alive
+        self._last_held: object = None  # the buffer the last kept view views
 
     @property
     def buffered(self) -> int:
         """Bytes held for a message that is not complete yet (prefix bytes included)."""
         if self._need < 0:
-            return len(self._buffer)
-        return PREFIX_SIZE + len(self._buffer)
+            return len(self._prefix)
+        return PREFIX_SIZE + self._got
 
     @property
     def in_message(self) -> bool:
         """True when a partial message (even a partial prefix) is buffered."""
-        return self._need >= 0 or bool(self._buffer)
+        return self._need >= 0 or bool(self._prefix)
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[RawMessage]:
+    def receive_data(self, data: bytes | bytearray | memoryview, *, owned: bool = False) -> list[RawMessage]:
+        """Decode a chunk; ``owned``: the chunk's bytes never change (they may be kept uncopied)."""
         if self._broken:
             raise GrpcFramingError("message decoder used after an error", StatusCode.INTERNAL)
         out: list[RawMessage] = []
         view = memoryview(data)
         pos = 0
         end = len(view)
-        buf = self._buffer
         while pos < end:
             if self._need < 0:
-                if not buf and end - pos >= PREFIX_SIZE:
+                prefix = self._prefix
+                if not prefix and end - pos >= PREFIX_SIZE:
                     # Fast path: the prefix is whole in this chunk.
                     flag, length = _unpack_prefix_from(view, pos)
                     pos += PREFIX_SIZE
                 else:
-                    take = min(PREFIX_SIZE - len(buf), end - pos)
-                    buf += view[pos : pos + take]
+                    take = min(PREFIX_SIZE - len(prefix), end - pos)
+                    prefix += view[pos : pos + take]
                     pos += take
-                    if len(buf) < PREFIX_SIZE:
-                        if buf[0] > 1:  # a bad flag is known from the first byte
-                            self._check_prefix(buf[0], 0)
+                    if len(prefix) < PREFIX_SIZE:
+                        if prefix[0] > 1:  # a bad flag is known from the first byte
+                            self._check_prefix(prefix[0], 0)
                         break
-                    flag, length = _unpack_prefix_from(buf, 0)
-                    buf.clear()
+                    flag, length = _unpack_prefix_from(prefix, 0)
+                    prefix.clear()
                 self._check_prefix(flag, length)
                 compressed = flag == 1
-                if not buf and end - pos >= length:
+                if end - pos >= length:
                     # Fast path: the body is whole in this chunk; one copy, into bytes.
                     out.append(RawMessage(compressed=compressed, data=bytes(view[pos : pos + length])))
                     pos += length
                     continue
                 self._need = length
                 self._compressed = compressed
-            take = min(self._need - len(buf), end - pos)
-            buf += view[pos : pos + take]
+            take = min(self._need - self._got, end - pos)
+            self._keep(view[pos : pos + take], owned)
             pos += take
-            if len(buf) < self._need:
+            if self._got < self._need:
                 break
-            out.append(RawMessage(compressed=self._compressed, data=bytes(buf)))
-            buf.clear()
+            out.append(RawMessage(compressed=self._compressed, data=b"".join(self._parts)))
+            self._parts = []
+            self._got = self._pinned = 0
+            self._last_held = None
             self._need = -1
         return out
+
+    def _keep(self, part: memoryview, owned: bool) -> None:
+        parts = self._parts
+        self._got += len(part)
+        if not owned:
+            parts.append(part.tobytes())
+            self._pinned += len(part)
+            return
+        parts.append(part)
+        held = part.obj
+        if held is not self._last_held:
+            self._last_held = held
+            self._pinned += len(held)  # type: ignore[arg-type]  # a buffer: bytes, bytearray or view
+            if self._pinned > 2 * self._got + PIN_SLACK:
+                self._parts = [b"".join(parts)]
+                self._pinned = self._got
+                self._last_held = None
 
     def _check_prefix(self, flag: int, length: int) -> None:
         if flag > 1:

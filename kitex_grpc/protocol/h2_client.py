@@ -21,7 +21,6 @@ from kitex_grpc.protocol.grpc_framing import (
     ACCEPT_ENCODING,
     SUPPORTED_ENCODINGS,
     compress,
-    encode_message,
 )
 from kitex_grpc.protocol.h2_call_state import (
     CLIENT_RECV_TRANSITIONS,
@@ -123,7 +122,7 @@ class GrpcClientConnection(GrpcConnectionCore):
                 raise ValueError("compressed=True needs an encoding on this call")
             body = compress(call.send_encoding, body)
         call.local_done = end
-        self._queue_data(call, encode_message(body, compressed), end=end)
+        self._queue_message(call, body, compressed, end=end)
 
     def end_stream(self, stream_id: int) -> None:
         """Half-close the call (no more request messages), after any pending data."""

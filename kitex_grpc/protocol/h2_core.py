@@ -52,6 +52,7 @@ from kitex_grpc.protocol.grpc_framing import (
     compress,
     decompress,
     encode_message,
+    message_prefix,
 )
 from kitex_grpc.protocol.h2_bdp import BdpFlowControl
 from kitex_grpc.protocol.h2_call_state import (
@@ -79,6 +80,11 @@ from kitex_grpc.protocol.h2_events import (
 from kitex_grpc.status import StatusCode
 
 __all__ = ["GrpcConnectionCore"]
+
+
+# Up to one default-sized frame (16 KiB), a message is joined to its prefix and sent as one piece: one
+# small copy. Larger bodies go out as parts of their frames (_queue_message).
+_JOIN_MAX = 16_384
 
 
 class GrpcConnectionCore:
@@ -131,9 +137,10 @@ class GrpcConnectionCore:
 
     # -- bytes in / bytes out ------------------------------------------------------------------
 
-    def data_to_send(self) -> bytes:
-        """Everything queued for the socket, in order; empty when there is nothing."""
-        data = self._conn.data_to_send()
+    def data_to_send(self) -> bytes | bytearray:
+        """Everything queued for the socket, in order; empty when there is nothing. The caller owns
+        what it gets (a buffer nothing else refers to)."""
+        data = self._conn.take_output()
         if self._out:
             data = bytes(self._out) + data
             self._out.clear()
@@ -204,7 +211,7 @@ class GrpcConnectionCore:
             self._step(call, CallInput.DATA)
             decoder = call.decoder
             before = decoder.buffered
-            raw = decoder.receive_data(data)
+            raw = decoder.receive_data(data, owned=True)  # h2 hands out bytes nothing changes
             size = len(data)
             release = fcl - size  # padding
             if raw:
@@ -273,7 +280,7 @@ class GrpcConnectionCore:
             if call.send_encoding is None:
                 raise ValueError("compressed=True needs an encoding on this call")
             body = compress(call.send_encoding, body)
-        self._queue_data(call, encode_message(body, compressed), end=False)
+        self._queue_message(call, body, compressed, end=False)
 
     def reset(self, stream_id: int, error_code: int = ErrorCodes.CANCEL) -> None:
         """Send RST_STREAM and forget the call; a no-op for a call that is already over."""
@@ -327,7 +334,7 @@ class GrpcConnectionCore:
             frame = GoAwayFrame(
                 stream_id=0, last_stream_id=last, error_code=int(error_code), additional_data=additional_data
             )
-            self._out += self._conn.data_to_send()
+            self._out += self._conn.take_output()
             self._out += frame.serialize()
             self._goaway_sent = True
             self._local_last_stream_id = min(self._local_last_stream_id, last)
@@ -368,6 +375,18 @@ class GrpcConnectionCore:
     def _before_message(self, call: StreamCall) -> None:
         """Role hook before a message is queued (a server sends its headers first)."""
 
+    def _queue_message(self, call: StreamCall, body: bytes, compressed: bool, *, end: bool) -> None:
+        """Frame one message and send it, or keep what the windows do not allow yet."""
+        if len(body) <= _JOIN_MAX:
+            self._queue_data(call, encode_message(body, compressed), end=end)
+            return
+        # A large body is not joined to its prefix: both go into the same DATA frames as parts, so
+        # the body is copied once, into h2's output buffer (bench/copies.py counts the copies).
+        call.pending.append(memoryview(message_prefix(len(body), compressed)))
+        call.pending.append(memoryview(body))
+        call.pending_size += PREFIX_SIZE + len(body)
+        self._queue_data(call, b"", end=end)
+
     def _queue_data(self, call: StreamCall, data: bytes, *, end: bool) -> None:
         if not call.pending_size:
             # Fast path: nothing waits, the window and frame size allow it, send now.
@@ -395,17 +414,31 @@ class GrpcConnectionCore:
             window = conn.local_flow_control_window(sid)
             if window <= 0:
                 return
+            n = min(call.pending_size, window, conn.max_outbound_frame_size)
             chunk = pending[0]
-            n = min(len(chunk), window, conn.max_outbound_frame_size)
-            if n == len(chunk):
-                pending.popleft()
+            call.pending_size -= n
+            if n <= len(chunk):  # one chunk fills the frame
+                if n == len(chunk):
+                    pending.popleft()
+                else:
+                    pending[0] = chunk[n:]
+                    chunk = chunk[:n]
                 last = not pending
                 conn.send_data(sid, chunk, end_stream=last and call.end_after_flush)
-            else:
-                pending[0] = chunk[n:]
-                conn.send_data(sid, chunk[:n])
-                last = False
-            call.pending_size -= n
+            else:  # the frame takes whole chunks (a message's prefix and body) and maybe part of one more
+                parts = []
+                need = n
+                while need:
+                    chunk = pending[0]
+                    if len(chunk) <= need:
+                        parts.append(pending.popleft())
+                        need -= len(chunk)
+                    else:
+                        parts.append(chunk[:need])
+                        pending[0] = chunk[need:]
+                        need = 0
+                last = not pending
+                conn.send_data_parts(sid, parts, n, end_stream=last and call.end_after_flush)
             if last and call.end_after_flush:
                 call.end_after_flush = False
                 return

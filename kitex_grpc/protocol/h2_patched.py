@@ -104,6 +104,16 @@ class GrpcH2Connection(h2.connection.H2Connection):
         self.acknowledge_received_data(n, stream_id)
         return True
 
+    def send_data_parts(
+        self, stream_id: int, parts: list[memoryview], size: int, end_stream: bool = False
+    ) -> None:
+        """Send one DATA frame whose payload is ``parts`` joined (``size`` bytes in all)."""
+        self.send_data(stream_id, b"".join(parts), end_stream=end_stream)
+
+    def take_output(self) -> bytes | bytearray:
+        """Everything queued for the socket (``data_to_send()``); the queue is left empty."""
+        return self.data_to_send()
+
     def set_header_list_limit(self, limit: int) -> None:
         """Refuse header lists over ``limit``: here h2's decoder fails the connection over it."""
         self.header_list_limit = limit
@@ -153,39 +163,166 @@ def connection_class(version: str | None = None) -> type[GrpcH2Connection]:
 
 class _DataFrame:
     """An unpadded DATA frame as :class:`_FrameBuffer` yields it; hyperframe's ``DataFrame`` (with
-    its flag set) is built only when h2's own path needs one."""
+    its flag set) is built only when h2's own path needs one. ``data`` is bytes or a read-only view
+    of bytes nothing will change (see :class:`_FrameBuffer`)."""
 
     __slots__ = ("data", "end_stream", "stream_id")
 
-    def __init__(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+    def __init__(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> None:
         self.stream_id = stream_id
         self.data = data
         self.end_stream = end_stream
 
     def to_hyperframe(self) -> DataFrame:
-        return DataFrame(self.stream_id, self.data, flags=("END_STREAM",) if self.end_stream else ())
+        return DataFrame(self.stream_id, bytes(self.data), flags=("END_STREAM",) if self.end_stream else ())
 
 
 class _FrameBuffer(h2.frame_buffer.FrameBuffer):
-    """h2's frame buffer, but an unpadded DATA frame on a stream (RFC 9113 §6.1) is cut out here as
-    a :class:`_DataFrame`, without hyperframe's header and flag objects; every other frame, and any
-    DATA inside a header block (a protocol error h2 reports), goes through h2's parser."""
+    """h2's frame buffer, with a lean path for unpadded DATA frames on a stream (RFC 9113 §6.1), the
+    bytes of large messages. They are cut out as :class:`_DataFrame`, without hyperframe's header and
+    flag objects, and without copying the payload where it can be avoided:
+
+    - a socket read first completes the frame whose start the buffer holds; the rest is not
+      appended to the buffer but kept as immutable ``bytes`` (copied only if it was not bytes
+      already), and the frames wholly inside it are cut out of it, a DATA payload as a view; any
+      other frame is handed to h2's parser alone; only a trailing partial frame is buffered;
+    - a DATA frame completed in the buffer is taken out as a view of the buffer when the bytes
+      behind it are fewer than its payload, and those are copied into a new buffer instead.
+
+    A frame's declared length is checked against SETTINGS_MAX_FRAME_SIZE as soon as its header is
+    read, not after its payload arrived. Every other frame, and DATA inside a header block (a protocol
+    error h2 reports), goes through h2's parser.
+    """
+
+    def __init__(self, server: bool = False) -> None:
+        super().__init__(server)
+        self._read: memoryview | None = None  # the read being cut into frames, from _pos on
+        self._pos = 0
+        self._tail: bytearray | None = None  # the partial frame behind _read, the buffer after it
+
+    def add_data(self, data: Any) -> None:
+        if self._read is not None or self._tail is not None:
+            # The last read was not parsed to its end (an error stopped h2's loop): keep the order by
+            # buffering what is left of it and all of this one.
+            if self._read is not None:
+                self._data += self._read[self._pos :]
+            if self._tail is not None:
+                self._data += self._tail
+            self._read = self._tail = None
+            super().add_data(data)
+            return
+        if self._preamble_len:
+            super().add_data(data)
+            return
+        view = memoryview(data)
+        pos = 0
+        size = len(view)
+        buf = self._data
+        # The buffer holds at most the start of one frame (every whole frame was parsed): complete
+        # that frame from this read first.
+        while buf and pos < size:
+            if len(buf) >= 9:
+                length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
+                self._validate_frame_length(length)
+                missing = 9 + length - len(buf)
+                if missing <= 0:
+                    break
+            else:
+                missing = 9 - len(buf)
+            buf += view[pos : pos + missing]
+            pos += missing
+        if pos >= size:
+            return
+        # The rest of the read is cut into frames without copying.
+        if type(data) is bytes:
+            self._read = view[pos:] if pos else view
+            self._pos = 0
+            return
+        # A read may view a buffer that is reused once this call returns (transport/receive_buffer.py):
+        # its whole frames are copied once, into bytes; in a large read, a partial frame at its end
+        # is copied once too, straight into what becomes the buffer.
+        cut = _whole_frames_end(view, pos) if size - pos >= _SCAN_FROM else size
+        if cut < size:
+            self._tail = bytearray(view[cut:])
+        if cut > pos:
+            self._read = memoryview(view[pos:cut].tobytes())
+            self._pos = 0
+
+    def discard(self) -> None:
+        """Drop everything not parsed yet (the connection is ending)."""
+        self._read = self._tail = None
+        del self._data[:]
 
     def __next__(self) -> Any:
-        buf = self._data
-        if len(buf) >= 9 and buf[3] == _DATA and not buf[4] & _PADDED and not self._headers_buffer:
-            length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
-            if len(buf) < length + 9:
-                raise StopIteration
+        if self._data:
+            return self._next_buffered()
+        read = self._read
+        if read is None:
+            if self._tail is not None:  # a partial frame: it waits for the next read
+                self._data, self._tail = self._tail, None
+            raise StopIteration
+        pos = self._pos
+        size = len(read)
+        if size - pos >= 9:
+            length = (read[pos] << 16) | (read[pos + 1] << 8) | read[pos + 2]
             self._validate_frame_length(length)
-            stream_id = _STREAM_ID.unpack_from(buf, 5)[0] & 0x7FFFFFFF
-            if stream_id:  # DATA on stream 0 is a connection error: h2's parser says so
-                end_stream = bool(buf[4] & _END_STREAM)
-                with memoryview(buf) as view:
-                    data = view[9 : 9 + length].tobytes()
-                del buf[: 9 + length]
-                return _DataFrame(stream_id, data, end_stream)
-        return super().__next__()
+            end = pos + 9 + length
+            if end <= size:
+                self._pos = end
+                if end == size:
+                    self._read = None
+                flags = read[pos + 4]
+                if read[pos + 3] == _DATA and not flags & _PADDED and not self._headers_buffer:
+                    stream_id = _STREAM_ID.unpack_from(read, pos + 5)[0] & 0x7FFFFFFF
+                    if stream_id:  # DATA on stream 0 is a connection error: h2's parser says so
+                        return _DataFrame(stream_id, read[pos + 9 : end], bool(flags & _END_STREAM))
+                self._data += read[pos:end]  # one whole frame, for h2's parser
+                return super().__next__()
+        self._data += read[pos:]  # a partial frame waits for the next read
+        self._read = None
+        raise StopIteration
+
+    def _next_buffered(self) -> Any:
+        buf = self._data
+        if len(buf) < 9:
+            raise StopIteration
+        length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
+        self._validate_frame_length(length)
+        end = 9 + length
+        if buf[3] != _DATA or buf[4] & _PADDED or self._headers_buffer:
+            return super().__next__()
+        if len(buf) < end:
+            raise StopIteration
+        stream_id = _STREAM_ID.unpack_from(buf, 5)[0] & 0x7FFFFFFF
+        if not stream_id:
+            return super().__next__()
+        end_stream = bool(buf[4] & _END_STREAM)
+        data: bytes | memoryview
+        if len(buf) - end < length:
+            # Fewer bytes behind the frame than in it: move those to a new buffer and keep the old
+            # one, which nothing else refers to any more, for the payload's view.
+            self._data = buf[end:]
+            data = memoryview(buf).toreadonly()[9:end]
+        else:
+            with memoryview(buf) as view:
+                data = view[9:end].tobytes()
+            del buf[:end]
+        return _DataFrame(stream_id, data, end_stream)
+
+
+def _whole_frames_end(view: memoryview, pos: int) -> int:
+    """Where the last frame wholly inside ``view[pos:]`` ends (``pos`` if none is)."""
+    end = len(view)
+    while pos + 9 <= end:
+        after = pos + 9 + ((view[pos] << 16) | (view[pos + 1] << 8) | view[pos + 2])
+        if after > end:
+            break
+        pos = after
+    return pos
+
+
+# A read this large has its trailing partial frame copied straight into the buffer (_FrameBuffer).
+_SCAN_FROM = 64 * 1024
 
 
 class PatchedH2Connection(GrpcH2Connection):
@@ -220,7 +357,7 @@ class PatchedH2Connection(GrpcH2Connection):
         self.encoder = CachingEncoder()
         self.decoder: CachingDecoder = CachingDecoder(self.header_list_limit)
         self._sweep_at = 64
-        self.incoming_buffer = _FrameBuffer(server=not config.client_side)
+        self.incoming_buffer: _FrameBuffer = _FrameBuffer(server=not config.client_side)
         self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
     def acknowledge(self, n: int, stream_id: int) -> bool:
@@ -278,7 +415,7 @@ class PatchedH2Connection(GrpcH2Connection):
 
     def _calm(self, reason: bytes) -> tuple[list[Any], list[h2.events.Event]]:
         self.calmed = reason
-        del self.incoming_buffer._data[:]  # the frame loop ends: nothing more is parsed
+        self.incoming_buffer.discard()  # the frame loop ends: nothing more is parsed
         return [], []
 
     def _receive_ping_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
@@ -331,7 +468,7 @@ class PatchedH2Connection(GrpcH2Connection):
         stream._inbound_window_manager.window_consumed(size)
         stream._actual_content_length += size
         event = h2.events.DataReceived(stream_id=frame.stream_id)
-        event.data = data
+        event.data = data  # type: ignore[assignment]  # a read-only view: the core takes any buffer
         event.flow_controlled_length = size
         return [], [event]
 
@@ -479,16 +616,34 @@ class PatchedH2Connection(GrpcH2Connection):
     def send_data(
         self, stream_id: int, data: bytes | memoryview, end_stream: bool = False, pad_length: Any = None
     ) -> None:
+        if pad_length is None and self._data_frame_header(stream_id, len(data), end_stream):
+            self._data_to_send += data
+            return None
+        return super().send_data(stream_id, data, end_stream, pad_length)
+
+    def send_data_parts(
+        self, stream_id: int, parts: list[memoryview], size: int, end_stream: bool = False
+    ) -> None:
+        # The frame's payload goes straight from the parts into the output buffer: one copy.
+        if self._data_frame_header(stream_id, size, end_stream):
+            out = self._data_to_send
+            for part in parts:
+                out += part
+            return None
+        return super().send_data_parts(stream_id, parts, size, end_stream)
+
+    def _data_frame_header(self, stream_id: int, size: int, end_stream: bool) -> bool:
+        """Write the header of an unpadded DATA frame of ``size`` bytes, with h2's state and window
+        accounting, and return True; or do nothing and return False when h2's own path must send it
+        (an unknown stream, a frame over the size or window limits)."""
         stream = self.streams.get(stream_id)
-        size = len(data)
         if (
-            pad_length is not None
-            or stream is None
+            stream is None
             or size > self.max_outbound_frame_size
             or size > self.outbound_flow_control_window
             or size > stream.outbound_flow_control_window
         ):
-            return super().send_data(stream_id, data, end_stream, pad_length)
+            return False
         machine = stream.state_machine
         state = self.state_machine.state
         # SEND_DATA leaves an open connection and a stream we may send on as they are, with no side
@@ -504,10 +659,15 @@ class PatchedH2Connection(GrpcH2Connection):
             flags = _END_STREAM
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
+        self._data_to_send += _FRAME_HEADER.pack(size >> 16, size & 0xFFFF, _DATA, flags, stream_id)
+        return True
+
+    def take_output(self) -> bytes | bytearray:
+        # h2's data_to_send copies its buffer into bytes; handing out the buffer itself (nobody else
+        # holds it) saves a copy of everything sent.
         out = self._data_to_send
-        out += _FRAME_HEADER.pack(size >> 16, size & 0xFFFF, _DATA, flags, stream_id)
-        out += data
-        return None
+        self._data_to_send = bytearray()
+        return out
 
 
 _FRAME_HEADER = struct.Struct(">BHBBL")  # 24-bit length as (high byte, low 16 bits), type, flags, id

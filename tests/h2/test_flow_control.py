@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
 
 from kitex_grpc import client, server
-from kitex_grpc.transport.h2.config import DEFAULT_STREAM_WINDOW, SEND_HIGH_WATER
+from kitex_grpc.protocol.h2_patched import PatchedH2Connection
+from kitex_grpc.transport.h2.config import DEFAULT_STREAM_WINDOW, MAX_FRAME_SIZE, SEND_HIGH_WATER
 from tests.h2.helpers import h2_client, h2_server, transport_of
 from tests.support import EchoService, Reply, Req
 
@@ -135,3 +139,30 @@ async def test_pipelined_bidi_of_4k_messages_completes() -> None:
         for _run in range(3):
             got = await asyncio.wait_for(_pipelined_bidi(svr.address, 1000), 60)
             assert got == list(range(1000))
+
+
+async def test_large_messages_travel_in_frames_of_the_advertised_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Both sides advertise SETTINGS_MAX_FRAME_SIZE = MAX_FRAME_SIZE, so a 1 MiB message goes in frames of
+    # up to 256 KiB each way (5 per message), not in 16 KiB ones (65): receiving costs per frame.
+    seen: dict[bool, list[int]] = {True: [], False: []}  # client side? -> DATA payload sizes received
+    receive = PatchedH2Connection._receive_fast_data_frame
+
+    def counting(conn: PatchedH2Connection, frame: Any) -> Any:
+        seen[conn.config.client_side].append(len(frame.data))
+        return receive(conn, frame)
+
+    monkeypatch.setattr(PatchedH2Connection, "_receive_fast_data_frame", counting)
+    big = server.with_max_message_size(4 * 1024 * 1024)
+    async with h2_server(big) as (svr, _, _t):
+        cli = h2_client(svr.address, client.with_max_message_size(4 * 1024 * 1024))
+        try:
+            payload = bytes(range(256)) * 4096  # 1 MiB
+            reply = await cli.Unary(Req(payload=payload))
+            assert reply.payload == payload
+        finally:
+            await cli.close()
+    for side in (True, False):
+        assert max(seen[side]) == MAX_FRAME_SIZE, seen[side]
+        assert sum(seen[side]) > 1024 * 1024 and len(seen[side]) <= 6

@@ -31,6 +31,13 @@ USER_AGENT = f"kitex-grpc/{__version__}"
 # What we advertise in SETTINGS_INITIAL_WINDOW_SIZE (RFC 9113 §6.9.2 would be 65,535); see above.
 DEFAULT_STREAM_WINDOW = 1024 * 1024
 DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
+# SETTINGS_MAX_FRAME_SIZE we advertise: the largest frame a peer may send us. grpc-go and Kitex
+# advertise none (16 KiB, RFC 9113 §6.5.2) and write 16 KiB frames; gRPC C-core (grpcio) advertises
+# 4 MiB. Receiving costs per frame (parse, window accounting, one event each), so peers that honour a
+# larger value (ours, grpcio) send a 1 MiB message in 4 frames instead of 64. A frame is held whole
+# before it is parsed: 256 KiB, the size of one socket read (transport/receive_buffer.py), bounds what
+# one connection holds of a partial frame.
+MAX_FRAME_SIZE = 256 * 1024
 # A writer waits once this many bytes of its stream wait for the peer's window.
 SEND_HIGH_WATER = 64 * 1024
 # Kitex server keepalive: ping after 2 h, fail after 20 s without an ACK. The client pings only when
@@ -123,6 +130,7 @@ class H2Tuning:
             max_message_size=max_message_size,
             initial_window_size=self.stream_window,
             initial_connection_window_size=self.connection_window,
+            max_frame_size=MAX_FRAME_SIZE,
             max_header_list_size=self.max_header_list_size,
             max_concurrent_streams=self.max_concurrent_streams,
             scheme=scheme,

@@ -114,7 +114,7 @@ class H2Protocol(ReceiveBufferProtocol):
         if self.closed:  # lingering after our GOAWAY: the input is dropped (see the module docstring)
             return
         try:
-            # ``data`` may view the shared receive buffer: h2's frame buffer copies it (bytearray +=).
+            # ``data`` views the shared receive buffer: the core copies what it keeps (h2_patched).
             events = self._core.receive_data(data)
         except H2ConnectionError as exc:
             self.on_connection_error(exc)
