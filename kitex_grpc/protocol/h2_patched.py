@@ -182,12 +182,14 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
     bytes of large messages. They are cut out as :class:`_DataFrame`, without hyperframe's header and
     flag objects, and without copying the payload where it can be avoided:
 
-    - a socket read first completes the frame whose start the buffer holds; the rest is not
-      appended to the buffer but kept as immutable ``bytes`` (copied only if it was not bytes
-      already), and the frames wholly inside it are cut out of it, a DATA payload as a view; any
+    - a socket read of 16 KiB or more first completes the frame whose start the buffer holds; the
+      rest is not appended to the buffer but kept as immutable ``bytes`` (copied only if it was not
+      bytes already), and the frames wholly inside it are cut out of it, a DATA payload as a view; any
       other frame is handed to h2's parser alone; only a trailing partial frame is buffered;
-    - a DATA frame completed in the buffer is taken out as a view of the buffer when the bytes
-      behind it are fewer than its payload, and those are copied into a new buffer instead.
+    - a DATA frame of 16 KiB or more completed in the buffer is taken out as a view of the buffer when
+      the bytes behind it are fewer than its payload, and those are copied into a new buffer instead.
+
+    Smaller reads and frames are copied as h2 copies them: for a few KiB that is fewer steps.
 
     A frame's declared length is checked against SETTINGS_MAX_FRAME_SIZE as soon as its header is
     read, not after its payload arrived. Every other frame, and DATA inside a header block (a protocol
@@ -211,8 +213,8 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
             self._read = self._tail = None
             super().add_data(data)
             return
-        if self._preamble_len:
-            super().add_data(data)
+        if self._preamble_len or len(data) < _VIEW_FROM:
+            super().add_data(data)  # small reads: copying them is cheaper than cutting views
             return
         view = memoryview(data)
         pos = 0
@@ -298,7 +300,7 @@ class _FrameBuffer(h2.frame_buffer.FrameBuffer):
             return super().__next__()
         end_stream = bool(buf[4] & _END_STREAM)
         data: bytes | memoryview
-        if len(buf) - end < length:
+        if length >= _VIEW_FROM and len(buf) - end < length:
             # Fewer bytes behind the frame than in it: move those to a new buffer and keep the old
             # one, which nothing else refers to any more, for the payload's view.
             self._data = buf[end:]
@@ -321,7 +323,9 @@ def _whole_frames_end(view: memoryview, pos: int) -> int:
     return pos
 
 
-# A read this large has its trailing partial frame copied straight into the buffer (_FrameBuffer).
+# _FrameBuffer: reads and DATA frames from this size on are cut into views; smaller ones are copied
+# (fewer steps). A read this large has its trailing partial frame copied straight into the buffer.
+_VIEW_FROM = 16 * 1024
 _SCAN_FROM = 64 * 1024
 
 

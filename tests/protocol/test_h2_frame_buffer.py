@@ -77,30 +77,30 @@ def test_lean_receive_path_sees_what_h2_sees_in_large_reads(chunk: int, reads: s
 
 
 def test_data_payloads_are_views_of_the_read_not_copies() -> None:
-    # One read holding whole DATA frames: each payload is a slice of that read (no copy per frame).
+    # One read (of 16 KiB or more) holding whole DATA frames: each payload is a slice of that read.
     _, lean = _servers()
     lean.receive_data(_opened())
-    read = _frame(0x0, 0, 1, b"a" * 1000) + _frame(0x0, 0, 1, b"b" * 2000)
+    read = _frame(0x0, 0, 1, b"a" * 10_000) + _frame(0x0, 0, 1, b"b" * 12_000)
     events = lean.receive_data(read)
     payloads = [ev.data for ev in events if isinstance(ev, h2.events.DataReceived)]
-    assert [bytes(p) for p in payloads] == [b"a" * 1000, b"b" * 2000]
+    assert [bytes(p) for p in payloads] == [b"a" * 10_000, b"b" * 12_000]
     assert all(isinstance(p, memoryview) and p.obj is read and p.readonly for p in payloads)
 
 
 def test_a_frame_completed_in_the_buffer_is_handed_out_without_a_copy() -> None:
-    # A DATA frame split across two reads is joined in the buffer, and its payload is a view of that
-    # buffer, which the frame buffer then lets go of: the next read starts a fresh one.
+    # A large DATA frame split across two reads is joined in the buffer, and its payload is a view of
+    # that buffer, which the frame buffer then lets go of: later reads do not touch it.
     _, lean = _servers()
     lean.receive_data(_opened())
-    frame = _frame(0x0, 0, 1, b"z" * 10_000)
-    assert lean.receive_data(frame[:4_000]) == []
-    (event,) = lean.receive_data(frame[4_000:])
+    lean.max_inbound_frame_size = 1 << 20  # as after our SETTINGS (256 KiB) were acknowledged
+    frame = _frame(0x0, 0, 1, b"z" * 60_000)
+    assert lean.receive_data(frame[:30_000]) == []
+    (event,) = lean.receive_data(frame[30_000:])
     assert isinstance(event, h2.events.DataReceived)
-    assert isinstance(event.data, memoryview) and event.data.readonly and bytes(event.data) == b"z" * 10_000
-    buffer = event.data.obj
-    lean.receive_data(_frame(0x0, 0, 1, b"y" * 100)[:50])  # a new partial frame
-    assert lean.incoming_buffer._data is not buffer
-    assert bytes(event.data) == b"z" * 10_000
+    assert isinstance(event.data, memoryview) and event.data.readonly
+    assert event.data.obj is not lean.incoming_buffer._data
+    lean.receive_data(_frame(0x0, 0, 1, b"y" * 20_000)[:17_000])  # a new partial frame
+    assert bytes(event.data) == b"z" * 60_000
 
 
 def test_an_oversized_frame_is_refused_at_its_header() -> None:
