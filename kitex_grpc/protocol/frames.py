@@ -24,6 +24,7 @@ __all__ = [
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 
 _I32_MAX: Final = (1 << 31) - 1
+_HOLD_FROM: Final = 64 * 1024  # parse_source: reads this large are checked for a whole first frame
 
 
 def u32_at(buf: bytes, pos: int) -> int:
@@ -40,13 +41,20 @@ def i32_at(buf: bytes, pos: int) -> int:
 def parse_source(buffer: bytearray, data: BytesLike) -> bytes | None:
     """The bytes a length-prefixed stream decoder parses next, as one ``bytes``.
 
-    With nothing held back that is ``data`` itself (one copy of a read, after which every parse step
-    is a plain byte read). Otherwise ``data`` is appended to ``buffer`` and the whole buffer is
-    returned (and ``buffer`` emptied) once its first frame is complete; ``None`` while it is not, so
-    a large frame arriving in many reads is copied out once, not once per read.
+    With nothing held back and a whole first frame in ``data``, that is ``data`` itself (one copy of a
+    read, after which every parse step is a plain byte read). Otherwise ``data`` is appended to
+    ``buffer`` and the whole buffer is returned (and ``buffer`` emptied) once its first frame is
+    complete; ``None`` while it is not, so a large frame arriving in many reads is copied out once,
+    not once per read.
     """
     if not buffer:
-        return bytes(data)
+        size = len(data)
+        if size < _HOLD_FROM or size >= 4 + int.from_bytes(data[:4], "big"):
+            return bytes(data)
+        # A large read whose first frame is not whole: held in the buffer at once (one copy, not two;
+        # a small read is copied twice, which costs less than the check).
+        buffer += data
+        return None
     buffer += data
     if len(buffer) < 4 or len(buffer) < 4 + int.from_bytes(buffer[:4], "big"):
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kitex_grpc.errors import ProtocolError
-from kitex_grpc.protocol.frames import i32_at, u32_at
+from kitex_grpc.protocol.frames import i32_at, parse_source, u32_at
 from kitex_grpc.protocol.thrift_message import FramedDecoder, encode_framed
 from kitex_grpc.protocol.ttheader import TTHeader, TTHeaderFrameDecoder, encode_frame
 
@@ -75,3 +75,19 @@ def test_a_bad_magic_is_refused_before_the_frame_is_complete() -> None:
     assert decoder.receive_data(b"\x00\x00\x00\x40\x10") == []  # a length and half the magic
     with pytest.raises(ProtocolError, match="not TTHeader protocol"):
         decoder.receive_data(b"\x01\x00\x00")  # magic 0x1001: wrong, 61 bytes of the frame still due
+
+
+def test_a_first_frame_that_is_not_whole_goes_to_the_buffer_at_once() -> None:
+    # A large read is copied once into the buffer, not into bytes first and then into the buffer
+    # (issue 25 item 2).
+    buffer = bytearray()
+    head = (200_000).to_bytes(4, "big")
+    read = memoryview(head + b"a" * 100_000)  # half of a 200,000-byte frame
+    assert parse_source(buffer, read) is None
+    assert buffer == read
+    assert parse_source(buffer, b"b" * 100_000) == head + b"a" * 100_000 + b"b" * 100_000
+    assert not buffer
+    # A whole first frame, or a small read, is parsed from one bytes copy, the buffer untouched.
+    whole = (70_000).to_bytes(4, "big") + b"c" * 70_000
+    assert parse_source(buffer, memoryview(whole)) == whole and not buffer
+    assert parse_source(buffer, b"\x00\x00\x00\x10abc") == b"\x00\x00\x00\x10abc" and not buffer
