@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from typing import Any
+from typing import Any, cast
 
 import h2
 import h2.config
@@ -345,9 +345,10 @@ class PatchedH2Connection(GrpcH2Connection):
     sweeps closed ones) each time one opens; with an unlimited peer limit this core sweeps only when
     the table doubled. Pinned to h2 4.4 by tests/protocol/test_h2_call.py.
 
-    Receiving: unpadded DATA frames are cut from the read buffer as :class:`_DataFrame` and, on a
-    stream plainly open for them, counted against both windows without h2's state-machine look-ups
-    (the same checks and event otherwise). Header blocks over ``header_list_limit`` end their stream
+    Receiving: unpadded DATA frames are cut from the read buffer as :class:`_DataFrame` (mostly
+    without copies, see :class:`_FrameBuffer`) and, on a stream plainly open for them, counted
+    against both windows without h2's state-machine look-ups, a request's END_STREAM included (the
+    same checks and events otherwise). Header blocks over ``header_list_limit`` end their stream
     (``oversized_streams``), not the connection (see :meth:`set_header_list_limit`). The flood guard
     checks PING, SETTINGS and RST_STREAM frames as they are parsed.
     """
@@ -448,23 +449,24 @@ class PatchedH2Connection(GrpcH2Connection):
         return super()._receive_rst_stream_frame(frame)
 
     def _receive_fast_data_frame(self, frame: _DataFrame) -> tuple[list[Any], list[h2.events.Event]]:
-        # h2's _receive_data_frame without its state-machine look-ups for the common case: DATA without
-        # END_STREAM on an open connection, for a stream that is open for receiving and has seen its
-        # headers, with no content-length to check: the same window accounting, the same event.
-        # Anything else gets a hyperframe DataFrame and h2's own path.
+        # h2's _receive_data_frame without its state-machine look-ups for the common cases: DATA on an
+        # open connection, for a stream that is open for receiving and has seen its headers, with no
+        # content-length to check; with END_STREAM only on an OPEN stream (a request's last DATA, as
+        # every unary call sends it). The same window accounting, the same events. Anything else gets
+        # a hyperframe DataFrame and h2's own path.
         stream = self.streams.get(frame.stream_id)
         state = self.state_machine.state
         if (
             stream is None
-            or frame.end_stream
             or (state is not _CLIENT_OPEN and state is not _SERVER_OPEN)
             or stream._expected_content_length is not None
         ):
             return super()._receive_data_frame(frame.to_hyperframe())
         machine = stream.state_machine
-        if (
-            machine.state is not _STREAM_OPEN and machine.state is not _STREAM_HALF_CLOSED_LOCAL
-        ) or not machine.headers_received:
+        if not machine.headers_received or (
+            machine.state is not _STREAM_OPEN
+            and (frame.end_stream or machine.state is not _STREAM_HALF_CLOSED_LOCAL)
+        ):
             return super()._receive_data_frame(frame.to_hyperframe())
         data = frame.data
         size = len(data)
@@ -474,7 +476,12 @@ class PatchedH2Connection(GrpcH2Connection):
         event = h2.events.DataReceived(stream_id=frame.stream_id)
         event.data = data  # type: ignore[assignment]  # a read-only view: the core takes any buffer
         event.flow_controlled_length = size
-        return [], [event]
+        if not frame.end_stream:
+            return [], [event]
+        # OPEN -> HALF_CLOSED_REMOTE: h2's own transition, which makes the StreamEnded event.
+        ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+        event.stream_ended = cast("h2.events.StreamEnded", ended[0])
+        return [], [event, *ended]
 
     def set_header_list_limit(self, limit: int) -> None:
         """Refuse header lists over ``limit`` per stream; only one over twice that (plus 64 KiB), which

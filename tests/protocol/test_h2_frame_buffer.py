@@ -129,3 +129,24 @@ def test_a_read_left_unparsed_by_an_error_keeps_the_order_of_what_follows() -> N
     assert (frame.stream_id, bytes(frame.data)) == (1, b"2")
     with pytest.raises(StopIteration):
         next(buffer)
+
+
+def test_a_requests_last_data_frame_takes_the_lean_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A unary request is HEADERS then one DATA with END_STREAM (grpc-go, grpcio and ours): that frame
+    # is accounted without h2's hyperframe objects and state-machine look-ups, with h2's events.
+    plain, lean = _servers()
+    wire = _opened() + _frame(0x0, 0x1, 1, encode_message(b"request"))
+    expected = _summary(plain.receive_data(wire))
+    own_path: list[int] = []
+    receive = h2.connection.H2Connection._receive_data_frame
+
+    def counted(conn: h2.connection.H2Connection, frame: object) -> object:
+        own_path.append(1)
+        return receive(conn, frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(h2.connection.H2Connection, "_receive_data_frame", counted)
+    assert _summary(lean.receive_data(wire)) == expected
+    assert [e[0] for e in expected] == ["RemoteSettingsChanged", "RequestReceived", "data", "StreamEnded"]
+    assert own_path == []
+    assert lean.streams[1].state_machine.state == plain.streams[1].state_machine.state
+    assert lean.inbound_flow_control_window == plain.inbound_flow_control_window
