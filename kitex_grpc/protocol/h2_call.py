@@ -2,7 +2,7 @@
 
 The cores live in modules of one job each:
 
-- :mod:`~kitex_grpc.protocol.h2_patched`: the h2 connection they drive, the one module that touches
+- :mod:`~kitex_grpc.protocol.h2_patched`: the h2 connection they drive, the one package that touches
   h2's internals (gated on the h2 versions it was tested on);
 - :mod:`~kitex_grpc.protocol.h2_call_state`: configuration, errors and the per-call state machine;
 - :mod:`~kitex_grpc.protocol.h2_core`: the call core both roles share (bytes in and out, flow

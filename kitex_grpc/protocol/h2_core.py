@@ -2,7 +2,7 @@
 
 :class:`GrpcConnectionCore` is the base of :class:`~kitex_grpc.protocol.h2_client.GrpcClientConnection`
 and :class:`~kitex_grpc.protocol.h2_server.GrpcServerConnection`. Each wraps one h2 connection, made
-by :mod:`~kitex_grpc.protocol.h2_patched` (the one module that touches h2's internals; the cores use
+by :mod:`~kitex_grpc.protocol.h2_patched` (the one package that touches h2's internals; the cores use
 h2's public API only). Bytes from the socket go to ``receive_data`` and come back as
 :mod:`~kitex_grpc.protocol.h2_events`; commands (``start_call``, ``send_message``, ``send_trailers``,
 ``reset``, ``ping``, ``close`` ...) queue frames that ``data_to_send`` hands out. Nothing here does

@@ -1,4 +1,4 @@
-"""The lean frame buffer (h2_patched._FrameBuffer): DATA payloads cut from reads without copies.
+"""The lean frame buffer (h2_patched.frame_buffer): DATA payloads cut from reads without copies.
 
 Differential: the lean server must see what plain h2 sees, for reads given as ``bytes`` and as views
 of one buffer that is overwritten after every read (transport/receive_buffer.py), cut anywhere.

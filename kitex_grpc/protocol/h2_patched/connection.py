@@ -1,58 +1,32 @@
-"""The one home of h2 internals: the HTTP/2 connection the gRPC cores drive, gated on h2's version.
-
-The cores (:mod:`~kitex_grpc.protocol.h2_core` and its two roles) use only h2's public API; every
-override of h2's private methods and every read or write of its private names lives here.
-
-Tested h2 versions: 4.4.0 (the lower bound of pyproject.toml, which the lowest-direct CI venv runs) and
-4.4.1 (uv.lock), i.e. ``4.4 <= h2 < 5`` (:data:`TESTED_H2`). Inside that range the cores get
-:class:`PatchedH2Connection`: h2's connection with a graceful GOAWAY, per-stream refusals, a flood
-guard checked as frames are parsed, and lean send and receive paths, all by overriding h2's private
-handlers. Outside it (checked once at import, against ``h2.__version__``) they get
-:class:`GrpcH2Connection`, a plain subclass through public API only, and the choice is logged once as a
-warning. That fallback keeps what correctness needs, with these differences, each safe but coarser:
-
-- a GOAWAY(NO_ERROR) received closes h2's state machine as h2 does: calls in flight end with the
-  connection (UNAVAILABLE) instead of draining;
-- a header block over our MAX_HEADER_LIST_SIZE, a request over MAX_CONCURRENT_STREAMS and a
-  malformed header block (RFC 9113 §8.1.1) fail the connection (h2's own errors) instead of that
-  stream alone;
-- the server's flood guard (:class:`~kitex_grpc.protocol.h2_limits.FloodGuard`) counts PING,
-  SETTINGS and RST_STREAM from h2's events after each read instead of while parsing it;
-- frames are sent and parsed by h2's own code paths (slower, same bytes on the wire).
+"""The HTTP/2 connection classes the gRPC cores drive (part of the h2 fence, see
+:mod:`kitex_grpc.protocol.h2_patched`, which says which h2 versions they were tested on and picks one).
 """
 
 from __future__ import annotations
 
-import logging
-import re
 import struct
 from typing import Any, cast
 
-import h2
 import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-import h2.frame_buffer
 import h2.stream
 import hpack
 from h2.connection import AllowedStreamIDs
 from h2.errors import ErrorCodes
 from h2.stream import StreamInputs
 from h2.utilities import authority_from_headers, extract_method_header
-from hyperframe.frame import DataFrame, GoAwayFrame, RstStreamFrame
+from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 from kitex_grpc.protocol.h2_hpack import CachingDecoder, CachingEncoder
 from kitex_grpc.protocol.h2_limits import FloodGuard
+from kitex_grpc.protocol.h2_patched.frame_buffer import DATA as _DATA
+from kitex_grpc.protocol.h2_patched.frame_buffer import END_STREAM as _END_STREAM
+from kitex_grpc.protocol.h2_patched.frame_buffer import LeanDataFrame, LeanFrameBuffer
 from kitex_grpc.protocol.h2_validate import malformed
 
-__all__ = ["H2_CONNECTION_CLASS", "TESTED_H2", "GrpcH2Connection", "PatchedH2Connection", "connection_class"]
-
-# The h2 versions the overrides were tested on: (lowest, first excluded) as (major, minor).
-TESTED_H2: tuple[tuple[int, int], tuple[int, int]] = ((4, 4), (5, 0))
-
-_log = logging.getLogger("kitex_grpc.protocol.h2")
-_warned = False
+__all__ = ["GrpcH2Connection", "PatchedH2Connection"]
 
 
 class GrpcH2Connection(h2.connection.H2Connection):
@@ -131,204 +105,6 @@ class GrpcH2Connection(h2.connection.H2Connection):
         return max(0, limit - int(self.open_outbound_streams))
 
 
-def _tested(version: str) -> bool:
-    match = re.match(r"(\d+)\.(\d+)", version)
-    if match is None:
-        return False
-    found = (int(match[1]), int(match[2]))
-    return TESTED_H2[0] <= found < TESTED_H2[1]
-
-
-def connection_class(version: str | None = None) -> type[GrpcH2Connection]:
-    """The connection class for h2 ``version`` (default: the installed ``h2.__version__``):
-    :class:`PatchedH2Connection` inside :data:`TESTED_H2`, else :class:`GrpcH2Connection`, said once
-    in the log (logger ``kitex_grpc.protocol.h2``, WARNING)."""
-    global _warned
-    found = h2.__version__ if version is None else version
-    if _tested(found):
-        return PatchedH2Connection
-    if not _warned:
-        _warned = True
-        low, high = TESTED_H2
-        _log.warning(
-            "h2 %s is outside the versions kitex_grpc's HTTP/2 overrides were tested on"
-            " (%d.%d <= h2 < %d.%d): using plain h2 (slower; a GOAWAY received, and oversized, excess or"
-            " malformed request headers, end the whole connection)",
-            found,
-            *low,
-            *high,
-        )
-    return GrpcH2Connection
-
-
-class _DataFrame:
-    """An unpadded DATA frame as :class:`_FrameBuffer` yields it; hyperframe's ``DataFrame`` (with
-    its flag set) is built only when h2's own path needs one. ``data`` is bytes or a read-only view
-    of bytes nothing will change (see :class:`_FrameBuffer`)."""
-
-    __slots__ = ("data", "end_stream", "stream_id")
-
-    def __init__(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> None:
-        self.stream_id = stream_id
-        self.data = data
-        self.end_stream = end_stream
-
-    def to_hyperframe(self) -> DataFrame:
-        return DataFrame(self.stream_id, bytes(self.data), flags=("END_STREAM",) if self.end_stream else ())
-
-
-class _FrameBuffer(h2.frame_buffer.FrameBuffer):
-    """h2's frame buffer, with a lean path for unpadded DATA frames on a stream (RFC 9113 §6.1), the
-    bytes of large messages. They are cut out as :class:`_DataFrame`, without hyperframe's header and
-    flag objects, and without copying the payload where it can be avoided:
-
-    - a socket read of 16 KiB or more first completes the frame whose start the buffer holds; the
-      rest is not appended to the buffer but kept as immutable ``bytes`` (copied only if it was not
-      bytes already), and the frames wholly inside it are cut out of it, a DATA payload as a view; any
-      other frame is handed to h2's parser alone; only a trailing partial frame is buffered;
-    - a DATA frame of 16 KiB or more completed in the buffer is taken out as a view of the buffer when
-      the bytes behind it are fewer than its payload, and those are copied into a new buffer instead.
-
-    Smaller reads and frames are copied as h2 copies them: for a few KiB that is fewer steps.
-
-    A frame's declared length is checked against SETTINGS_MAX_FRAME_SIZE as soon as its header is
-    read, not after its payload arrived. Every other frame, and DATA inside a header block (a protocol
-    error h2 reports), goes through h2's parser.
-    """
-
-    def __init__(self, server: bool = False) -> None:
-        super().__init__(server)
-        self._read: memoryview | None = None  # the read being cut into frames, from _pos on
-        self._pos = 0
-        self._tail: bytearray | None = None  # the partial frame behind _read, the buffer after it
-
-    def add_data(self, data: Any) -> None:
-        if self._read is not None or self._tail is not None:
-            # The last read was not parsed to its end (an error stopped h2's loop): keep the order by
-            # buffering what is left of it and all of this one.
-            if self._read is not None:
-                self._data += self._read[self._pos :]
-            if self._tail is not None:
-                self._data += self._tail
-            self._read = self._tail = None
-            super().add_data(data)
-            return
-        if self._preamble_len or len(data) < _VIEW_FROM:
-            super().add_data(data)  # small reads: copying them is cheaper than cutting views
-            return
-        view = memoryview(data)
-        pos = 0
-        size = len(view)
-        buf = self._data
-        # The buffer holds at most the start of one frame (every whole frame was parsed): complete
-        # that frame from this read first.
-        while buf and pos < size:
-            if len(buf) >= 9:
-                length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
-                self._validate_frame_length(length)
-                missing = 9 + length - len(buf)
-                if missing <= 0:
-                    break
-            else:
-                missing = 9 - len(buf)
-            buf += view[pos : pos + missing]
-            pos += missing
-        if pos >= size:
-            return
-        # The rest of the read is cut into frames without copying.
-        if type(data) is bytes:
-            self._read = view[pos:] if pos else view
-            self._pos = 0
-            return
-        # A read may view a buffer that is reused once this call returns (transport/receive_buffer.py):
-        # its whole frames are copied once, into bytes; in a large read, a partial frame at its end
-        # is copied once too, straight into what becomes the buffer.
-        cut = _whole_frames_end(view, pos) if size - pos >= _SCAN_FROM else size
-        if cut < size:
-            self._tail = bytearray(view[cut:])
-        if cut > pos:
-            self._read = memoryview(view[pos:cut].tobytes())
-            self._pos = 0
-
-    def discard(self) -> None:
-        """Drop everything not parsed yet (the connection is ending)."""
-        self._read = self._tail = None
-        del self._data[:]
-
-    def __next__(self) -> Any:
-        if self._data:
-            return self._next_buffered()
-        read = self._read
-        if read is None:
-            if self._tail is not None:  # a partial frame: it waits for the next read
-                self._data, self._tail = self._tail, None
-            raise StopIteration
-        pos = self._pos
-        size = len(read)
-        if size - pos >= 9:
-            length = (read[pos] << 16) | (read[pos + 1] << 8) | read[pos + 2]
-            self._validate_frame_length(length)
-            end = pos + 9 + length
-            if end <= size:
-                self._pos = end
-                if end == size:
-                    self._read = None
-                flags = read[pos + 4]
-                if read[pos + 3] == _DATA and not flags & _PADDED and not self._headers_buffer:
-                    stream_id = _STREAM_ID.unpack_from(read, pos + 5)[0] & 0x7FFFFFFF
-                    if stream_id:  # DATA on stream 0 is a connection error: h2's parser says so
-                        return _DataFrame(stream_id, read[pos + 9 : end], bool(flags & _END_STREAM))
-                self._data += read[pos:end]  # one whole frame, for h2's parser
-                return super().__next__()
-        self._data += read[pos:]  # a partial frame waits for the next read
-        self._read = None
-        raise StopIteration
-
-    def _next_buffered(self) -> Any:
-        buf = self._data
-        if len(buf) < 9:
-            raise StopIteration
-        length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
-        self._validate_frame_length(length)
-        end = 9 + length
-        if buf[3] != _DATA or buf[4] & _PADDED or self._headers_buffer:
-            return super().__next__()
-        if len(buf) < end:
-            raise StopIteration
-        stream_id = _STREAM_ID.unpack_from(buf, 5)[0] & 0x7FFFFFFF
-        if not stream_id:
-            return super().__next__()
-        end_stream = bool(buf[4] & _END_STREAM)
-        data: bytes | memoryview
-        if length >= _VIEW_FROM and len(buf) - end < length:
-            # Fewer bytes behind the frame than in it: move those to a new buffer and keep the old
-            # one, which nothing else refers to any more, for the payload's view.
-            self._data = buf[end:]
-            data = memoryview(buf).toreadonly()[9:end]
-        else:
-            with memoryview(buf) as view:
-                data = view[9:end].tobytes()
-            del buf[:end]
-        return _DataFrame(stream_id, data, end_stream)
-
-
-def _whole_frames_end(view: memoryview, pos: int) -> int:
-    """Where the last frame wholly inside ``view[pos:]`` ends (``pos`` if none is)."""
-    end = len(view)
-    while pos + 9 <= end:
-        after = pos + 9 + ((view[pos] << 16) | (view[pos + 1] << 8) | view[pos + 2])
-        if after > end:
-            break
-        pos = after
-    return pos
-
-
-# _FrameBuffer: reads and DATA frames from this size on are cut into views; smaller ones are copied
-# (fewer steps). A read this large has its trailing partial frame copied straight into the buffer.
-_VIEW_FROM = 16 * 1024
-_SCAN_FROM = 64 * 1024
-
-
 class PatchedH2Connection(GrpcH2Connection):
     """h2's connection with a graceful GOAWAY that does not close it, and lean send and receive paths.
 
@@ -345,8 +121,8 @@ class PatchedH2Connection(GrpcH2Connection):
     sweeps closed ones) each time one opens; with an unlimited peer limit this core sweeps only when
     the table doubled. Pinned to h2 4.4 by tests/protocol/test_h2_call.py.
 
-    Receiving: unpadded DATA frames are cut from the read buffer as :class:`_DataFrame` (mostly
-    without copies, see :class:`_FrameBuffer`) and, on a stream plainly open for them, counted
+    Receiving: unpadded DATA frames are cut from the read buffer as :class:`LeanDataFrame` (mostly
+    without copies, see :class:`LeanFrameBuffer`) and, on a stream plainly open for them, counted
     against both windows without h2's state-machine look-ups, a request's END_STREAM included (the
     same checks and events otherwise). Header blocks over ``header_list_limit`` end their stream
     (``oversized_streams``), not the connection (see :meth:`set_header_list_limit`). The flood guard
@@ -362,8 +138,8 @@ class PatchedH2Connection(GrpcH2Connection):
         self.encoder = CachingEncoder()
         self.decoder: CachingDecoder = CachingDecoder(self.header_list_limit)
         self._sweep_at = 64
-        self.incoming_buffer: _FrameBuffer = _FrameBuffer(server=not config.client_side)
-        self._frame_dispatch_table[_DataFrame] = self._receive_fast_data_frame  # type: ignore[index]
+        self.incoming_buffer: LeanFrameBuffer = LeanFrameBuffer(server=not config.client_side)
+        self._frame_dispatch_table[LeanDataFrame] = self._receive_fast_data_frame  # type: ignore[index]
 
     def acknowledge(self, n: int, stream_id: int) -> bool:
         # h2 queues a WINDOW_UPDATE only once half a window was consumed: say whether it did, so the
@@ -448,7 +224,7 @@ class PatchedH2Connection(GrpcH2Connection):
                 return self._calm(reason)
         return super()._receive_rst_stream_frame(frame)
 
-    def _receive_fast_data_frame(self, frame: _DataFrame) -> tuple[list[Any], list[h2.events.Event]]:
+    def _receive_fast_data_frame(self, frame: LeanDataFrame) -> tuple[list[Any], list[h2.events.Event]]:
         # h2's _receive_data_frame without its state-machine look-ups for the common cases: DATA on an
         # open connection, for a stream that is open for receiving and has seen its headers, with no
         # content-length to check; with END_STREAM only on an OPEN stream (a request's last DATA, as
@@ -682,13 +458,9 @@ class PatchedH2Connection(GrpcH2Connection):
 
 
 _FRAME_HEADER = struct.Struct(">BHBBL")  # 24-bit length as (high byte, low 16 bits), type, flags, id
-_DATA = 0x0
 _HEADERS = 0x1
 _CONTINUATION = 0x9
-_END_STREAM = 0x1
 _END_HEADERS = 0x4
-_PADDED = 0x8
-_STREAM_ID = struct.Struct(">L")
 _HEADER_LIST_SLACK = 64 * 1024
 _SEND_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
 _SEND_DATA = h2.connection.ConnectionInputs.SEND_DATA
@@ -700,7 +472,3 @@ _OPEN_STATES = (_CLIENT_OPEN, _SERVER_OPEN)
 _STREAM_OPEN = h2.stream.StreamState.OPEN
 _STREAM_HALF_CLOSED_LOCAL = h2.stream.StreamState.HALF_CLOSED_LOCAL
 _STREAM_HALF_CLOSED_REMOTE = h2.stream.StreamState.HALF_CLOSED_REMOTE
-
-
-H2_CONNECTION_CLASS: type[GrpcH2Connection] = connection_class()
-"""The class the cores instantiate, chosen at import from the installed h2."""
